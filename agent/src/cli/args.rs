@@ -1,0 +1,78 @@
+//! Command-line types (clap derive). Parsing only; each command lives in its own module.
+
+use crate::telemetry::LogFormat;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// srediag: a privileged host diagnostics agent (telemetry pipeline, sandboxed plugins, eBPF
+/// observers).
+#[derive(Debug, Parser)]
+#[command(name = "srediag", version, propagate_version = true, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Output format of commands that print data.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Log filter (`info`, `debug`, `srediag=debug,warn`); overrides the config's
+    /// `service.telemetry.logs.level`.
+    #[arg(long, global = true, env = "SREDIAG_LOG")]
+    pub log_level: Option<String>,
+    /// Log line format; overrides `service.telemetry.logs.format`.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// Stable JSON for programs (documented in docs/cli.md).
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent in the foreground (SIGINT/SIGTERM stop it gracefully).
+    Run(ConfigArg),
+    /// Check a configuration file; exit 0 when valid, 78 when not.
+    Validate(RequiredConfigArg),
+    /// Print the effective configuration (defaults filled in, `${env:…}` expanded).
+    PrintConfig(ConfigArg),
+    /// List built-in components with their kind, signals and stability.
+    Components,
+    /// Report what this host supports for srediag (eBPF, cgroups, Landlock, seccomp).
+    Probe,
+    /// Print version and build information.
+    Version,
+    /// Generate shell completions.
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Generate the man page (roff) on stdout.
+    #[command(hide = true)]
+    Man,
+}
+
+/// `--config FILE`, optional (the embedded default otherwise).
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Configuration file (YAML). Without it, the embedded default configuration is used.
+    #[arg(short, long, value_name = "FILE", env = "SREDIAG_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `--config FILE`, required.
+#[derive(Debug, Args)]
+pub struct RequiredConfigArg {
+    /// Configuration file (YAML) to check.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+}

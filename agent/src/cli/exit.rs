@@ -1,0 +1,50 @@
+//! Exit codes (sysexits.h where one fits) and the one-line error that goes with them.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Success.
+pub const OK: u8 = 0;
+/// A runtime failure not covered below.
+pub const FAILURE: u8 = 1;
+/// The input file could not be read (EX_NOINPUT).
+pub const NO_INPUT: u8 = 66;
+/// A service could not start: address in use, peer unavailable (EX_UNAVAILABLE).
+pub const UNAVAILABLE: u8 = 69;
+/// Root (or a capability) is needed (EX_NOPERM).
+pub const NO_PERM: u8 = 77;
+/// The configuration is invalid (EX_CONFIG).
+pub const CONFIG: u8 = 78;
+
+/// A command failure: the message is printed as one line on stderr, the code is the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// The message, naming what failed and where, with the remedy.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with code and message.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What a command returns.
+pub type CmdResult = Result<ExitCode, Failure>;
+
+/// Exit 0.
+pub fn ok() -> CmdResult {
+    Ok(ExitCode::from(OK))
+}

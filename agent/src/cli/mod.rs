@@ -1,0 +1,62 @@
+//! The `srediag` command line: one module per command, each with an `execute` (bpfman's
+//! layout). `main` parses, then calls [`execute`].
+
+pub mod args;
+pub mod exit;
+mod output;
+
+mod components;
+mod generate;
+mod print_config;
+mod probe;
+mod run;
+mod validate;
+mod version;
+
+pub use args::{Cli, Command, Output};
+pub use exit::{CmdResult, Failure};
+
+use crate::config::{self, Diagnostic, LoadError, ProcessEnv, Source};
+use std::path::PathBuf;
+
+/// Runs the parsed command.
+pub fn execute(cli: Cli) -> CmdResult {
+    let out = cli.output;
+    match cli.command {
+        Command::Run(c) => run::execute(c.config, cli.log_level, cli.log_format),
+        Command::Validate(c) => validate::execute(c.config, out),
+        Command::PrintConfig(c) => print_config::execute(c.config, out),
+        Command::Components => components::execute(out),
+        Command::Probe => probe::execute(out),
+        Command::Version => version::execute(out),
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Man => generate::man(),
+    }
+}
+
+/// Loads a configuration for a command; errors become failures with the right exit code.
+/// Returns the configuration, its warnings, and its display name.
+fn load_config(path: Option<PathBuf>) -> Result<(config::Config, Vec<Diagnostic>), LoadErrorOut> {
+    let source = path.map(Source::File).unwrap_or(Source::Embedded);
+    config::load(&source, &ProcessEnv).map_err(LoadErrorOut)
+}
+
+/// A load error, printed the way every command prints it.
+struct LoadErrorOut(LoadError);
+
+impl LoadErrorOut {
+    /// Prints diagnostics (or the one-line error) to stderr and gives the exit failure.
+    fn report(self) -> Failure {
+        match self.0 {
+            LoadError::Invalid { file, diagnostics } => {
+                for d in &diagnostics {
+                    eprintln!("{d}");
+                }
+                let n = diagnostics.iter().filter(|d| d.severity == config::Severity::Error).count();
+                Failure::new(exit::CONFIG, format!("{file}: configuration is invalid ({n} error(s))"))
+            }
+            e @ LoadError::Read { .. } => Failure::new(exit::NO_INPUT, format!("{e} (check the path and permissions)")),
+            e @ LoadError::TooLarge { .. } => Failure::new(exit::CONFIG, e.to_string()),
+        }
+    }
+}

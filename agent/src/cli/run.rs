@@ -1,0 +1,78 @@
+//! `srediag run`: the agent in the foreground.
+
+use super::exit::{self, CmdResult, FAILURE, Failure, ok};
+use super::load_config;
+use crate::pipeline::{self, BuildError};
+use crate::telemetry::{self, LogFormat, Telemetry};
+use std::path::PathBuf;
+
+/// Loads the configuration, starts telemetry and pipelines, and runs until SIGINT/SIGTERM.
+pub fn execute(path: Option<PathBuf>, log_level: Option<String>, log_format: Option<LogFormat>) -> CmdResult {
+    let (config, warnings) = load_config(path.clone()).map_err(|e| e.report())?;
+    let level = log_level.unwrap_or_else(|| config.service.telemetry.logs.level.clone());
+    let format = log_format.unwrap_or(config.service.telemetry.logs.format);
+    telemetry::init_logging(&level, format).map_err(|e| Failure::new(exit::CONFIG, e))?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let workers = std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(16)
+        .thread_name("srediag")
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(FAILURE, format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        let telemetry = Telemetry::new();
+        let addr = &config.service.telemetry.metrics.address;
+        let listener = telemetry::bind(addr, "service.telemetry.metrics.address").await.map_err(|e| {
+            Failure::new(
+                exit::UNAVAILABLE,
+                format!("{e} (is another srediag running? stop it or change service.telemetry.metrics.address)"),
+            )
+        })?;
+        tokio::spawn(telemetry::serve(listener, telemetry.clone()));
+        let service = pipeline::start(&config, telemetry.clone()).await.map_err(build_failure)?;
+        tracing::info!(
+            config = %path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| crate::config::EMBEDDED_NAME.into()),
+            telemetry = %addr,
+            pipelines = config.service.pipelines.len(),
+            version = env!("CARGO_PKG_VERSION"),
+            "srediag running"
+        );
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "shutting down: draining pipelines");
+        service.stop().await;
+        tracing::info!("stopped");
+        ok()
+    })
+}
+
+fn build_failure(e: BuildError) -> Failure {
+    match &e {
+        BuildError::Bind { .. } => Failure::new(
+            exit::UNAVAILABLE,
+            format!("{e} (another process holds the address: stop it or change the setting)"),
+        ),
+        BuildError::Open { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => Failure::new(
+            exit::NO_PERM,
+            format!("{e} (run srediag as root, or point the setting at a writable path)"),
+        ),
+        BuildError::Open { .. } => Failure::new(exit::NO_INPUT, e.to_string()),
+        _ => Failure::new(FAILURE, e.to_string()),
+    }
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        unreachable!()
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,12 @@
+//! srediag: a privileged host diagnostics agent.
+//!
+//! See ARCHITECTURE.md at the repository root for the bird's eye view and the code map.
+
+pub mod cli;
+pub mod components;
+pub mod config;
+pub mod model;
+pub mod pipeline;
+pub mod probe;
+pub mod sys;
+pub mod telemetry;

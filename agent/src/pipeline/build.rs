@@ -1,0 +1,153 @@
+//! Wiring a validated configuration into running stages, and stopping them in order.
+
+use super::stage::{ExporterStage, run_exporter, run_processor};
+use super::{BuildContext, BuildError, Fanout, QueueSender, ReceiverOutput, queue};
+use crate::components::{self, Kind};
+use crate::config::Config;
+use crate::model::Signal;
+use crate::telemetry::Telemetry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The running pipelines.
+pub struct RunningService {
+    shutdown: watch::Sender<bool>,
+    abandon: watch::Sender<bool>,
+    receivers: Vec<JoinHandle<()>>,
+    processors: Vec<JoinHandle<()>>,
+    exporters: Vec<JoinHandle<()>>,
+    drain_timeout: Duration,
+    telemetry: Arc<Telemetry>,
+}
+
+/// Builds every component the pipelines use and starts them: exporters first, receivers last.
+pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<RunningService, BuildError> {
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (abandon, abandon_rx) = watch::channel(false);
+    let ctx = |id: &str| BuildContext {
+        id: id.to_string(),
+        telemetry: telemetry.clone(),
+    };
+
+    // Exporters: one instance (and one queue) per id, shared by every pipeline that lists it.
+    let mut exporter_inputs: BTreeMap<String, QueueSender> = BTreeMap::new();
+    let mut exporters = Vec::new();
+    for pipeline in config.service.pipelines.values() {
+        for id in &pipeline.exporters {
+            if exporter_inputs.contains_key(id) {
+                continue;
+            }
+            let c = component(config, Kind::Exporter, id)?;
+            let exporter = components::exporters::build(&c.config, &ctx(id)).await?;
+            let qcfg = c.queue.clone().unwrap_or_default();
+            let (tx, rx) = queue(&qcfg, telemetry.queue("exporter", id, "", qcfg.capacity));
+            let stage = ExporterStage {
+                id: id.clone(),
+                logs: telemetry.exporter(id, Signal::Logs),
+                metrics: telemetry.exporter(id, Signal::Metrics),
+                errors: telemetry.component("exporter", id),
+            };
+            exporters.push(tokio::spawn(run_exporter(exporter, rx, stage, abandon_rx.clone())));
+            exporter_inputs.insert(id.clone(), tx);
+        }
+    }
+
+    // Processors: one instance per pipeline, chained back to front.
+    let mut processors = Vec::new();
+    let mut entries: BTreeMap<(String, Signal), Vec<QueueSender>> = BTreeMap::new();
+    for (name, pipeline) in &config.service.pipelines {
+        let signal = Config::pipeline_signal(name).ok_or_else(|| BuildError::Invalid {
+            id: name.clone(),
+            message: "pipeline id has no valid signal".into(),
+        })?;
+        let mut next = Fanout::new(pipeline.exporters.iter().map(|id| exporter_inputs[id].clone()).collect());
+        for id in pipeline.processors.iter().rev() {
+            let c = component(config, Kind::Processor, id)?;
+            let processor = components::processors::build(&c.config, &ctx(id))?;
+            let qcfg = c.queue.clone().unwrap_or_default();
+            let (tx, rx) = queue(&qcfg, telemetry.queue("processor", id, name, qcfg.capacity));
+            let counters = telemetry.processor(id, name, signal);
+            processors.push(tokio::spawn(run_processor(processor, rx, next, counters)));
+            next = Fanout::new(vec![tx]);
+        }
+        let targets = next.into_targets();
+        for r in &pipeline.receivers {
+            entries.entry((r.clone(), signal)).or_default().extend(targets.iter().cloned());
+        }
+    }
+    drop(exporter_inputs);
+
+    // Receivers: one instance per id, feeding every pipeline that lists it.
+    let mut receiver_ids: Vec<&String> = config.service.pipelines.values().flat_map(|p| &p.receivers).collect();
+    receiver_ids.sort();
+    receiver_ids.dedup();
+    let mut built = Vec::new();
+    for id in receiver_ids {
+        let c = component(config, Kind::Receiver, id)?;
+        let receiver = components::receivers::build(&c.config, &ctx(id)).await?;
+        let mut slot = |s: Signal| {
+            entries
+                .remove(&(id.clone(), s))
+                .map(|t| (Fanout::new(t), telemetry.receiver(id, s)))
+        };
+        let out = ReceiverOutput::new(slot(Signal::Logs), slot(Signal::Metrics));
+        built.push((receiver, out));
+    }
+    let receivers = built
+        .into_iter()
+        .map(|(r, out)| tokio::spawn(r.run(out, shutdown_rx.clone())))
+        .collect();
+    telemetry.health.set_ready(true);
+    Ok(RunningService {
+        shutdown,
+        abandon,
+        receivers,
+        processors,
+        exporters,
+        drain_timeout: config.service.shutdown_timeout,
+        telemetry,
+    })
+}
+
+fn component<'a>(config: &'a Config, kind: Kind, id: &str) -> Result<&'a crate::config::Component, BuildError> {
+    config.component(kind, id).ok_or_else(|| BuildError::Invalid {
+        id: id.to_string(),
+        message: format!("{} is not defined", kind.as_str()),
+    })
+}
+
+impl RunningService {
+    /// Stops the receivers, lets processors and exporters drain everything accepted, and waits
+    /// at most the drain timeout before counting what is left as dropped.
+    pub async fn stop(self) {
+        self.telemetry.health.set_ready(false);
+        let _ = self.shutdown.send(true);
+        let drain = async {
+            for h in self.receivers {
+                let _ = h.await;
+            }
+            for h in self.processors {
+                let _ = h.await;
+            }
+        };
+        let mut exporters = self.exporters;
+        let all = async {
+            drain.await;
+            for h in &mut exporters {
+                let _ = h.await;
+            }
+        };
+        if tokio::time::timeout(self.drain_timeout, all).await.is_err() {
+            tracing::warn!(timeout = ?self.drain_timeout, "shutdown drain timeout: abandoning queued items");
+            let _ = self.abandon.send(true);
+            for h in exporters {
+                if !h.is_finished() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! srediag plugin SDK (filled by the plugin issues).
