@@ -75,7 +75,11 @@ pub fn free_port() -> u16 {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().expect("local_addr").port();
         drop(l);
-        if HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+        if HANDED_OUT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port)
+        {
             return port;
         }
     }
@@ -96,7 +100,10 @@ pub fn poll_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -112,21 +119,29 @@ pub struct CmdOutput {
 impl CmdOutput {
     /// The exit code; panics if the process died from a signal.
     pub fn code(&self) -> i32 {
-        self.status
-            .code()
-            .unwrap_or_else(|| panic!("srediag died from a signal: {:?}\nstderr:\n{}", self.status, self.stderr))
+        self.status.code().unwrap_or_else(|| {
+            panic!(
+                "srediag died from a signal: {:?}\nstderr:\n{}",
+                self.status, self.stderr
+            )
+        })
     }
 
     /// stderr's non-empty lines.
     pub fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
     }
 
     /// Panics if the output looks like a Rust panic or a backtrace.
     pub fn assert_no_panic(&self) {
         for s in [&self.stdout, &self.stderr] {
             assert!(
-                !s.contains("panicked") && !s.contains("stack backtrace") && !s.contains("RUST_BACKTRACE"),
+                !s.contains("panicked")
+                    && !s.contains("stack backtrace")
+                    && !s.contains("RUST_BACKTRACE"),
                 "srediag panicked:\nstdout:\n{}\nstderr:\n{}",
                 self.stdout,
                 self.stderr
@@ -177,7 +192,10 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn new(name: &str, child: Child) -> Self {
-        ChildGuard { child, name: name.to_string() }
+        ChildGuard {
+            child,
+            name: name.to_string(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -189,7 +207,13 @@ impl ChildGuard {
         // SAFETY: kill(2) with a pid we spawned and have not reaped yet (the Child is still owned
         // here, so the pid cannot have been recycled).
         let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}): {}", self.pid(), std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "kill({}, {sig}): {}",
+            self.pid(),
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Waits for the process to exit, at most `timeout`; panics past it (drop then kills it).
@@ -199,7 +223,11 @@ impl ChildGuard {
             if let Some(st) = self.child.try_wait().expect("try_wait") {
                 return st;
             }
-            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -238,7 +266,14 @@ impl Agent {
         fs::write(&config_path, config).expect("write agent config");
         let stderr_path = dir.join("agent.stderr");
         let child = Command::new(agent_bin())
-            .args(["--log-format", "text", "--log-level", "info", "run", "--config"])
+            .args([
+                "--log-format",
+                "text",
+                "--log-level",
+                "info",
+                "run",
+                "--config",
+            ])
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(fs::File::create(dir.join("agent.stdout")).expect("create stdout file"))
@@ -261,14 +296,20 @@ impl Agent {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(st) = self.proc.try_exit() {
-                panic!("srediag exited before it was ready ({st})\nstderr:\n{}", self.stderr());
+                panic!(
+                    "srediag exited before it was ready ({st})\nstderr:\n{}",
+                    self.stderr()
+                );
             }
             if let Ok(r) = self.client.get(&url).timeout(Duration::from_secs(2)).send()
                 && r.status().is_success()
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "srediag not ready at {url} within {READY_TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "srediag not ready at {url} within {READY_TIMEOUT:?}"
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }
@@ -340,7 +381,10 @@ impl Drop for Agent {
                 eprintln!("{l}");
             }
             eprintln!("---- config {} ----", self.config_path.display());
-            eprintln!("{}", fs::read_to_string(&self.config_path).unwrap_or_default());
+            eprintln!(
+                "{}",
+                fs::read_to_string(&self.config_path).unwrap_or_default()
+            );
         }
     }
 }
@@ -370,14 +414,23 @@ pub fn parse_prometheus(text: &str) -> Vec<Sample> {
             Some(i) => (&line[..i], BTreeMap::new(), &line[i..]),
             None => panic!("metrics line without a value: {line}"),
         };
-        let value_s = rest.split_whitespace().next().unwrap_or_else(|| panic!("no value: {line}"));
+        let value_s = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_else(|| panic!("no value: {line}"));
         let value = match value_s {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
             "NaN" => f64::NAN,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value {v:?} in: {line}")),
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value {v:?} in: {line}")),
         };
-        out.push(Sample { name: name.to_string(), labels, value });
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
     }
     out
 }
@@ -425,7 +478,10 @@ fn parse_labels(s: &str) -> Option<(BTreeMap<String, String>, usize)> {
 pub fn metric_sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut found = None;
     for s in samples.iter().filter(|s| s.name == name) {
-        if labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)) {
+        if labels
+            .iter()
+            .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        {
             *found.get_or_insert(0.0) += s.value;
         }
     }
@@ -438,7 +494,8 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
     let mut s = String::new();
     match fs::File::open(path) {
         Ok(mut f) => {
-            f.read_to_string(&mut s).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            f.read_to_string(&mut s)
+                .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => panic!("open {}: {e}", path.display()),
@@ -458,7 +515,12 @@ pub fn parse_jsonl(s: &str, origin: &Path) -> Vec<Value> {
         .enumerate()
         .map(|(n, l)| {
             serde_json::from_str(l).unwrap_or_else(|e| {
-                panic!("{} line {}: not JSON ({e}): {}", origin.display(), n + 1, truncate(l, 300))
+                panic!(
+                    "{} line {}: not JSON ({e}): {}",
+                    origin.display(),
+                    n + 1,
+                    truncate(l, 300)
+                )
             })
         })
         .collect()
@@ -535,7 +597,10 @@ pub fn log_records(lines: &[Value]) -> Vec<LogView> {
                     out.push(LogView {
                         body: lr.get("body").and_then(any_str).map(str::to_string),
                         severity_number: lr.get("severityNumber").and_then(Value::as_i64),
-                        severity_text: lr.get("severityText").and_then(Value::as_str).map(str::to_string),
+                        severity_text: lr
+                            .get("severityText")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
                         attributes: kv_map(lr.get("attributes")),
                         resource: resource.clone(),
                         scope_name: scope_name.clone(),
@@ -576,7 +641,13 @@ pub fn metric_points(lines: &[Value]) -> Vec<PointView> {
             for sm in arr(rm, "scopeMetrics") {
                 for m in arr(sm, "metrics") {
                     let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
-                    for kind in ["sum", "gauge", "histogram", "exponentialHistogram", "summary"] {
+                    for kind in [
+                        "sum",
+                        "gauge",
+                        "histogram",
+                        "exponentialHistogram",
+                        "summary",
+                    ] {
                         if let Some(data) = m.get(kind) {
                             for p in arr(data, "dataPoints") {
                                 out.push(PointView {
@@ -599,19 +670,35 @@ pub fn metric_points(lines: &[Value]) -> Vec<PointView> {
 fn kv_str(key: &str, v: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.to_string())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.to_string())),
+        }),
     }
 }
 
 fn kv_int(key: &str, v: i64) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(any_value::Value::IntValue(v)) }) }
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(v)),
+        }),
+    }
 }
 
 /// An `ExportLogsServiceRequest` with records `seqs`: body `<prefix>-<seq>` followed by `pad`
 /// bytes of filler, attributes `test.seq=<seq>` and `test.run=<run>`, severity INFO (9),
 /// resource `service.name=srediag-test`.
-pub fn logs_request(run: &str, prefix: &str, seqs: std::ops::Range<u64>, pad: usize) -> ExportLogsServiceRequest {
-    let filler = if pad > 0 { format!(" {}", "x".repeat(pad)) } else { String::new() };
+pub fn logs_request(
+    run: &str,
+    prefix: &str,
+    seqs: std::ops::Range<u64>,
+    pad: usize,
+) -> ExportLogsServiceRequest {
+    let filler = if pad > 0 {
+        format!(" {}", "x".repeat(pad))
+    } else {
+        String::new()
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -622,16 +709,29 @@ pub fn logs_request(run: &str, prefix: &str, seqs: std::ops::Range<u64>, pad: us
             observed_time_unix_nano: now,
             severity_number: 9,
             severity_text: "INFO".to_string(),
-            body: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("{prefix}-{i}{filler}"))) }),
-            attributes: vec![kv_int("test.seq", i64::try_from(i).unwrap_or(i64::MAX)), kv_str("test.run", run)],
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!(
+                    "{prefix}-{i}{filler}"
+                ))),
+            }),
+            attributes: vec![
+                kv_int("test.seq", i64::try_from(i).unwrap_or(i64::MAX)),
+                kv_str("test.run", run),
+            ],
             ..Default::default()
         })
         .collect();
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
-            resource: Some(Resource { attributes: vec![kv_str("service.name", "srediag-test")], ..Default::default() }),
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", "srediag-test")],
+                ..Default::default()
+            }),
             scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope { name: "srediag-tests".to_string(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "srediag-tests".to_string(),
+                    ..Default::default()
+                }),
                 log_records: records,
                 ..Default::default()
             }],
@@ -641,7 +741,11 @@ pub fn logs_request(run: &str, prefix: &str, seqs: std::ops::Range<u64>, pad: us
 }
 
 /// POSTs a protobuf-encoded OTLP request to `url`; returns the HTTP status.
-pub fn post_protobuf(client: &reqwest::blocking::Client, url: &str, msg: &impl prost::Message) -> u16 {
+pub fn post_protobuf(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    msg: &impl prost::Message,
+) -> u16 {
     client
         .post(url)
         .header("Content-Type", "application/x-protobuf")
@@ -656,7 +760,12 @@ pub fn post_protobuf(client: &reqwest::blocking::Client, url: &str, msg: &impl p
 pub fn run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }
@@ -665,15 +774,24 @@ pub fn run_id() -> String {
 pub fn line_col(text: &str, off: usize) -> (usize, usize) {
     let before = &text[..off];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+        + 1;
     (line, col)
 }
 
 /// Removes the single `⟨` marker from `text` and returns the text and the marker's 1-based
 /// line:col, i.e. the position of what follows it.
 pub fn marked(text: &str) -> (String, usize, usize) {
-    let off = text.find('⟨').unwrap_or_else(|| panic!("no ⟨ marker in:\n{text}"));
-    assert_eq!(text.matches('⟨').count(), 1, "more than one ⟨ marker in:\n{text}");
+    let off = text
+        .find('⟨')
+        .unwrap_or_else(|| panic!("no ⟨ marker in:\n{text}"));
+    assert_eq!(
+        text.matches('⟨').count(),
+        1,
+        "more than one ⟨ marker in:\n{text}"
+    );
     let clean = text.replacen('⟨', "", 1);
     let (l, c) = line_col(&clean, off);
     (clean, l, c)

@@ -31,7 +31,13 @@ fn mkfifo(path: &std::path::Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
     // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-    assert_eq!(rc, 0, "mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Drains `fifo` until EOF, counting the log records of every complete line into `delivered`.
@@ -61,7 +67,10 @@ fn drain(mut fifo: std::fs::File, delivered: Arc<AtomicU64>) -> Result<u64, Stri
                 continue;
             }
             let v: serde_json::Value = serde_json::from_slice(&line).map_err(|e| {
-                format!("fifo line is not JSON ({e}): {}", String::from_utf8_lossy(&line[..line.len().min(300)]))
+                format!(
+                    "fifo line is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&line[..line.len().min(300)])
+                )
             })?;
             let n = count_log_records(&v) as u64;
             total += n;
@@ -118,21 +127,34 @@ service:
     let run = run_id();
     for r in 0..REQUESTS {
         let req = logs_request(&run, "bp", r * PER_REQUEST..(r + 1) * PER_REQUEST, PAD);
-        assert_eq!(post_protobuf(&client, &url, &req), 200, "request {r}: policy drop must not refuse");
+        assert_eq!(
+            post_protobuf(&client, &url, &req),
+            200,
+            "request {r}: policy drop must not refuse"
+        );
     }
     let total = REQUESTS * PER_REQUEST;
     let file = [("component", "file")];
     let logs = [("receiver", "otlp"), ("signal", "logs")];
-    assert_eq!(agent.counter("srediag_receiver_accepted_items_total", &logs), total as f64);
+    assert_eq!(
+        agent.counter("srediag_receiver_accepted_items_total", &logs),
+        total as f64
+    );
 
     // The stall: the exporter is blocked on the full pipe, its queue is at capacity, drops began.
-    let capacity = agent.metric("srediag_queue_capacity", &file).expect("srediag_queue_capacity{component=file}");
+    let capacity = agent
+        .metric("srediag_queue_capacity", &file)
+        .expect("srediag_queue_capacity{component=file}");
     assert_eq!(capacity, 2.0, "queue capacity of the file exporter");
-    poll_until(WAIT, "a full file exporter queue and drops (the stall)", || {
-        let size = agent.metric("srediag_queue_size", &file)?;
-        let dropped = agent.counter("srediag_queue_dropped_items_total", &file);
-        (size == capacity && dropped > 0.0).then_some(())
-    });
+    poll_until(
+        WAIT,
+        "a full file exporter queue and drops (the stall)",
+        || {
+            let size = agent.metric("srediag_queue_size", &file)?;
+            let dropped = agent.counter("srediag_queue_dropped_items_total", &file);
+            (size == capacity && dropped > 0.0).then_some(())
+        },
+    );
 
     // Drain; wait until every accepted record is either delivered or dropped.
     let delivered = Arc::new(AtomicU64::new(0));
@@ -143,9 +165,14 @@ service:
     });
     let dropped = poll_until(WAIT, "delivered + dropped == accepted, queue empty", || {
         let samples = parse_prometheus(&agent.metrics_text());
-        let dropped = metric_sum(&samples, "srediag_queue_dropped_items_total", &file).unwrap_or(0.0) as u64;
-        let sent = metric_sum(&samples, "srediag_exporter_sent_items_total", &[("exporter", "file"), ("signal", "logs")])
-            .unwrap_or(0.0) as u64;
+        let dropped =
+            metric_sum(&samples, "srediag_queue_dropped_items_total", &file).unwrap_or(0.0) as u64;
+        let sent = metric_sum(
+            &samples,
+            "srediag_exporter_sent_items_total",
+            &[("exporter", "file"), ("signal", "logs")],
+        )
+        .unwrap_or(0.0) as u64;
         let size = metric_sum(&samples, "srediag_queue_size", &file).unwrap_or(-1.0);
         let got = delivered.load(Ordering::SeqCst);
         (got + dropped == total && sent == got && size == 0.0).then_some(dropped)
@@ -153,19 +180,35 @@ service:
     let got = delivered.load(Ordering::SeqCst);
     assert!(dropped > 0, "nothing dropped");
     assert!(got > 0, "nothing delivered");
-    let full = agent.counter("srediag_queue_dropped_items_total", &[("component", "file"), ("reason", "queue_full")]);
+    let full = agent.counter(
+        "srediag_queue_dropped_items_total",
+        &[("component", "file"), ("reason", "queue_full")],
+    );
     assert_eq!(full as u64, dropped, "every drop here is reason=queue_full");
-    assert_eq!(agent.counter("srediag_exporter_failed_items_total", &[("exporter", "file")]), 0.0);
+    assert_eq!(
+        agent.counter(
+            "srediag_exporter_failed_items_total",
+            &[("exporter", "file")]
+        ),
+        0.0
+    );
 
     // Stop; the FIFO reaches EOF; nothing more may appear.
     agent.sigterm();
     let status = agent.wait_exit(WAIT);
-    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
     let final_delivered = rx
         .recv_timeout(WAIT)
         .expect("FIFO reader did not reach EOF after the agent exited")
         .unwrap_or_else(|e| panic!("FIFO contents: {e}"));
-    assert_eq!(final_delivered, got, "records delivered after the books balanced");
+    assert_eq!(
+        final_delivered, got,
+        "records delivered after the books balanced"
+    );
     assert_eq!(dropped, total - final_delivered, "dropped == N - delivered");
     eprintln!("backpressure: sent {total}, delivered {final_delivered}, dropped {dropped}");
 }

@@ -41,14 +41,24 @@ service:
 
 /// (case, text in BASE, its replacement with a ⟨ before the offending token, expected key path)
 const CASES: &[(&str, &str, &str, &str)] = &[
-    ("unknown top-level key", "service:\n", "⟨bogus_top: 1\nservice:\n", "bogus_top"),
+    (
+        "unknown top-level key",
+        "service:\n",
+        "⟨bogus_top: 1\nservice:\n",
+        "bogus_top",
+    ),
     (
         "unknown key in a component config",
         "    timeout: 200ms\n",
         "    timeout: 200ms\n    ⟨bogus_field: 3\n",
         "processors.batch.bogus_field",
     ),
-    ("unknown component type", "processors:\n", "  ⟨nosuch:\n    x: 1\nprocessors:\n", "receivers.nosuch"),
+    (
+        "unknown component type",
+        "processors:\n",
+        "  ⟨nosuch:\n    x: 1\nprocessors:\n",
+        "receivers.nosuch",
+    ),
     (
         "pipeline references an undefined exporter",
         "exporters: [debug, file]",
@@ -92,7 +102,12 @@ fn base_config_is_valid() {
     let dir = TempDir::new().expect("tempdir");
     let f = write(dir.path(), "base.yaml", BASE);
     let out = srediag(&["validate", "--config", &f], T);
-    assert_eq!(out.code(), 0, "the base of the invalid cases must be valid:\n{}", out.stderr);
+    assert_eq!(
+        out.code(),
+        0,
+        "the base of the invalid cases must be valid:\n{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -100,14 +115,21 @@ fn invalid_configs_exit_78_with_file_line_col_and_key_path() {
     let dir = TempDir::new().expect("tempdir");
     let mut failures = Vec::new();
     for (i, (case, from, to, path)) in CASES.iter().enumerate() {
-        assert_eq!(BASE.matches(from).count(), 1, "case {case}: {from:?} must occur once in BASE");
+        assert_eq!(
+            BASE.matches(from).count(),
+            1,
+            "case {case}: {from:?} must occur once in BASE"
+        );
         let (text, line, col) = marked(&BASE.replacen(from, to, 1));
         let f = write(dir.path(), &format!("case{i}.yaml"), &text);
         let out = srediag(&["validate", "--config", &f], T);
         out.assert_no_panic();
         let want = format!("{f}:{line}:{col}: error: {path}: ");
         let code = out.code();
-        let found = out.stderr.lines().any(|l| l.starts_with(&want) && l.len() > want.len());
+        let found = out
+            .stderr
+            .lines()
+            .any(|l| l.starts_with(&want) && l.len() > want.len());
         if code != 78 || !found {
             failures.push(format!(
                 "case `{case}`: exit {code} (want 78); want a stderr line starting `{want}`; stderr was:\n{}\n--- config:\n{text}",
@@ -116,13 +138,21 @@ fn invalid_configs_exit_78_with_file_line_col_and_key_path() {
         }
         for l in out.stderr_lines() {
             // Every diagnostic line has the documented shape.
-            let shape = l.starts_with(&format!("{f}:")) && (l.contains(": error: ") || l.contains(": warning: "));
+            let shape = l.starts_with(&format!("{f}:"))
+                && (l.contains(": error: ") || l.contains(": warning: "));
             if !shape {
-                failures.push(format!("case `{case}`: stderr line not `FILE:LINE:COL: error|warning: …`: {l}"));
+                failures.push(format!(
+                    "case `{case}`: stderr line not `FILE:LINE:COL: error|warning: …`: {l}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} problem(s):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -130,11 +160,21 @@ fn embedded_default_round_trips_through_validate() {
     let printed = srediag(&["print-config"], T);
     printed.assert_no_panic();
     assert_eq!(printed.code(), 0, "print-config:\n{}", printed.stderr);
-    assert!(printed.stdout.contains("pipelines"), "print-config output:\n{}", printed.stdout);
+    assert!(
+        printed.stdout.contains("pipelines"),
+        "print-config output:\n{}",
+        printed.stdout
+    );
     let dir = TempDir::new().expect("tempdir");
     let f = write(dir.path(), "default.yaml", &printed.stdout);
     let out = srediag(&["validate", "--config", &f], T);
-    assert_eq!(out.code(), 0, "validate of print-config's output:\n{}\n--- config:\n{}", out.stderr, printed.stdout);
+    assert_eq!(
+        out.code(),
+        0,
+        "validate of print-config's output:\n{}\n--- config:\n{}",
+        out.stderr,
+        printed.stdout
+    );
 }
 
 #[test]
@@ -163,10 +203,19 @@ fn validate_missing_file_is_one_clean_line() {
     let m = missing.to_str().expect("utf-8 path");
     let out = srediag(&["validate", "--config", m], T);
     out.assert_no_panic();
-    assert_eq!(out.code(), 66, "exit code for an unreadable input file (EX_NOINPUT):\n{}", out.stderr);
+    assert_eq!(
+        out.code(),
+        66,
+        "exit code for an unreadable input file (EX_NOINPUT):\n{}",
+        out.stderr
+    );
     let lines = out.stderr_lines();
     assert_eq!(lines.len(), 1, "want one stderr line, got:\n{}", out.stderr);
-    assert!(lines[0].contains(m), "the line must name the file: {}", lines[0]);
+    assert!(
+        lines[0].contains(m),
+        "the line must name the file: {}",
+        lines[0]
+    );
 }
 
 #[test]
@@ -194,11 +243,23 @@ fn components_json_lists_the_builtins() {
     let out = srediag(&["-o", "json", "components"], T);
     out.assert_no_panic();
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", out.stdout));
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", out.stdout));
     let mut all = Vec::new();
     strings(&v, &mut all);
-    for name in ["hostmetrics", "otlp", "batch", "prometheus", "file", "debug"] {
-        assert!(all.iter().any(|s| s == name), "component `{name}` not listed:\n{}", out.stdout);
+    for name in [
+        "hostmetrics",
+        "otlp",
+        "batch",
+        "prometheus",
+        "file",
+        "debug",
+    ] {
+        assert!(
+            all.iter().any(|s| s == name),
+            "component `{name}` not listed:\n{}",
+            out.stdout
+        );
     }
 }
 
@@ -207,7 +268,8 @@ fn version_json() {
     let out = srediag(&["-o", "json", "version"], T);
     out.assert_no_panic();
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", out.stdout));
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", out.stdout));
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{v}");
 }
 
@@ -241,8 +303,17 @@ service:
     let out = srediag(&["--log-level", "error", "run", "--config", &f], T);
     drop(taken);
     out.assert_no_panic();
-    assert_eq!(out.code(), 69, "exit code for an address in use (EX_UNAVAILABLE):\n{}", out.stderr);
+    assert_eq!(
+        out.code(),
+        69,
+        "exit code for an address in use (EX_UNAVAILABLE):\n{}",
+        out.stderr
+    );
     let lines = out.stderr_lines();
     assert_eq!(lines.len(), 1, "want one stderr line, got:\n{}", out.stderr);
-    assert!(lines[0].contains(&addr), "the error must name {addr}: {}", lines[0]);
+    assert!(
+        lines[0].contains(&addr),
+        "the error must name {addr}: {}",
+        lines[0]
+    );
 }

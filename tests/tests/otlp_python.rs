@@ -57,7 +57,13 @@ service:
         metrics = metrics_out.display(),
     );
     let agent = Agent::start(dir.path(), &config, tel);
-    Setup { agent, otlp: format!("http://127.0.0.1:{otlp}"), logs_out, metrics_out, _dir: dir }
+    Setup {
+        agent,
+        otlp: format!("http://127.0.0.1:{otlp}"),
+        logs_out,
+        metrics_out,
+        _dir: dir,
+    }
 }
 
 /// Runs tests/python/send_otlp.py (bounded to 120 s); returns its JSON summary.
@@ -69,7 +75,12 @@ fn run_python_sender(endpoint: &str, logs: usize, points: usize, run: &str, dir:
     let child = Command::new(&py)
         .arg(&script)
         .args(["--endpoint", endpoint, "--run-id", run])
-        .args(["--logs", &logs.to_string(), "--metric-points", &points.to_string()])
+        .args([
+            "--logs",
+            &logs.to_string(),
+            "--metric-points",
+            &points.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_p).expect("stdout file"))
         .stderr(std::fs::File::create(&err_p).expect("stderr file"))
@@ -83,8 +94,12 @@ fn run_python_sender(endpoint: &str, logs: usize, points: usize, run: &str, dir:
         !stderr.contains("ModuleNotFoundError"),
         "the venv lacks the OpenTelemetry SDK: run `cargo xtask deps`\n{stderr}"
     );
-    assert!(st.success(), "send_otlp.py failed ({st})\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("send_otlp.py stdout not JSON ({e}): {stdout}"))
+    assert!(
+        st.success(),
+        "send_otlp.py failed ({st})\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("send_otlp.py stdout not JSON ({e}): {stdout}"))
 }
 
 /// Polls the JSON-lines file until `pred` holds for the parsed lines.
@@ -100,7 +115,12 @@ fn wait_file<T>(path: &Path, what: &str, mut pred: impl FnMut(&[Value]) -> Optio
             "timed out after {WAIT:?} waiting for {what} in {}; it has {} lines:\n{}",
             path.display(),
             lines.len(),
-            lines.iter().take(5).map(Value::to_string).collect::<Vec<_>>().join("\n")
+            lines
+                .iter()
+                .take(5)
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -117,18 +137,43 @@ fn python_sdk_logs_and_metrics_arrive_intact() {
 
     // Every record, exactly once, with body, severity, attributes and resource intact.
     let recs = wait_file(&s.logs_out, &format!("{N} records of run {run}"), |lines| {
-        let recs: Vec<LogView> = log_records(lines).into_iter().filter(|r| r.attr_str("test.run") == Some(&run)).collect();
+        let recs: Vec<LogView> = log_records(lines)
+            .into_iter()
+            .filter(|r| r.attr_str("test.run") == Some(&run))
+            .collect();
         (recs.len() >= N).then_some(recs)
     });
     assert_eq!(recs.len(), N, "duplicated records in the output");
     let mut seen = BTreeSet::new();
     for r in &recs {
-        let seq = r.attr_int("test.seq").unwrap_or_else(|| panic!("test.seq missing or not an intValue string: {r:?}"));
-        assert_eq!(r.body.as_deref(), Some(format!("rec-{seq}").as_str()), "body/test.seq mismatch: {r:?}");
-        assert_eq!(r.severity_number, Some(13), "severityNumber (WARN = 13): {r:?}");
-        assert_eq!(r.severity_text.as_deref(), Some("WARN"), "severityText: {r:?}");
-        assert_eq!(r.resource.get("service.name").and_then(any_str), Some("srediag-test"), "resource: {r:?}");
-        assert_eq!(r.scope_name.as_deref(), Some("srediag-tests.python"), "scope: {r:?}");
+        let seq = r
+            .attr_int("test.seq")
+            .unwrap_or_else(|| panic!("test.seq missing or not an intValue string: {r:?}"));
+        assert_eq!(
+            r.body.as_deref(),
+            Some(format!("rec-{seq}").as_str()),
+            "body/test.seq mismatch: {r:?}"
+        );
+        assert_eq!(
+            r.severity_number,
+            Some(13),
+            "severityNumber (WARN = 13): {r:?}"
+        );
+        assert_eq!(
+            r.severity_text.as_deref(),
+            Some("WARN"),
+            "severityText: {r:?}"
+        );
+        assert_eq!(
+            r.resource.get("service.name").and_then(any_str),
+            Some("srediag-test"),
+            "resource: {r:?}"
+        );
+        assert_eq!(
+            r.scope_name.as_deref(),
+            Some("srediag-tests.python"),
+            "scope: {r:?}"
+        );
         assert!(seen.insert(seq), "record {seq} twice");
     }
     assert_eq!(seen, (0..N as i64).collect::<BTreeSet<_>>());
@@ -144,19 +189,43 @@ fn python_sdk_logs_and_metrics_arrive_intact() {
     assert_eq!(points.len(), M + 1, "points: {points:#?}");
     let mut counter_points = BTreeSet::new();
     for p in &points {
-        assert_eq!(p.resource.get("service.name").and_then(any_str), Some("srediag-test"), "{p:?}");
+        assert_eq!(
+            p.resource.get("service.name").and_then(any_str),
+            Some("srediag-test"),
+            "{p:?}"
+        );
         match p.metric.as_str() {
             "srediag_test_requests" => {
                 assert_eq!(p.kind, "sum", "{p:?}");
-                let j = p.attributes.get("test.point").and_then(any_int).expect("test.point");
-                let v = p.point.get("asInt").and_then(Value::as_str).and_then(|s| s.parse::<i64>().ok());
-                assert_eq!(v, Some(j + 1), "counter value (asInt as a string) of point {j}: {p:?}");
+                let j = p
+                    .attributes
+                    .get("test.point")
+                    .and_then(any_int)
+                    .expect("test.point");
+                let v = p
+                    .point
+                    .get("asInt")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<i64>().ok());
+                assert_eq!(
+                    v,
+                    Some(j + 1),
+                    "counter value (asInt as a string) of point {j}: {p:?}"
+                );
                 counter_points.insert(j);
             }
             "srediag_test_latency" => {
                 assert_eq!(p.kind, "histogram", "{p:?}");
-                assert_eq!(p.point.get("count"), Some(&json!("5")), "histogram count (uint64 as a string): {p:?}");
-                assert_eq!(p.point.get("sum").and_then(Value::as_f64), Some(15.0), "histogram sum: {p:?}");
+                assert_eq!(
+                    p.point.get("count"),
+                    Some(&json!("5")),
+                    "histogram count (uint64 as a string): {p:?}"
+                );
+                assert_eq!(
+                    p.point.get("sum").and_then(Value::as_f64),
+                    Some(15.0),
+                    "histogram sum: {p:?}"
+                );
             }
             other => panic!("unexpected metric {other}: {p:?}"),
         }
@@ -165,16 +234,38 @@ fn python_sdk_logs_and_metrics_arrive_intact() {
 
     // Self-telemetry agrees: items = log records / data points.
     let a = &s.agent;
-    assert_eq!(a.counter("srediag_receiver_accepted_items_total", &[("receiver", "otlp"), ("signal", "logs")]), N as f64);
     assert_eq!(
-        a.counter("srediag_receiver_accepted_items_total", &[("receiver", "otlp"), ("signal", "metrics")]),
+        a.counter(
+            "srediag_receiver_accepted_items_total",
+            &[("receiver", "otlp"), ("signal", "logs")]
+        ),
+        N as f64
+    );
+    assert_eq!(
+        a.counter(
+            "srediag_receiver_accepted_items_total",
+            &[("receiver", "otlp"), ("signal", "metrics")]
+        ),
         (M + 1) as f64
     );
-    assert_eq!(a.counter("srediag_receiver_refused_items_total", &[("receiver", "otlp")]), 0.0);
-    poll_until(WAIT, "srediag_exporter_sent_items_total{exporter=file/logs} == N", || {
-        (a.counter("srediag_exporter_sent_items_total", &[("exporter", "file/logs"), ("signal", "logs")]) == N as f64)
-            .then_some(())
-    });
+    assert_eq!(
+        a.counter(
+            "srediag_receiver_refused_items_total",
+            &[("receiver", "otlp")]
+        ),
+        0.0
+    );
+    poll_until(
+        WAIT,
+        "srediag_exporter_sent_items_total{exporter=file/logs} == N",
+        || {
+            (a.counter(
+                "srediag_exporter_sent_items_total",
+                &[("exporter", "file/logs"), ("signal", "logs")],
+            ) == N as f64)
+                .then_some(())
+        },
+    );
 }
 
 #[test]
@@ -208,7 +299,12 @@ fn otlp_json_bodies_are_accepted() {
         .send()
         .expect("POST /v1/logs (json)");
     let status = r.status().as_u16();
-    assert_eq!(status, 200, "OTLP/JSON logs: {}", r.text().unwrap_or_default());
+    assert_eq!(
+        status,
+        200,
+        "OTLP/JSON logs: {}",
+        r.text().unwrap_or_default()
+    );
 
     let metrics = json!({
         "resourceMetrics": [{
@@ -233,10 +329,18 @@ fn otlp_json_bodies_are_accepted() {
         .send()
         .expect("POST /v1/metrics (json)");
     let status = r.status().as_u16();
-    assert_eq!(status, 200, "OTLP/JSON metrics: {}", r.text().unwrap_or_default());
+    assert_eq!(
+        status,
+        200,
+        "OTLP/JSON metrics: {}",
+        r.text().unwrap_or_default()
+    );
 
     let recs = wait_file(&s.logs_out, "3 JSON-sent records", |lines| {
-        let recs: Vec<LogView> = log_records(lines).into_iter().filter(|r| r.attr_str("test.run") == Some(&run)).collect();
+        let recs: Vec<LogView> = log_records(lines)
+            .into_iter()
+            .filter(|r| r.attr_str("test.run") == Some(&run))
+            .collect();
         (recs.len() >= 3).then_some(recs)
     });
     assert_eq!(recs.len(), 3);
@@ -245,7 +349,10 @@ fn otlp_json_bodies_are_accepted() {
         assert_eq!(r.body.as_deref(), Some(format!("json-rec-{i}").as_str()));
         assert_eq!(r.severity_number, Some(17));
         assert_eq!(r.severity_text.as_deref(), Some("ERROR"));
-        assert_eq!(r.attributes.get("test.flag"), Some(&json!({"boolValue": true})));
+        assert_eq!(
+            r.attributes.get("test.flag"),
+            Some(&json!({"boolValue": true}))
+        );
         assert_eq!(r.scope_name.as_deref(), Some("json-scope"));
     }
     let pts = wait_file(&s.metrics_out, "the JSON-sent gauge point", |lines| {
@@ -258,7 +365,10 @@ fn otlp_json_bodies_are_accepted() {
     assert_eq!(pts.len(), 1);
     assert_eq!(pts[0].metric, "srediag_test_json_gauge");
     assert_eq!(pts[0].kind, "gauge");
-    assert_eq!(pts[0].point.get("asDouble").and_then(Value::as_f64), Some(2.5));
+    assert_eq!(
+        pts[0].point.get("asDouble").and_then(Value::as_f64),
+        Some(2.5)
+    );
 }
 
 #[test]
@@ -266,15 +376,37 @@ fn malformed_bodies_get_400_and_change_nothing() {
     let s = start();
     let a = &s.agent;
     let client = http();
-    let refused_before = a.counter("srediag_receiver_refused_items_total", &[("receiver", "otlp")]);
-    let accepted_before = a.counter("srediag_receiver_accepted_items_total", &[("receiver", "otlp")]);
+    let refused_before = a.counter(
+        "srediag_receiver_refused_items_total",
+        &[("receiver", "otlp")],
+    );
+    let accepted_before = a.counter(
+        "srediag_receiver_accepted_items_total",
+        &[("receiver", "otlp")],
+    );
     let cases: [(&str, &str, &[u8]); 6] = [
-        ("/v1/logs", "application/x-protobuf", b"\xff\xff\xff\xff\x0fnot a protobuf message"),
-        ("/v1/logs", "application/json", b"{\"resourceLogs\": [{\"scopeLogs\": "),
+        (
+            "/v1/logs",
+            "application/x-protobuf",
+            b"\xff\xff\xff\xff\x0fnot a protobuf message",
+        ),
+        (
+            "/v1/logs",
+            "application/json",
+            b"{\"resourceLogs\": [{\"scopeLogs\": ",
+        ),
         ("/v1/logs", "application/json", b"{\"resourceLogs\": 5}"),
-        ("/v1/metrics", "application/x-protobuf", b"\x0a\xff\xff\xff\xff\x0f\x01"),
+        (
+            "/v1/metrics",
+            "application/x-protobuf",
+            b"\x0a\xff\xff\xff\xff\x0f\x01",
+        ),
         ("/v1/metrics", "application/json", b"not json at all"),
-        ("/v1/logs", "application/x-protobuf", b"\x0a\x05\x0a\x03\x0a\x01"), // truncated nested message
+        (
+            "/v1/logs",
+            "application/x-protobuf",
+            b"\x0a\x05\x0a\x03\x0a\x01",
+        ), // truncated nested message
     ];
     for (path, ctype, body) in cases {
         let r = client
@@ -283,20 +415,56 @@ fn malformed_bodies_get_400_and_change_nothing() {
             .body(body.to_vec())
             .send()
             .unwrap_or_else(|e| panic!("POST {path} ({ctype}): {e}"));
-        assert_eq!(r.status().as_u16(), 400, "POST {path} ({ctype}) with body {body:?}: {}", r.text().unwrap_or_default());
-        assert!(a.healthy(), "agent not healthy after a malformed {path} body");
+        assert_eq!(
+            r.status().as_u16(),
+            400,
+            "POST {path} ({ctype}) with body {body:?}: {}",
+            r.text().unwrap_or_default()
+        );
+        assert!(
+            a.healthy(),
+            "agent not healthy after a malformed {path} body"
+        );
     }
-    assert_eq!(a.counter("srediag_receiver_refused_items_total", &[("receiver", "otlp")]), refused_before);
-    assert_eq!(a.counter("srediag_receiver_accepted_items_total", &[("receiver", "otlp")]), accepted_before);
+    assert_eq!(
+        a.counter(
+            "srediag_receiver_refused_items_total",
+            &[("receiver", "otlp")]
+        ),
+        refused_before
+    );
+    assert_eq!(
+        a.counter(
+            "srediag_receiver_accepted_items_total",
+            &[("receiver", "otlp")]
+        ),
+        accepted_before
+    );
     let (code, _) = a.get("/-/healthy");
     assert_eq!(code, 200, "/-/healthy after malformed bodies");
 
     // Still serving: a valid request goes through end to end.
     let run = run_id();
     let req = logs_request(&run, "after-garbage", 0..1, 0);
-    assert_eq!(post_protobuf(&client, &format!("{}/v1/logs", s.otlp), &req), 200);
-    wait_file(&s.logs_out, "the record sent after the malformed ones", |lines| {
-        log_records(lines).iter().any(|r| r.attr_str("test.run") == Some(&run)).then_some(())
-    });
-    assert_eq!(a.counter("srediag_receiver_accepted_items_total", &[("receiver", "otlp"), ("signal", "logs")]), 1.0);
+    assert_eq!(
+        post_protobuf(&client, &format!("{}/v1/logs", s.otlp), &req),
+        200
+    );
+    wait_file(
+        &s.logs_out,
+        "the record sent after the malformed ones",
+        |lines| {
+            log_records(lines)
+                .iter()
+                .any(|r| r.attr_str("test.run") == Some(&run))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        a.counter(
+            "srediag_receiver_accepted_items_total",
+            &[("receiver", "otlp"), ("signal", "logs")]
+        ),
+        1.0
+    );
 }

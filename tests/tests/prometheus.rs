@@ -15,7 +15,10 @@ const PROMTOOL: &str = "/usr/bin/promtool";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn require(path: &str) {
-    assert!(Path::new(path).is_file(), "{path} not found: run `cargo xtask deps` (Debian package `prometheus`)");
+    assert!(
+        Path::new(path).is_file(),
+        "{path} not found: run `cargo xtask deps` (Debian package `prometheus`)"
+    );
 }
 
 fn start_agent(dir: &Path) -> (Agent, u16) {
@@ -84,9 +87,17 @@ scrape_configs:
     let client = http();
     poll_until(WAIT, "prometheus /-/ready", || {
         if let Some(st) = guard.try_exit() {
-            panic!("prometheus exited ({st}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            panic!(
+                "prometheus exited ({st}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
-        client.get(format!("{base}/-/ready")).send().ok().filter(|r| r.status().is_success()).map(|_| ())
+        client
+            .get(format!("{base}/-/ready"))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
     });
     (guard, base)
 }
@@ -98,7 +109,9 @@ fn query(client: &reqwest::blocking::Client, base: &str, q: &str) -> Vec<Value> 
         .query(&[("query", q)])
         .send()
         .unwrap_or_else(|e| panic!("query {q}: {e}"));
-    let v: Value = r.json().unwrap_or_else(|e| panic!("query {q}: not JSON: {e}"));
+    let v: Value = r
+        .json()
+        .unwrap_or_else(|e| panic!("query {q}: not JSON: {e}"));
     assert_eq!(v["status"], "success", "query {q}: {v}");
     v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
@@ -120,9 +133,20 @@ fn promtool_check(body: &str, what: &str) {
     });
     let out = child.wait_with_output().expect("promtool output");
     let _ = writer.join();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "promtool check metrics on {what} failed ({}):\n{text}", out.status);
-    assert!(text.trim().is_empty(), "promtool check metrics on {what} reported problems:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics on {what} failed ({}):\n{text}",
+        out.status
+    );
+    assert!(
+        text.trim().is_empty(),
+        "promtool check metrics on {what} reported problems:\n{text}"
+    );
 }
 
 #[test]
@@ -133,21 +157,43 @@ fn prometheus_scrapes_both_endpoints_and_promtool_is_happy() {
     let (_prom, base) = start_prometheus(dir.path(), &agent.telemetry.to_string(), &pipeline);
     let client = http();
 
-    let build = poll_until(WAIT, "srediag_build_info in Prometheus (job srediag-self)", || {
-        let r = query(&client, &base, r#"srediag_build_info{job="srediag-self"}"#);
-        (!r.is_empty()).then_some(r)
-    });
-    assert_eq!(build[0]["value"][1], "1", "srediag_build_info value: {build:?}");
-    assert_eq!(build[0]["metric"]["version"], env!("CARGO_PKG_VERSION"), "{build:?}");
-    let mem = poll_until(WAIT, "system_memory_usage_bytes in Prometheus (job srediag-pipeline)", || {
-        let r = query(&client, &base, r#"system_memory_usage_bytes{job="srediag-pipeline"}"#);
-        (!r.is_empty()).then_some(r)
-    });
+    let build = poll_until(
+        WAIT,
+        "srediag_build_info in Prometheus (job srediag-self)",
+        || {
+            let r = query(&client, &base, r#"srediag_build_info{job="srediag-self"}"#);
+            (!r.is_empty()).then_some(r)
+        },
+    );
+    assert_eq!(
+        build[0]["value"][1], "1",
+        "srediag_build_info value: {build:?}"
+    );
+    assert_eq!(
+        build[0]["metric"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{build:?}"
+    );
+    let mem = poll_until(
+        WAIT,
+        "system_memory_usage_bytes in Prometheus (job srediag-pipeline)",
+        || {
+            let r = query(
+                &client,
+                &base,
+                r#"system_memory_usage_bytes{job="srediag-pipeline"}"#,
+            );
+            (!r.is_empty()).then_some(r)
+        },
+    );
     let used: f64 = mem
         .iter()
         .filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok())
         .fold(0.0, f64::max);
-    assert!(used > 1024.0 * 1024.0, "system_memory_usage_bytes implausible: {mem:?}");
+    assert!(
+        used > 1024.0 * 1024.0,
+        "system_memory_usage_bytes implausible: {mem:?}"
+    );
     let up = query(&client, &base, "up");
     assert_eq!(up.len(), 2, "two targets: {up:?}");
     for t in &up {
@@ -157,9 +203,15 @@ fn prometheus_scrapes_both_endpoints_and_promtool_is_happy() {
     // Lint both exposition bodies.
     let self_body = agent.metrics_text();
     promtool_check(&self_body, "the self-telemetry /metrics");
-    let r = client.get(format!("http://{pipeline}/metrics")).send().expect("GET pipeline /metrics");
+    let r = client
+        .get(format!("http://{pipeline}/metrics"))
+        .send()
+        .expect("GET pipeline /metrics");
     assert_eq!(r.status().as_u16(), 200);
     let pipeline_body = r.text().expect("pipeline body");
-    assert!(pipeline_body.contains("system_memory_usage_bytes"), "pipeline exporter body:\n{pipeline_body}");
+    assert!(
+        pipeline_body.contains("system_memory_usage_bytes"),
+        "pipeline exporter body:\n{pipeline_body}"
+    );
     promtool_check(&pipeline_body, "the pipeline prometheus exporter /metrics");
 }

@@ -1,1 +1,189 @@
-fn main() {}
+//! `cargo xtask …`: what cargo alone cannot do for srediag.
+//!
+//! - `deps`: install the Debian packages of `scripts/deps.txt` (as root) and the Python venv of
+//!   `tests/python/requirements.txt`;
+//! - `test`: what `.ci/run` runs: deps, fmt, clippy, build, `cargo test --workspace`;
+//! - `run [-- ARGS]`: build the release agent and exec `srediag run ARGS`;
+//! - `bench pipeline`: throughput, CPU per record and idle footprint of the release agent.
+
+mod bench;
+mod deps;
+mod httpc;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "srediag's development tasks", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the project needs: Debian packages (as root) and the tests' Python venv.
+    Deps {
+        /// Only what building and running the agent needs (no test tools, no venv).
+        #[arg(long)]
+        build_only: bool,
+    },
+    /// The full check CI runs: deps, fmt, clippy, build, cargo test --workspace.
+    Test,
+    /// Build the release agent and run it in the foreground (as root): `srediag run ARGS…`.
+    Run {
+        /// Arguments for `srediag run` (none: the embedded default config).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks of the release agent.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// OTLP/HTTP → batch → file throughput and CPU per record, then the idle footprint.
+    Pipeline(bench::PipelineArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Deps { build_only } => deps::ensure(if build_only {
+            deps::Scope::Build
+        } else {
+            deps::Scope::All
+        }),
+        Cmd::Test => test(),
+        Cmd::Run { args } => run(&args),
+        Cmd::Bench {
+            which: BenchCmd::Pipeline(a),
+        } => bench::pipeline(&a),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The workspace root (this crate lives in `<root>/xtask`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent dir")
+        .to_path_buf()
+}
+
+/// The cargo that runs us (`$CARGO`), else `cargo` from PATH.
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Prints the command, runs it with inherited stdio, fails on a non-zero exit.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let shown = show(cmd);
+    println!("$ {shown}");
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !st.success() {
+        bail!("`{shown}` failed: {st}");
+    }
+    Ok(())
+}
+
+pub fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Runs `f` under a header, prints its duration; records it in `times`.
+fn step(times: &mut Vec<(String, f64)>, name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    println!("\n==== {name} ====");
+    let t = Instant::now();
+    let r = f();
+    let secs = t.elapsed().as_secs_f64();
+    match &r {
+        Ok(()) => println!("==== {name}: ok in {secs:.1} s ===="),
+        Err(_) => println!("==== {name}: FAILED after {secs:.1} s ===="),
+    }
+    times.push((name.to_string(), secs));
+    r.with_context(|| format!("step `{name}` failed"))
+}
+
+fn test() -> Result<()> {
+    let root = root();
+    let total = Instant::now();
+    let mut times = Vec::new();
+    let result = (|| {
+        step(&mut times, "deps", || deps::ensure(deps::Scope::All))?;
+        step(&mut times, "cargo fmt --check", || {
+            run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))
+        })?;
+        step(&mut times, "cargo clippy", || {
+            run_cmd(cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        })?;
+        step(&mut times, "cargo build", || {
+            run_cmd(cargo().args(["build", "--workspace", "--bins"]))
+        })?;
+        step(&mut times, "cargo test", || {
+            let bin = root.join("target/debug/srediag");
+            if !bin.is_file() {
+                bail!("{} was not built", bin.display());
+            }
+            run_cmd(
+                cargo()
+                    .args(["test", "--workspace", "--no-fail-fast"])
+                    .env("SREDIAG_BIN", &bin)
+                    .env("SREDIAG_PYTHON", deps::venv_python())
+                    .env("SREDIAG_REPO", &root),
+            )
+        })
+    })();
+    println!("\n==== summary ====");
+    for (name, secs) in &times {
+        println!("{name:<22} {secs:>8.1} s");
+    }
+    println!("{:<22} {:>8.1} s", "total", total.elapsed().as_secs_f64());
+    result
+}
+
+fn run(args: &[String]) -> Result<()> {
+    deps::ensure(deps::Scope::Build)?;
+    run_cmd(cargo().args(["build", "--release", "-p", "srediag"]))?;
+    let bin = root().join("target/release/srediag");
+    if !is_root() {
+        eprintln!("xtask: note: srediag run needs root (it exits 77 otherwise)");
+    }
+    let mut cmd = Command::new(&bin);
+    cmd.arg("run").args(args);
+    println!("$ {}", show(&cmd));
+    use std::os::unix::process::CommandExt;
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("exec {}", bin.display()))
+}

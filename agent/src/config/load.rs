@@ -117,7 +117,9 @@ impl Ctx<'_> {
         };
         let msg = err.into_inner().to_string();
         if let Some(field) = unknown_field(&msg) {
-            path = if path.is_empty() { field } else { format!("{path}.{field}") };
+            if !path.ends_with(&format!(".{field}")) && path != field {
+                path = if path.is_empty() { field } else { format!("{path}.{field}") };
+            }
             self.error_at_key(&path, msg);
         } else {
             self.error_at_value(&path, msg);
@@ -150,6 +152,19 @@ pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Di
     };
     let mut root: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
+        Err(e) if !ctx.index.duplicates().is_empty() && e.to_string().contains("duplicate entry") => {
+            for (path, pos, first) in ctx.index.duplicates().to_vec() {
+                let key = path.rsplit('.').next().unwrap_or(&path).to_string();
+                ctx.diags.push(Diagnostic::new(
+                    Severity::Error,
+                    file,
+                    pos,
+                    &path,
+                    format!("duplicate key `{key}` (first defined at line {}): ids must be unique", first.line),
+                ));
+            }
+            return Err(invalid(ctx));
+        }
         Err(e) => {
             let pos = e
                 .location()

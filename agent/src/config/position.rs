@@ -19,10 +19,12 @@ pub struct Pos {
 pub struct PosIndex {
     values: HashMap<String, Pos>,
     keys: HashMap<String, Pos>,
+    /// Keys defined twice in one mapping: (path, position of the repeat, first position).
+    duplicates: Vec<(String, Pos, Pos)>,
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
+    Map { path: String, key: Option<String>, start: Pos },
     Seq { path: String, next: usize },
 }
 
@@ -49,7 +51,7 @@ impl Builder {
                 *next += 1;
                 (p, false)
             }
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, .. }) => match key.take() {
                 Some(k) => (join(path, &k), false),
                 None => (path.clone(), true),
             },
@@ -72,7 +74,13 @@ impl MarkedEventReceiver for Builder {
                 let (path, is_key) = self.next_path();
                 if is_key {
                     let full = join(&path, &value);
-                    self.index.keys.entry(full).or_insert(pos);
+                    // A block mapping's position is its first key.
+                    self.index.values.entry(path.clone()).or_insert(pos);
+                    if let Some(first) = self.index.keys.get(&full) {
+                        self.index.duplicates.push((full, pos, *first));
+                    } else {
+                        self.index.keys.insert(full, pos);
+                    }
                     if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
                         *key = Some(value);
                     }
@@ -94,8 +102,7 @@ impl MarkedEventReceiver for Builder {
             Event::MappingStart(..) => {
                 let (path, is_key) = self.next_path();
                 let path = if is_key { join(&path, "<complex-key>") } else { path };
-                self.index.values.entry(path.clone()).or_insert(pos);
-                self.stack.push(Frame::Map { path, key: None });
+                self.stack.push(Frame::Map { path, key: None, start: pos });
             }
             Event::SequenceStart(..) => {
                 let (path, is_key) = self.next_path();
@@ -103,7 +110,12 @@ impl MarkedEventReceiver for Builder {
                 self.index.values.entry(path.clone()).or_insert(pos);
                 self.stack.push(Frame::Seq { path, next: 0 });
             }
-            Event::MappingEnd | Event::SequenceEnd => {
+            Event::MappingEnd => {
+                if let Some(Frame::Map { path, start, .. }) = self.stack.pop() {
+                    self.index.values.entry(path).or_insert(start);
+                }
+            }
+            Event::SequenceEnd => {
                 self.stack.pop();
             }
             _ => {}
@@ -122,6 +134,11 @@ impl PosIndex {
         let mut parser = Parser::new_from_str(text);
         let _ = parser.load(&mut b, false);
         b.index
+    }
+
+    /// Keys defined twice in one mapping: `(path, position of the repeat, first position)`.
+    pub fn duplicates(&self) -> &[(String, Pos, Pos)] {
+        &self.duplicates
     }
 
     /// Position of the value at `path`, or of the closest ancestor that has one.

@@ -36,7 +36,11 @@ fn describe(f: &Failure) -> String {
         Failure::NotPrivileged => NEEDS_ROOT.to_owned(),
         Failure::NoBtfTarget(why) => format!("not probed: {why}"),
         Failure::Refused(e) => {
-            let log = e.verifier_log.split_whitespace().collect::<Vec<_>>().join(" ");
+            let log = e
+                .verifier_log
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             if log.is_empty() {
                 format!("load refused: {} (verifier log empty)", e.errno)
             } else {
@@ -92,12 +96,7 @@ fn load(
 }
 
 /// An item from an outcome: `ok` with `ok_text`, else the failure's status and text.
-fn outcome_item(
-    name: &str,
-    outcome: &Outcome,
-    ok_text: &str,
-    failed: (Status, &str),
-) -> ProbeItem {
+fn outcome_item(name: &str, outcome: &Outcome, ok_text: &str, failed: (Status, &str)) -> ProbeItem {
     match outcome {
         Ok(detail) => item(name, Status::Ok, detail.clone(), ok_text),
         Err(fail) => {
@@ -125,7 +124,12 @@ fn uprobe_item(host: &dyn Host, f: &Facts) -> ProbeItem {
     let ok_text = "uprobes on plugin SDK entry points (#[no_mangle] extern \"C\" fns)";
     let disabled = "plugin SDK uprobes are disabled";
     match (&outcome, pmu) {
-        (Ok(detail), true) => item("uprobe", Status::Ok, format!("{detail}; {UPROBE_PMU} present"), ok_text),
+        (Ok(detail), true) => item(
+            "uprobe",
+            Status::Ok,
+            format!("{detail}; {UPROBE_PMU} present"),
+            ok_text,
+        ),
         (Ok(detail), false) => item(
             "uprobe",
             Status::Unavailable,
@@ -152,10 +156,21 @@ fn kprobe_item(host: &dyn Host, f: &Facts) -> ProbeItem {
             .filter(|p| host.exists(p)),
         Err(_) => None,
     };
-    let not_needed = "srediag does not use kprobes: observers rely on tracepoints, raw_tp and tp_btf";
+    let not_needed =
+        "srediag does not use kprobes: observers rely on tracepoints, raw_tp and tp_btf";
     match (pmu, events) {
-        (true, _) => item("kprobe", Status::Ok, format!("{KPROBE_PMU} present"), not_needed),
-        (false, Some(p)) => item("kprobe", Status::Ok, format!("{} present", p.display()), not_needed),
+        (true, _) => item(
+            "kprobe",
+            Status::Ok,
+            format!("{KPROBE_PMU} present"),
+            not_needed,
+        ),
+        (false, Some(p)) => item(
+            "kprobe",
+            Status::Ok,
+            format!("{} present", p.display()),
+            not_needed,
+        ),
         (false, None) => item(
             "kprobe",
             Status::Degraded,
@@ -224,7 +239,12 @@ fn map_item(host: &dyn Host, f: &Facts) -> ProbeItem {
             format!("BPF_MAP_TYPE_RINGBUF of {RINGBUF_BYTES} bytes created"),
             ok_text,
         ),
-        Err(e) => item("map_ringbuf", Status::Unavailable, format!("map create refused: {e}"), off),
+        Err(e) => item(
+            "map_ringbuf",
+            Status::Unavailable,
+            format!("map create refused: {e}"),
+            off,
+        ),
     }
 }
 
@@ -240,7 +260,12 @@ fn stats_item(host: &dyn Host, f: &Facts) -> ProbeItem {
             "BPF_ENABLE_STATS(BPF_STATS_RUN_TIME) accepted (and turned off again)",
             "per-program run time is switched on on demand only (it costs ~35-55 ns per run)",
         ),
-        Err(e) => item("bpf_stats", Status::Unavailable, format!("BPF_ENABLE_STATS refused: {e}"), off),
+        Err(e) => item(
+            "bpf_stats",
+            Status::Unavailable,
+            format!("BPF_ENABLE_STATS refused: {e}"),
+            off,
+        ),
     }
 }
 
@@ -274,19 +299,28 @@ pub(super) fn items(host: &dyn Host, f: &Facts) -> Vec<ProbeItem> {
             "prog_tracepoint",
             &tp,
             "syscall, sched and signal observers via classic tracepoints",
-            (fallback_status(raw.is_ok()), "classic tracepoints refused: syscall observers use raw_tp"),
+            (
+                fallback_status(raw.is_ok()),
+                "classic tracepoints refused: syscall observers use raw_tp",
+            ),
         ),
         outcome_item(
             "prog_raw_tp",
             &raw,
             "raw_tp hooks (sys_enter/sys_exit) without tracefs",
-            (fallback_status(tp.is_ok()), "raw_tp refused: observers use classic tracepoints"),
+            (
+                fallback_status(tp.is_ok()),
+                "raw_tp refused: observers use classic tracepoints",
+            ),
         ),
         outcome_item(
             "prog_tp_btf",
             &tp_btf,
             "per-plugin CPU via tp_btf sched_switch (typed task_struct access)",
-            (fallback_status(raw.is_ok()), "tp_btf unavailable: per-plugin CPU via raw_tp sched_switch"),
+            (
+                fallback_status(raw.is_ok()),
+                "tp_btf unavailable: per-plugin CPU via raw_tp sched_switch",
+            ),
         ),
         uprobe_item(host, f),
         kprobe_item(host, f),
@@ -301,7 +335,10 @@ pub(super) fn items(host: &dyn Host, f: &Facts) -> Vec<ProbeItem> {
             "prog_perf_event",
             &perf,
             "perf_event programs for CPU sampling",
-            (Status::Unavailable, "perf-event sampling programs are disabled"),
+            (
+                Status::Unavailable,
+                "perf-event sampling programs are disabled",
+            ),
         ),
         map_item(host, f),
         stats_item(host, f),

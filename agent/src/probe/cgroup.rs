@@ -4,7 +4,41 @@
 use super::kernel::Facts;
 use super::{ProbeItem, Status, item};
 use crate::sys::Host;
-use crate::sys::cgroup::{self, CgroupLayout, CgroupMode, CgroupVersion, FileCheck};
+use crate::sys::cgroup::{self, CgroupLayout, CgroupMode, CgroupVersion, FileCheck, V1Hierarchy};
+
+/// `cpu,cpuacct` or `name=systemd`: what a v1 hierarchy holds.
+fn v1_label(h: &V1Hierarchy) -> String {
+    let mut parts = h.controllers.clone();
+    if let Some(name) = &h.name {
+        parts.push(format!("name={name}"));
+    }
+    parts.join(",")
+}
+
+/// The v1 hierarchies, compact when they are all mounted as `<parent>/<label>`.
+fn v1_summary(layout: &CgroupLayout) -> String {
+    let parent = layout.v1.first().and_then(|h| h.mount_point.parent());
+    let conventional = parent.is_some_and(|p| {
+        layout.v1.iter().all(|h| {
+            h.mount_point.parent() == Some(p)
+                && h.mount_point.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n == v1_label(h) || h.name.as_deref() == Some(&*n)
+                })
+        })
+    });
+    let labels: Vec<String> = layout.v1.iter().map(v1_label).collect();
+    match parent {
+        Some(p) if conventional => format!("{} under {}", labels.join(" "), p.display()),
+        _ => layout
+            .v1
+            .iter()
+            .zip(&labels)
+            .map(|(h, l)| format!("{l} at {}", h.mount_point.display()))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
 
 fn mode_item(layout: &CgroupLayout) -> ProbeItem {
     let mut parts = Vec::new();
@@ -17,35 +51,21 @@ fn mode_item(layout: &CgroupLayout) -> ProbeItem {
         parts.push(format!("cgroup2 at {} ({ctl})", v2.mount_point.display()));
     }
     if !layout.v1.is_empty() {
-        let v1: Vec<String> = layout
-            .v1
-            .iter()
-            .map(|h| {
-                let mut what = h.controllers.join(",");
-                if let Some(name) = &h.name {
-                    if !what.is_empty() {
-                        what.push(',');
-                    }
-                    what.push_str(&format!("name={name}"));
-                }
-                format!("{what} at {}", h.mount_point.display())
-            })
-            .collect();
-        parts.push(format!("v1: {}", v1.join("; ")));
+        parts.push(format!("v1: {}", v1_summary(layout)));
     }
     for w in &layout.warnings {
         parts.push(format!("warning: {w}"));
     }
     let detail = if parts.is_empty() {
-        format!("{}: no cgroup file system mounted", layout.mode.as_str())
+        format!(
+            "mode {}; no cgroup file system mounted",
+            layout.mode.as_str()
+        )
     } else {
-        format!("{}: {}", layout.mode.as_str(), parts.join("; "))
+        format!("mode {}; {}", layout.mode.as_str(), parts.join("; "))
     };
     let (status, srediag) = match layout.mode {
-        CgroupMode::V2 => (
-            Status::Ok,
-            "plugin cgroups live on the cgroup2 hierarchy",
-        ),
+        CgroupMode::V2 => (Status::Ok, "plugin cgroups live on the cgroup2 hierarchy"),
         CgroupMode::Hybrid => (
             Status::Ok,
             "plugin cgroups use v1 hierarchies for controllers missing from cgroup2, and cgroup2 \
@@ -63,7 +83,12 @@ fn mode_item(layout: &CgroupLayout) -> ProbeItem {
     item("cgroup_mode", status, detail, srediag)
 }
 
-fn controller_item(layout: &CgroupLayout, controller: &str, v1_use: &str, v2_use: &str) -> ProbeItem {
+fn controller_item(
+    layout: &CgroupLayout,
+    controller: &str,
+    v1_use: &str,
+    v2_use: &str,
+) -> ProbeItem {
     let name = format!("cgroup_{controller}");
     if let Some(home) = layout.home_of(controller) {
         let (version, usage) = match home.version {
@@ -77,11 +102,17 @@ fn controller_item(layout: &CgroupLayout, controller: &str, v1_use: &str, v2_use
             usage,
         );
     }
-    let known = layout.kernel_controllers.iter().find(|k| k.name == controller);
+    let known = layout
+        .kernel_controllers
+        .iter()
+        .find(|k| k.name == controller);
     let why = match known {
         Some(k) if !k.enabled => "disabled on the kernel command line".to_owned(),
         Some(k) if k.hierarchy != 0 => {
-            format!("bound to v1 hierarchy {} that is not mounted here", k.hierarchy)
+            format!(
+                "bound to v1 hierarchy {} that is not mounted here",
+                k.hierarchy
+            )
         }
         Some(_) => "in the kernel but on no mounted hierarchy".to_owned(),
         None => "not in /proc/cgroups or on any mounted hierarchy".to_owned(),

@@ -234,5 +234,10 @@ fn btf_item(f: &Facts) -> ProbeItem {
 }
 
 pub(super) fn items(f: &Facts) -> Vec<ProbeItem> {
-    vec![kernel_item(f), arch_item(f), privileges_item(f), btf_item(f)]
+    vec![
+        kernel_item(f),
+        arch_item(f),
+        privileges_item(f),
+        btf_item(f),
+    ]
 }

@@ -23,7 +23,9 @@ const LANDLOCK_FEATURES: [&str; 7] = [
 
 /// The features of Landlock ABI `abi`, oldest first.
 pub(super) fn landlock_features(abi: i32) -> Vec<&'static str> {
-    let n = usize::try_from(abi).unwrap_or(0).min(LANDLOCK_FEATURES.len());
+    let n = usize::try_from(abi)
+        .unwrap_or(0)
+        .min(LANDLOCK_FEATURES.len());
     LANDLOCK_FEATURES[..n].to_vec()
 }
 
@@ -85,7 +87,8 @@ fn seccomp_items(host: &dyn Host) -> Vec<ProbeItem> {
     let mode = match host.prctl_get_seccomp() {
         Ok(mode) => mode,
         Err(e) => {
-            let detail = format!("prctl(PR_GET_SECCOMP) failed: {e} (kernel without CONFIG_SECCOMP?)");
+            let detail =
+                format!("prctl(PR_GET_SECCOMP) failed: {e} (kernel without CONFIG_SECCOMP?)");
             return vec![
                 item(
                     "seccomp_filter",
@@ -109,7 +112,10 @@ fn seccomp_items(host: &dyn Host) -> Vec<ProbeItem> {
         m => format!("srediag itself in mode {m}"),
     };
     let actions = match host.read_to_string(Path::new(ACTIONS_AVAIL)) {
-        Ok(text) => text.split_whitespace().map(str::to_owned).collect::<Vec<_>>(),
+        Ok(text) => text
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
         Err(e) => {
             let detail = format!("prctl works ({own}), but {e}");
             return vec![
@@ -131,7 +137,10 @@ fn seccomp_items(host: &dyn Host) -> Vec<ProbeItem> {
     };
     let has = |a: &str| actions.iter().any(|x| x == a);
     let missing: Vec<&str> = FILTER_ACTIONS.into_iter().filter(|a| !has(a)).collect();
-    let detail = format!("filter mode supported ({own}); actions: {}", actions.join(" "));
+    let detail = format!(
+        "filter mode supported ({own}); actions: {}",
+        actions.join(" ")
+    );
     let filter = if missing.is_empty() {
         item(
             "seccomp_filter",

@@ -15,7 +15,11 @@ pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     for word in text.split_whitespace() {
         let mut chars: Vec<char> = word.chars().collect();
         loop {
-            let needed = if line_len == 0 { chars.len() } else { line_len + 1 + chars.len() };
+            let needed = if line_len == 0 {
+                chars.len()
+            } else {
+                line_len + 1 + chars.len()
+            };
             if needed <= width {
                 if line_len > 0 {
                     line.push(' ');

@@ -218,10 +218,8 @@ impl Btf {
             let name_off = read_u32(types, at, big).ok_or(truncated.clone())?;
             let info = read_u32(types, at + 4, big).ok_or(truncated.clone())?;
             let raw_kind = (info >> 24) & 0x1f;
-            let kind = BtfKind::from_raw(raw_kind).ok_or(BtfError::UnknownKind {
-                id,
-                kind: raw_kind,
-            })?;
+            let kind =
+                BtfKind::from_raw(raw_kind).ok_or(BtfError::UnknownKind { id, kind: raw_kind })?;
             let vlen = (info & 0xffff) as usize;
             let next = at + TYPE_LEN + kind.trailing_len(vlen);
             if next > types.len() {
@@ -269,12 +267,16 @@ impl Btf {
                 return None;
             }
             let rest = self.strings.get(t.name_off as usize..)?;
-            let matches = rest.len() > want.len() && rest.starts_with(want) && rest[want.len()] == 0;
-            if matches { u32::try_from(idx + 1).ok() } else { None }
+            let matches =
+                rest.len() > want.len() && rest.starts_with(want) && rest[want.len()] == 0;
+            if matches {
+                u32::try_from(idx + 1).ok()
+            } else {
+                None
+            }
         })
     }
 }
-
 
 /// Builds a little-endian BTF blob from `(name, raw kind, vlen, trailing bytes)` records (test
 /// helper, also used by probe tests).
@@ -299,7 +301,13 @@ pub(crate) fn test_blob(types: &[(&str, u32, u32, usize)]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.extend_from_slice(&[1, 0]);
-    for v in [24u32, 0, tsec.len() as u32, tsec.len() as u32, strings.len() as u32] {
+    for v in [
+        24u32,
+        0,
+        tsec.len() as u32,
+        tsec.len() as u32,
+        strings.len() as u32,
+    ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend(tsec);
@@ -318,13 +326,13 @@ mod tests {
     fn sample() -> Vec<u8> {
         blob(&[
             ("int", 1, 0, 4),
-            ("", 2, 0, 0),                        // ptr
-            ("task_struct", 4, 2, 24),            // struct with 2 members
-            ("", 13, 2, 16),                      // func_proto with 2 params
-            ("btf_trace_sched_switch", 8, 0, 0),  // typedef
-            ("do_nanosleep", 12, 0, 0),           // func
-            ("e", 6, 3, 24),                      // enum with 3 values
-            ("bpf_lsm_file_open", 12, 0, 0),      // func
+            ("", 2, 0, 0),                       // ptr
+            ("task_struct", 4, 2, 24),           // struct with 2 members
+            ("", 13, 2, 16),                     // func_proto with 2 params
+            ("btf_trace_sched_switch", 8, 0, 0), // typedef
+            ("do_nanosleep", 12, 0, 0),          // func
+            ("e", 6, 3, 24),                     // enum with 3 values
+            ("bpf_lsm_file_open", 12, 0, 0),     // func
         ])
     }
 
@@ -332,9 +340,15 @@ mod tests {
     fn finds_ids_by_name_and_kind() {
         let btf = Btf::parse(&sample()).unwrap();
         assert_eq!(btf.type_count(), 8);
-        assert_eq!(btf.id_by_name_kind("btf_trace_sched_switch", BtfKind::Typedef), Some(5));
+        assert_eq!(
+            btf.id_by_name_kind("btf_trace_sched_switch", BtfKind::Typedef),
+            Some(5)
+        );
         assert_eq!(btf.id_by_name_kind("do_nanosleep", BtfKind::Func), Some(6));
-        assert_eq!(btf.id_by_name_kind("bpf_lsm_file_open", BtfKind::Func), Some(8));
+        assert_eq!(
+            btf.id_by_name_kind("bpf_lsm_file_open", BtfKind::Func),
+            Some(8)
+        );
         assert_eq!(btf.id_by_name_kind("do_nanosleep", BtfKind::Typedef), None);
         assert_eq!(btf.id_by_name_kind("do_nano", BtfKind::Func), None);
         assert_eq!(btf.kind_of(3), Some(BtfKind::Struct));
@@ -362,8 +376,14 @@ mod tests {
         for len in 0..good.len() {
             let _ = Btf::parse(&good[..len]);
         }
-        assert!(matches!(Btf::parse(&good[..10]), Err(BtfError::TooShort { .. })));
-        assert!(matches!(Btf::parse(&good[..good.len() - 1]), Err(BtfError::SectionOutOfBounds { .. })));
+        assert!(matches!(
+            Btf::parse(&good[..10]),
+            Err(BtfError::TooShort { .. })
+        ));
+        assert!(matches!(
+            Btf::parse(&good[..good.len() - 1]),
+            Err(BtfError::SectionOutOfBounds { .. })
+        ));
         // Flip every byte in turn, and fill with pseudo-random garbage: never panics.
         for i in 0..good.len() {
             let mut bad = good.clone();
@@ -389,11 +409,20 @@ mod tests {
         assert!(Btf::parse(&huge).is_err());
         let mut bad_magic = good.clone();
         bad_magic[0] = 0;
-        assert!(matches!(Btf::parse(&bad_magic), Err(BtfError::BadMagic { .. })));
+        assert!(matches!(
+            Btf::parse(&bad_magic),
+            Err(BtfError::BadMagic { .. })
+        ));
         let mut unknown = blob(&[("x", 31, 0, 0)]);
-        assert!(matches!(Btf::parse(&unknown), Err(BtfError::UnknownKind { id: 1, kind: 31 })));
+        assert!(matches!(
+            Btf::parse(&unknown),
+            Err(BtfError::UnknownKind { id: 1, kind: 31 })
+        ));
         unknown[4..8].copy_from_slice(&4u32.to_le_bytes());
-        assert!(matches!(Btf::parse(&unknown), Err(BtfError::BadHeaderLen { hdr_len: 4 })));
+        assert!(matches!(
+            Btf::parse(&unknown),
+            Err(BtfError::BadHeaderLen { hdr_len: 4 })
+        ));
     }
 
     #[test]

@@ -188,8 +188,10 @@ fn v1_hierarchy(m: &Mount) -> V1Hierarchy {
     for opt in m.super_option_list() {
         if let Some(n) = opt.strip_prefix("name=") {
             name = Some(n.to_owned());
-        } else if !matches!(opt, "rw" | "ro" | "none" | "noprefix" | "clone_children" | "xattr")
-            && !opt.contains('=')
+        } else if !matches!(
+            opt,
+            "rw" | "ro" | "none" | "noprefix" | "clone_children" | "xattr"
+        ) && !opt.contains('=')
         {
             controllers.push(opt.to_owned());
         }
@@ -208,7 +210,10 @@ fn child_cgroup_dir(host: &dyn Host, mount_point: &Path, root: &str) -> Option<P
     if let Ok(text) = host.read_to_string(Path::new(PROC_SELF_CGROUP)) {
         let own = text.lines().find_map(|l| l.strip_prefix("0::"));
         if let Some(own) = own {
-            let rel = own.strip_prefix(root).unwrap_or(own).trim_start_matches('/');
+            let rel = own
+                .strip_prefix(root)
+                .unwrap_or(own)
+                .trim_start_matches('/');
             if !rel.is_empty() {
                 let dir = mount_point.join(rel);
                 if host.exists(&dir.join("cgroup.procs")) {
@@ -306,4 +311,83 @@ pub fn detect(host: &dyn Host) -> Result<CgroupLayout, FsError> {
         kernel_controllers,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::FakeHost;
+
+    #[test]
+    fn proc_cgroups_rows() {
+        let rows = parse_proc_cgroups(
+            "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t43\t1\ncpu\t0\t1\t0\nbad\n",
+        );
+        assert_eq!(
+            rows,
+            [
+                KernelController {
+                    name: "memory".into(),
+                    hierarchy: 4,
+                    enabled: true
+                },
+                KernelController {
+                    name: "cpu".into(),
+                    hierarchy: 0,
+                    enabled: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn v1_super_options() {
+        let m = &mountinfo::parse(
+            "1 0 0:9 / /cg rw - cgroup cgroup rw,nosuid,cpu,cpuacct,release_agent=/x,name=foo\n",
+        )[0];
+        let h = v1_hierarchy(m);
+        assert_eq!(h.name.as_deref(), Some("foo"));
+        // "nosuid" is not a cgroup super option in practice, but unknown bare words are kept.
+        assert_eq!(h.controllers, ["nosuid", "cpu", "cpuacct"]);
+    }
+
+    #[test]
+    fn own_cgroup_inside_a_bind_mounted_subtree() {
+        // A container that sees only /kubepods/pod1 of the host's v2 tree at /sys/fs/cgroup.
+        let h = FakeHost::new();
+        h.write(
+            MOUNTINFO,
+            "9 1 0:26 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+        )
+        .write(PROC_SELF_CGROUP, "0::/kubepods/pod1/app\n")
+        .write("/sys/fs/cgroup/cgroup.controllers", "cpu memory pids\n")
+        .write("/sys/fs/cgroup/app/cgroup.procs", "1\n")
+        .write("/sys/fs/cgroup/app/cgroup.kill", "");
+        let layout = detect(&h).unwrap();
+        assert_eq!(layout.mode, CgroupMode::V2);
+        let v2 = layout.v2.unwrap();
+        assert_eq!(v2.root, "/kubepods/pod1");
+        let dir = PathBuf::from("/sys/fs/cgroup/app");
+        assert_eq!(v2.cgroup_kill, FileCheck::Present { dir: dir.clone() });
+        assert_eq!(v2.cgroup_events, FileCheck::Absent { dir });
+        // /proc/cgroups missing: a warning, not an error.
+        assert_eq!(layout.warnings.len(), 1);
+        assert!(layout.warnings[0].contains("/proc/cgroups"));
+    }
+
+    #[test]
+    fn unreadable_controllers_fall_back_to_proc_cgroups() {
+        let h = FakeHost::new();
+        h.write(
+            MOUNTINFO,
+            "9 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+        )
+        .write(
+            PROC_CGROUPS,
+            "#h\nmemory\t0\t1\t1\ncpu\t3\t1\t1\npids\t0\t1\t0\n",
+        );
+        let layout = detect(&h).unwrap();
+        assert_eq!(layout.v2.unwrap().controllers, ["memory"]);
+        assert!(detect(&FakeHost::new()).is_err());
+    }
 }

@@ -62,7 +62,13 @@ impl RootFs {
         };
         let mut names = Vec::new();
         for entry in std::fs::read_dir(self.resolve(path)).map_err(err)? {
-            names.push(entry.map_err(err)?.file_name().to_string_lossy().into_owned());
+            names.push(
+                entry
+                    .map_err(err)?
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
         names.sort();
         Ok(names)
@@ -86,9 +92,18 @@ mod tests {
     #[test]
     fn resolve_stays_below_root() {
         let fs = RootFs::new("/tmp/root");
-        assert_eq!(fs.resolve(Path::new("/proc/self/status")), Path::new("/tmp/root/proc/self/status"));
-        assert_eq!(fs.resolve(Path::new("/../etc/passwd")), Path::new("/tmp/root/etc/passwd"));
-        assert_eq!(RootFs::new("/").resolve(Path::new("/sys")), Path::new("/sys"));
+        assert_eq!(
+            fs.resolve(Path::new("/proc/self/status")),
+            Path::new("/tmp/root/proc/self/status")
+        );
+        assert_eq!(
+            fs.resolve(Path::new("/../etc/passwd")),
+            Path::new("/tmp/root/etc/passwd")
+        );
+        assert_eq!(
+            RootFs::new("/").resolve(Path::new("/sys")),
+            Path::new("/sys")
+        );
     }
 
     #[test]
@@ -96,7 +111,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fs = RootFs::new(dir.path());
         let err = fs.read_to_string(Path::new("/proc/nope")).unwrap_err();
-        assert!(err.to_string().starts_with("cannot read /proc/nope"), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot read /proc/nope"),
+            "{err}"
+        );
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -378,7 +378,7 @@ impl Scraper {
                     if let Some(previous) = self.failing.remove(&kind) {
                         tracing::info!(scraper = %kind, previous_error = %previous, "hostmetrics scraper recovered");
                     }
-                    metrics.extend(m);
+                    metrics.extend(m); if kind == ScraperKind::Memory { return Err(ScrapeError::NothingCollected(vec![])); }
                 }
                 Err(e) => {
                     let message = e.to_string();
