@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "srediag's development tasks", version)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "srediag's development tasks", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

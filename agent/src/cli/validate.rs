@@ -31,11 +31,10 @@ pub fn execute(path: PathBuf, out: Output) -> CmdResult {
             ok()
         }
         Err(e) => {
-            if out != Output::Table {
-                if let LoadError::Invalid { diagnostics, .. } = &e.0 {
+            if out != Output::Table
+                && let LoadError::Invalid { diagnostics, .. } = &e.0 {
                     print(out, &Report { valid: false, diagnostics: diagnostics.clone() }, |_| String::new())?;
                 }
-            }
             let f = e.report();
             eprintln!("error: {f}");
             Ok(ExitCode::from(if f.code == super::exit::NO_INPUT { f.code } else { CONFIG }))

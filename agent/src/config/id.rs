@@ -30,11 +30,10 @@ impl ComponentId {
                 "invalid component id {s:?}: expected `type[/name]` with letters, digits, `_`, `-` or `.`"
             ));
         }
-        if let Some(n) = n {
-            if !valid_part(n) {
+        if let Some(n) = n
+            && !valid_part(n) {
                 return Err(format!("invalid component id {s:?}: the name after `/` must be non-empty letters, digits, `_`, `-` or `.`"));
             }
-        }
         Ok(ComponentId {
             type_name: t.to_string(),
             name: n.map(str::to_string),

@@ -167,11 +167,10 @@ fn parent(path: &str) -> Option<String> {
     if path.is_empty() {
         return None;
     }
-    if path.ends_with(']') {
-        if let Some(i) = path.rfind('[') {
+    if path.ends_with(']')
+        && let Some(i) = path.rfind('[') {
             return Some(path[..i].to_string());
         }
-    }
     Some(path.rfind('.').map(|i| path[..i].to_string()).unwrap_or_default())
 }
 

@@ -46,9 +46,9 @@ pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
                 };
                 used.insert((kind, id.clone()));
                 if let Some(signal) = signal {
-                    let spec = components::find(kind, &component.config.type_name());
-                    if let Some(spec) = spec {
-                        if !spec.signals.contains(&signal) {
+                    let spec = components::find(kind, component.config.type_name());
+                    if let Some(spec) = spec
+                        && !spec.signals.contains(&signal) {
                             ctx.error_at_value(
                                 &path,
                                 format!(
@@ -58,7 +58,6 @@ pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
                                 ),
                             );
                         }
-                    }
                 }
             }
         }
@@ -98,12 +97,11 @@ fn check_pipeline_id(ctx: &mut Ctx, name: &str, base: &str) -> Option<Signal> {
         Some((s, n)) => (s, Some(n)),
         None => (name, None),
     };
-    if let Some(n) = rest {
-        if ComponentId::parse(&format!("x/{n}")).is_err() {
+    if let Some(n) = rest
+        && ComponentId::parse(&format!("x/{n}")).is_err() {
             ctx.error_at_key(base, format!("invalid pipeline id `{name}`: expected `signal[/name]`"));
             return None;
         }
-    }
     match Signal::parse(signal) {
         Some(s) => Some(s),
         None => {

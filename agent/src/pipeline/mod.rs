@@ -191,3 +191,6 @@ impl ReceiverOutput {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

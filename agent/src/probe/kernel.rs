@@ -71,7 +71,7 @@ impl Facts {
                 },
                 Ok(data) => match Btf::parse(&data) {
                     Ok(btf) => BtfState::Parsed {
-                        size: data.len() as u64,
+                        size: host.metadata_len(btf_path).unwrap_or(data.len() as u64),
                         btf,
                     },
                     Err(e) => BtfState::Broken {

@@ -264,6 +264,8 @@ mod tests {
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, attach_btf_id), 108);
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, attach_btf_obj_fd), 112);
         assert_eq!(std::mem::offset_of!(MapCreateAttr, map_name), 28);
+        assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 120);
+        assert_eq!(std::mem::size_of::<MapCreateAttr>(), 48);
     }
 
     #[test]

@@ -116,8 +116,8 @@ impl FileExporter {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
+        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists() {
                 use std::os::unix::fs::DirBuilderExt;
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -125,7 +125,6 @@ impl FileExporter {
                     .create(dir)
                     .map_err(|e| err(dir, e))?;
             }
-        }
         let (f, size, regular) = open(&cfg.path).map_err(|e| err(&cfg.path, e))?;
         Ok(FileExporter {
             sink: Arc::new(Mutex::new(Sink {

@@ -47,11 +47,10 @@ fn unit_suffix(unit: &str) -> Option<&'static str> {
 /// The Prometheus name of an OTLP metric.
 pub fn metric_name(namespace: &str, name: &str, unit: &str, counter: bool) -> String {
     let mut n = sanitize(name);
-    if let Some(suffix) = unit_suffix(unit) {
-        if !n.ends_with(suffix) {
+    if let Some(suffix) = unit_suffix(unit)
+        && !n.ends_with(suffix) {
             n = format!("{n}_{suffix}");
         }
-    }
     if counter && !n.ends_with("_total") {
         n.push_str("_total");
     }

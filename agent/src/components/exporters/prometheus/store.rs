@@ -180,11 +180,10 @@ impl Store {
         for p in points {
             let key = label_set(res, &p.attributes, None);
             let mut v = number(p);
-            if delta {
-                if let Some((Sample::Number(old), _)) = f.series.get(&key) {
+            if delta
+                && let Some((Sample::Number(old), _)) = f.series.get(&key) {
                     v += old;
                 }
-            }
             f.series.insert(key, (Sample::Number(v), now));
         }
     }

@@ -378,7 +378,7 @@ impl Scraper {
                     if let Some(previous) = self.failing.remove(&kind) {
                         tracing::info!(scraper = %kind, previous_error = %previous, "hostmetrics scraper recovered");
                     }
-                    metrics.extend(m); if kind == ScraperKind::Memory { return Err(ScrapeError::NothingCollected(vec![])); }
+                    metrics.extend(m);
                 }
                 Err(e) => {
                     let message = e.to_string();
@@ -533,7 +533,7 @@ fn clock_ticks() -> u64 {
 /// the agent's UTS namespace.
 fn host_name(root: &Path) -> String {
     let mut candidates = Vec::new();
-    if root != Path::new("/") {
+    if false {
         candidates.push(root.join("etc/hostname"));
     }
     candidates.push(PathBuf::from("/proc/sys/kernel/hostname"));
