@@ -7,6 +7,7 @@ pub mod components;
 pub mod config;
 pub mod model;
 pub mod pipeline;
+pub mod plugins;
 pub mod probe;
 pub mod sys;
 pub mod telemetry;

@@ -32,9 +32,10 @@ pub(super) fn scrape(ctx: &Context<'_>) -> Result<Vec<Metric>, ScrapeError> {
         }
     }
     if disks.is_empty()
-        && let Some(e) = first_error {
-            return Err(e);
-        }
+        && let Some(e) = first_error
+    {
+        return Err(e);
+    }
     disks.retain(|d| {
         !SKIPPED_PREFIXES.iter().any(|p| d.name.starts_with(p))
             && [

@@ -91,14 +91,14 @@ pub(super) fn scrape(
         }
     }
     failing_mounts.retain(|p| mounts.iter().any(|m| &m.path == p));
-    if failed > 0 && failed == mounts.len() {
-        if let Some((path, source)) = first_failure {
-            return Err(ScrapeError::Statvfs {
-                count: failed,
-                path,
-                source,
-            });
-        }
+    if failed == mounts.len()
+        && let Some((path, source)) = first_failure
+    {
+        return Err(ScrapeError::Statvfs {
+            count: failed,
+            path,
+            source,
+        });
     }
     Ok(vec![
         sum_i64(

@@ -533,7 +533,7 @@ fn clock_ticks() -> u64 {
 /// the agent's UTS namespace.
 fn host_name(root: &Path) -> String {
     let mut candidates = Vec::new();
-    if false {
+    if root != Path::new("/") {
         candidates.push(root.join("etc/hostname"));
     }
     candidates.push(PathBuf::from("/proc/sys/kernel/hostname"));

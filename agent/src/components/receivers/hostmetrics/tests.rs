@@ -980,6 +980,82 @@ fn mountinfo_escapes() {
     assert_eq!(filesystem::unescape_for_test(r"\777"), r"\777");
 }
 
+/// A log sink for `tracing_subscriber::fmt`.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[test]
+fn failures_are_warned_once_with_fields_and_recovery_is_logged() {
+    let dir = fixture_root();
+    let meminfo = dir.path().join("proc/meminfo");
+    fs::remove_file(&meminfo).unwrap();
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut s = fixture_scraper(&fixture_config(dir.path()));
+        for _ in 0..3 {
+            s.scrape().unwrap();
+        }
+        fs::write(&meminfo, MEMINFO).unwrap();
+        s.scrape().unwrap();
+    });
+    let text = logs.text();
+    let warned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("hostmetrics scraper failed"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{text}");
+    assert!(warned[0].contains("WARN"), "{text}");
+    assert!(warned[0].contains("scraper=memory"), "{text}");
+    assert!(
+        warned[0].contains(&format!("error=cannot read {}", meminfo.display())),
+        "{text}"
+    );
+    let recovered: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("hostmetrics scraper recovered"))
+        .collect();
+    assert_eq!(recovered.len(), 1, "{text}");
+    assert!(recovered[0].contains("INFO") && recovered[0].contains("scraper=memory"));
+    // The fixture's stale NFS mount: warned at its first failure only.
+    let stale: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("statvfs failed"))
+        .collect();
+    assert_eq!(stale.len(), 1, "{text}");
+    assert!(
+        stale[0].contains("stale") && stale[0].contains("WARN"),
+        "{text}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // This host
 

@@ -1,0 +1,1 @@
+//! Seccomp profiles (data in profiles/seccomp/) compiled to BPF filters.
