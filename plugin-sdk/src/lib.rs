@@ -1,1 +1,29 @@
-//! srediag plugin SDK (filled by the plugin issues).
+//! The srediag plugin SDK: the only API plugin authors see.
+//!
+//! A plugin is a separate program that the srediag agent starts inside a sandbox. The SDK speaks
+//! the control protocol with the agent over an inherited socket (fd 3): a versioned handshake,
+//! heartbeats and an orderly shutdown. The seed design's contract maps onto [`Plugin`]:
+//! `Init` → [`Plugin::init`], `Register` → [`Plugin::register`], `Capabilities` →
+//! [`Plugin::capabilities`], `Shutdown` → [`Plugin::shutdown`].
+//!
+//! ```no_run
+//! use srediag_plugin_sdk::{Context, Plugin, PluginError, PluginInfo, PluginType, Registry};
+//!
+//! struct Hello;
+//! impl Plugin for Hello {
+//!     fn init(&mut self, _ctx: &Context) -> Result<(), PluginError> { Ok(()) }
+//!     fn register(&mut self, _r: &mut Registry) -> Result<(), PluginError> { Ok(()) }
+//!     fn capabilities(&self) -> Vec<String> { vec!["diag/hello".into()] }
+//!     fn shutdown(&mut self, _ctx: &Context) -> Result<(), PluginError> { Ok(()) }
+//! }
+//!
+//! fn main() {
+//!     srediag_plugin_sdk::run(PluginInfo::new("hello", env!("CARGO_PKG_VERSION"), PluginType::Diagnostics), Hello)
+//! }
+//! ```
+
+pub mod control;
+mod runtime;
+
+pub use control::{AgentMsg, PROTOCOL_VERSION, PluginMsg, PluginType};
+pub use runtime::{Context, Plugin, PluginError, PluginInfo, Registry, run};

@@ -209,14 +209,7 @@ pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Di
     let processors = components_of(&mut ctx, Kind::Processor, take("processors"));
     let exporters = components_of(&mut ctx, Kind::Exporter, take("exporters"));
     let extensions = components_of(&mut ctx, Kind::Extension, take("extensions"));
-    let plugins = match take("plugins") {
-        Value::Null => Mapping::new(),
-        Value::Mapping(m) => m,
-        _ => {
-            ctx.error_at_value("plugins", "`plugins` must be a mapping of plugin component ids".into());
-            Mapping::new()
-        }
-    };
+    let plugins = plugins_of(&mut ctx, take("plugins"));
     let service_value = take("service");
     let service: Option<Service> = if service_value.is_null() {
         ctx.error_at_value("", "missing `service` section: at least one pipeline is needed under `service.pipelines`".into());
@@ -308,6 +301,40 @@ fn components_of(ctx: &mut Ctx, kind: Kind, value: Value) -> BTreeMap<ComponentI
                     ctx.error_at_value(&p, msg);
                 }
                 out.insert(id, Component { kind, config, queue });
+            }
+            Err(e) => ctx.decode_error(&path, e),
+        }
+    }
+    out
+}
+
+/// Decodes `plugins:`.
+fn plugins_of(ctx: &mut Ctx, value: Value) -> crate::plugins::config::Plugins {
+    let mut out = BTreeMap::new();
+    let map = match value {
+        Value::Null => return out,
+        Value::Mapping(m) => m,
+        _ => {
+            ctx.error_at_value("plugins", "`plugins` must be a mapping of plugin names to settings".into());
+            return out;
+        }
+    };
+    for (k, v) in map {
+        let Some(name) = k.as_str().map(str::to_string) else {
+            ctx.error_at_value("plugins", "plugin names must be strings".into());
+            continue;
+        };
+        let path = format!("plugins.{name}");
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            ctx.error_at_key(&path, format!("invalid plugin name {name:?}: use letters, digits, `_` or `-` (at most 64)"));
+            continue;
+        }
+        match decode::<crate::plugins::config::PluginConfig>(v) {
+            Ok(p) => {
+                for (sub, msg) in p.validate() {
+                    ctx.error_at_value(&format!("{path}.{sub}"), msg);
+                }
+                out.insert(name, p);
             }
             Err(e) => ctx.decode_error(&path, e),
         }

@@ -35,8 +35,8 @@ pub struct Config {
     pub exporters: BTreeMap<ComponentId, Component>,
     /// Extensions by id (no built-in extension yet; plugins will provide them).
     pub extensions: BTreeMap<ComponentId, Component>,
-    /// Plugin components (reserved for the plugin manager; kept verbatim).
-    pub plugins: serde_yaml::Mapping,
+    /// Plugins to run in their sandboxes, by name.
+    pub plugins: crate::plugins::config::Plugins,
     /// How the components are wired and how the agent reports on itself.
     pub service: Service,
 }
@@ -65,6 +65,9 @@ pub struct Service {
     /// The agent's own metrics endpoint and logs.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The admin socket (`srediag plugin list|restart`).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// How long shutdown waits for queued data to be delivered before counting the rest as
     /// dropped (`reason="shutdown"`). Default 30s, below systemd's default 90s stop timeout.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
@@ -75,6 +78,28 @@ pub struct Service {
 
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+/// `service.admin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Unix socket path, mode 0600, root only (checked with SO_PEERCRED). Default
+    /// `/run/srediag/srediag.sock`. Only created when plugins are configured.
+    #[serde(default = "default_admin_socket")]
+    pub socket: std::path::PathBuf,
+}
+
+fn default_admin_socket() -> std::path::PathBuf {
+    crate::plugins::config::DEFAULT_ADMIN_SOCKET.into()
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            socket: default_admin_socket(),
+        }
+    }
 }
 
 /// `service.telemetry`.

@@ -1,3 +1,7 @@
-//! The plugin manager: trust, sandbox, supervisor, IPC (see ARCHITECTURE.md).
+//! The plugin manager: configuration, sandbox, supervisor, control channel, admin socket
+//! (see ARCHITECTURE.md). Trust (signed bundles) and the shared-memory data path plug in here.
 
+pub mod config;
+pub mod control;
+pub mod metrics;
 pub mod sandbox;

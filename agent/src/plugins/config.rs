@@ -1,0 +1,289 @@
+//! `plugins.<name>` settings: what to run, how it is confined, how it is supervised.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use srediag_plugin_sdk::PluginType;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default admin socket path.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/srediag/srediag.sock";
+
+/// One plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Absolute path of the plugin executable. (Signed bundles replace this with a bundle
+    /// directory whose manifest names the entrypoint.)
+    pub path: PathBuf,
+    /// The plugin type; the handshake must agree.
+    #[serde(rename = "type")]
+    pub plugin_type: PluginType,
+    /// Settings passed to the plugin in the handshake. Default `{}`.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Command-line arguments. Default none.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Names of agent environment variables copied into the plugin's otherwise empty
+    /// environment. Default none.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// uid the plugin runs as; default a dedicated id `61000 + (hash(name) % 1000)` with no
+    /// passwd entry, so plugins cannot signal or read each other's files.
+    #[serde(default)]
+    pub user: Option<u32>,
+    /// gid; default equal to the uid.
+    #[serde(default)]
+    pub group: Option<u32>,
+    /// The plugin needs the network: keep the host network namespace and allow TCP. Default
+    /// false (own empty network namespace, no TCP).
+    #[serde(default)]
+    pub network: bool,
+    /// Resource limits (cgroups). Default 256 MiB memory (high at 80%), cpu weight 100, cpu max
+    /// one core, 64 pids.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Sandbox policy.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart: RestartConfig,
+    /// Liveness checks.
+    #[serde(default)]
+    pub heartbeat: HeartbeatConfig,
+    /// Time between the shutdown request and SIGKILL of the plugin's cgroup. Default 5s.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `limits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Hard memory limit (`memory.max`), e.g. `256MiB`. The plugin is OOM-killed inside its
+    /// cgroup beyond it.
+    #[serde(deserialize_with = "bytes")]
+    pub memory_max: u64,
+    /// Throttling threshold (`memory.high`); default 80% of `memory_max`.
+    #[serde(deserialize_with = "opt_bytes")]
+    pub memory_high: Option<u64>,
+    /// Relative CPU share (`cpu.weight`, 1–10000, 100 = normal).
+    pub cpu_weight: u32,
+    /// Hard CPU cap in cores (`cpu.max`), e.g. `0.5`; 0 means no cap.
+    pub cpu_max: f64,
+    /// Most processes/threads (`pids.max`).
+    pub pids_max: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            memory_max: 256 * 1024 * 1024,
+            memory_high: None,
+            cpu_weight: 100,
+            cpu_max: 1.0,
+            pids_max: 64,
+        }
+    }
+}
+
+/// Parses `256MiB`, `1GiB`, `512KiB`, `1000000` (bytes).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("B", 1)]
+        .iter()
+        .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n.trim(), *m)))
+        .unwrap_or((s, 1));
+    let n: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: use e.g. 256MiB"))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(format!("invalid size {s:?}"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Size {
+    N(u64),
+    S(String),
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match Size::deserialize(d)? {
+        Size::N(n) => Ok(n),
+        Size::S(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    bytes(d).map(Some)
+}
+
+/// `sandbox`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Seccomp profile; default the plugin type's (`processor`, `receiver`, …).
+    pub seccomp_profile: Option<String>,
+    /// What a denied syscall does: `errno` (EPERM, default), `trap` (SIGSYS), `kill`, or `log`
+    /// (monitor only: allowed and logged by the kernel).
+    pub seccomp_action: String,
+    /// Extra read-only paths (beyond the plugin's directory and the shared libraries).
+    pub read_only: Vec<PathBuf>,
+    /// Run when Landlock cannot enforce every rule (logged loudly, counted in
+    /// `srediag_plugin_sandbox_degraded_total`). Default false: fail closed.
+    pub allow_degraded: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            seccomp_profile: None,
+            seccomp_action: "errno".into(),
+            read_only: Vec::new(),
+            allow_degraded: false,
+        }
+    }
+}
+
+/// `restart`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartConfig {
+    /// First wait before a restart; doubles per consecutive crash, with ±20% jitter. Default 200ms.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest wait. Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Crashes within `window` that quarantine the plugin (no more restarts until
+    /// `srediag plugin restart`). Default 5.
+    pub quarantine_after: u32,
+    /// The crash-counting window. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            quarantine_after: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// Period. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A plugin silent for this long is hung: killed and restarted. Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Longest time from start to `ready`. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            startup_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PluginConfig {
+    /// Semantic checks: `(path inside the plugin, message)`.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if !self.path.is_absolute() {
+            e.push(("path".into(), format!("{} must be an absolute path", self.path.display())));
+        }
+        if !["errno", "trap", "kill", "log"].contains(&self.sandbox.seccomp_action.as_str()) {
+            e.push(("sandbox.seccomp_action".into(), format!("unknown action {:?}: use errno, trap, kill or log", self.sandbox.seccomp_action)));
+        }
+        if self.user == Some(0) || self.group == Some(0) {
+            e.push(("user".into(), "plugins never run as root (uid/gid 0)".into()));
+        }
+        if !(1..=10000).contains(&self.limits.cpu_weight) {
+            e.push(("limits.cpu_weight".into(), "must be 1..10000".into()));
+        }
+        if self.limits.memory_max < 8 * 1024 * 1024 {
+            e.push(("limits.memory_max".into(), "must be at least 8MiB".into()));
+        }
+        if self.limits.pids_max == 0 {
+            e.push(("limits.pids_max".into(), "must be at least 1".into()));
+        }
+        if self.heartbeat.interval.is_zero() || self.heartbeat.timeout < self.heartbeat.interval {
+            e.push(("heartbeat".into(), "interval must be > 0 and timeout ≥ interval".into()));
+        }
+        if self.restart.quarantine_after == 0 {
+            e.push(("restart.quarantine_after".into(), "must be at least 1".into()));
+        }
+        e
+    }
+
+    /// The uid, defaulting to the dedicated per-plugin id.
+    pub fn uid(&self, name: &str) -> u32 {
+        self.user.unwrap_or_else(|| default_id(name))
+    }
+
+    /// The gid, defaulting to the uid.
+    pub fn gid(&self, name: &str) -> u32 {
+        self.group.unwrap_or_else(|| self.uid(name))
+    }
+}
+
+/// `61000 + (fnv1a(name) % 1000)`.
+pub fn default_id(name: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    61000 + h % 1000
+}
+
+/// All plugins by name.
+pub type Plugins = BTreeMap<String, PluginConfig>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_bytes("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_bytes("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1MiB").is_err());
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let c: PluginConfig = serde_yaml::from_str("path: /bin/true\ntype: processor\nlimits: {memory_max: 64MiB}").unwrap();
+        assert_eq!(c.limits.memory_max, 64 << 20);
+        assert!(c.validate().is_empty());
+        assert_eq!(c.uid("x"), c.gid("x"));
+        assert!((61000..62000).contains(&c.uid("x")));
+        let bad: PluginConfig = serde_yaml::from_str("path: rel\ntype: processor\nuser: 0\nsandbox: {seccomp_action: maybe}").unwrap();
+        let paths: Vec<_> = bad.validate().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["path", "sandbox.seccomp_action", "user"]);
+        assert!(serde_yaml::from_str::<PluginConfig>("path: /x\ntype: processor\nbogus: 1").is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! Starts one supervisor per configured plugin, answers the admin socket, stops them all.
+
+use super::config::Plugins;
+use super::metrics::PluginMetrics;
+use super::sandbox::cgroup::{self, CgroupDriver};
+use super::supervisor::{PluginStatus, Request, Supervisor};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Where scratch directories live (tmpfs: gone after a reboot too).
+pub const SCRATCH_ROOT: &str = "/run/srediag/plugins";
+
+/// The plugin manager could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// Plugins need root (namespaces, cgroups, credentials).
+    #[error("plugins need root: srediag runs as uid {0} (run it as root, or remove the `plugins` section)")]
+    NotRoot(u32),
+    /// cgroups could not be set up.
+    #[error("cgroups: {0}")]
+    Cgroup(String),
+}
+
+struct Entry {
+    status: Arc<Mutex<PluginStatus>>,
+    tx: mpsc::Sender<Request>,
+}
+
+/// The running plugins.
+pub struct Manager {
+    plugins: BTreeMap<String, Entry>,
+}
+
+impl Manager {
+    /// Cleans what a previous agent left (cgroups, scratch directories; says so), then starts a
+    /// supervisor per plugin.
+    pub fn start(plugins: &Plugins, metrics: PluginMetrics) -> Result<Manager, ManagerError> {
+        if plugins.is_empty() {
+            return Ok(Manager { plugins: BTreeMap::new() });
+        }
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            return Err(ManagerError::NotRoot(euid));
+        }
+        super::sandbox::spawn::reserve_low_fds();
+        let host = crate::sys::real_host();
+        let layout = crate::sys::cgroup::detect(&*host).map_err(|e| ManagerError::Cgroup(e.to_string()))?;
+        let driver: Arc<dyn CgroupDriver> = Arc::from(cgroup::driver(&layout, "srediag").map_err(|e| ManagerError::Cgroup(e.to_string()))?);
+        match driver.cleanup_stale() {
+            Ok(cleaned) if !cleaned.is_empty() => {
+                tracing::warn!(cgroups = ?cleaned, "removed plugin cgroups left by a previous agent (its plugins were killed)")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot clean stale plugin cgroups"),
+        }
+        let scratch_root = PathBuf::from(SCRATCH_ROOT);
+        if let Ok(entries) = std::fs::read_dir(&scratch_root) {
+            for e in entries.flatten() {
+                tracing::warn!(dir = %e.path().display(), "removing scratch directory left by a previous agent");
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (name, cfg) in plugins {
+            let status = Arc::new(Mutex::new(PluginStatus {
+                name: name.clone(),
+                plugin_type: cfg.plugin_type.as_str().to_string(),
+                state: "starting".into(),
+                ..Default::default()
+            }));
+            let (tx, rx) = mpsc::channel(8);
+            let sup = Supervisor {
+                name: name.clone(),
+                cfg: cfg.clone(),
+                status: status.clone(),
+                metrics: metrics.clone(),
+                cgroups: driver.clone(),
+                scratch_root: scratch_root.clone(),
+            };
+            tokio::spawn(sup.run(rx));
+            out.insert(name.clone(), Entry { status, tx });
+        }
+        Ok(Manager { plugins: out })
+    }
+
+    /// Status of every plugin.
+    pub fn list(&self) -> Vec<PluginStatus> {
+        self.plugins.values().map(|e| e.status.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+    }
+
+    /// Asks a plugin to restart (also leaves quarantine).
+    pub async fn restart(&self, name: &str) -> Result<(), String> {
+        let e = self.plugins.get(name).ok_or_else(|| format!("no plugin named {name:?}"))?;
+        e.tx.send(Request::Restart).await.map_err(|_| format!("plugin {name} is not supervised any more"))
+    }
+
+    /// Stops every plugin (graceful, then cgroup kill) and waits for their supervisors.
+    pub async fn stop_all(&self) {
+        let mut waits = Vec::new();
+        for (name, e) in &self.plugins {
+            let (done, rx) = oneshot::channel();
+            if e.tx.send(Request::Stop(done)).await.is_ok() {
+                waits.push((name, rx));
+            }
+        }
+        for (name, rx) in waits {
+            let _ = rx.await;
+            tracing::info!(plugin = %name, "plugin stopped");
+        }
+    }
+}

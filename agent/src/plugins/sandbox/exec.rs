@@ -1,0 +1,193 @@
+//! The sandbox helper: `srediag __sandbox-exec`, a fresh single-threaded process that the agent
+//! starts for each plugin. Being single-threaded, it may allocate and use libraries freely while
+//! it builds the sandbox — unlike code running between `fork` and `exec` in the multi-threaded
+//! agent. Order (each step needs the privileges the later ones drop):
+//!
+//! 1. read the [`SandboxSpec`] from fd 4; join the plugin's cgroups;
+//! 2. `unshare` mount, pid, ipc, uts (and net) namespaces; make `/` private;
+//! 3. `fork`: the child becomes pid 1 of the new pid namespace; the helper stays outside, forwards
+//!    SIGTERM/SIGINT and exits with the child's status (signals as 128+N), so the agent sees one
+//!    process and one status;
+//! 4. child: mount a fresh `/proc` (only the plugin's processes), set the hostname, compile the
+//!    seccomp filter and build the Landlock ruleset (still root), drop uid/gid/capabilities, set
+//!    `PR_SET_PDEATHSIG` (after the credential change, which clears it), `no_new_privs`, Landlock,
+//!    seccomp **last**, then `execve` the plugin with exactly the configured environment.
+
+use super::spec::{MAX_SPEC, SPEC_FD, SandboxSpec};
+use super::{creds, landlock, seccomp};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+
+/// Exit code when the sandbox could not be built (distinct from plugin exit codes by convention).
+pub const SANDBOX_FAILED: i32 = 121;
+
+fn die(plugin: &str, msg: &str) -> ! {
+    let _ = writeln!(std::io::stderr(), "srediag sandbox for plugin {plugin}: {msg}");
+    // SAFETY: _exit never returns and runs no destructors.
+    unsafe { libc::_exit(SANDBOX_FAILED) }
+}
+
+fn cstr(s: &[u8]) -> CString {
+    CString::new(s).unwrap_or_else(|_| CString::new("?").expect("no NUL"))
+}
+
+fn read_spec() -> Result<SandboxSpec, String> {
+    // SAFETY: fd 4 is the spec pipe the agent passed; we take ownership and close it after.
+    let f = unsafe { std::fs::File::from_raw_fd(SPEC_FD) };
+    let mut buf = Vec::new();
+    f.take(MAX_SPEC as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read the sandbox spec on fd {SPEC_FD}: {e}"))?;
+    if buf.len() > MAX_SPEC {
+        return Err("sandbox spec too large".into());
+    }
+    serde_json::from_slice(&buf).map_err(|e| format!("invalid sandbox spec: {e}"))
+}
+
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Entry point of `srediag __sandbox-exec`. Never returns.
+pub fn main() -> ! {
+    let spec = match read_spec() {
+        Ok(s) => s,
+        Err(e) => die("?", &e),
+    };
+    let p = spec.plugin.clone();
+    for procs in &spec.cgroup_procs {
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(procs).and_then(|mut f| f.write_all(b"0")) {
+            die(&p, &format!("cannot join cgroup {}: {e}", procs.display()));
+        }
+    }
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if spec.new_net {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare/mount with valid arguments; this process is single-threaded.
+    unsafe {
+        if libc::unshare(flags) != 0 {
+            die(&p, &format!("unshare: {}", std::io::Error::last_os_error()));
+        }
+        if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+            die(&p, &format!("make / private: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: single-threaded process: the child may allocate.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        die(&p, &format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid > 0 {
+        supervise(pid)
+    }
+    child(spec)
+}
+
+/// The helper after fork: wait for the plugin and exit with its status.
+fn supervise(pid: libc::pid_t) -> ! {
+    CHILD.store(pid, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: installing async-signal-safe handlers; closing fds this process no longer needs
+    // (the control socket must only stay open in the plugin, so its death closes it).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = forward as *const () as usize;
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+        libc::close(srediag_plugin_sdk::control::CONTROL_FD);
+        libc::close(0);
+        libc::close(1);
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(SANDBOX_FAILED) }
+        }
+    }
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+    // SAFETY: _exit never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// The plugin side: pid 1 of the new pid namespace.
+fn child(spec: SandboxSpec) -> ! {
+    let p = spec.plugin.clone();
+    // SAFETY: mounting procfs over /proc in our private mount namespace; sethostname in our UTS ns.
+    unsafe {
+        let r = libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        );
+        if r != 0 {
+            die(&p, &format!("mount /proc: {}", std::io::Error::last_os_error()));
+        }
+        let h = spec.hostname.as_bytes();
+        if libc::sethostname(h.as_ptr().cast(), h.len()) != 0 {
+            die(&p, &format!("sethostname: {}", std::io::Error::last_os_error()));
+        }
+    }
+    let filter = match seccomp::compile_for(&spec.seccomp_profile, &spec.seccomp_action, spec.landlock.network) {
+        Ok(f) => f,
+        Err(e) => die(&p, &format!("seccomp: {e}")),
+    };
+    let ruleset = match landlock::Ruleset::build(&spec.landlock) {
+        Ok(r) => r,
+        Err(e) => die(&p, &e.to_string()),
+    };
+    if let landlock::Enforcement::Degraded(why) = &ruleset.enforcement {
+        let _ = writeln!(std::io::stderr(), "srediag sandbox for plugin {p}: WARNING landlock degraded: {why}");
+    }
+    if let Err(e) = std::env::set_current_dir(&spec.scratch_dir) {
+        die(&p, &format!("chdir {}: {e}", spec.scratch_dir.display()));
+    }
+    let prog = cstr(spec.program.as_os_str().as_bytes());
+    let mut argv: Vec<CString> = vec![prog.clone()];
+    argv.extend(spec.args.iter().map(|a| cstr(a.as_bytes())));
+    let envp: Vec<CString> = spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect();
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    if let Err(e) = creds::drop_to(spec.uid, spec.gid) {
+        die(&p, &format!("drop privileges: {e}"));
+    }
+    // SAFETY: prctl with scalar arguments.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0
+            || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        {
+            die(&p, &format!("prctl: {}", std::io::Error::last_os_error()));
+        }
+    }
+    if !ruleset.is_inert() {
+        if let Err(e) = ruleset.restrict_self() {
+            die(&p, &e.to_string());
+        }
+    }
+    if let Err(e) = filter.install() {
+        die(&p, &format!("seccomp install: {e}"));
+    }
+    // SAFETY: argv/envp are NUL-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(prog.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    let e = std::io::Error::last_os_error();
+    let _ = writeln!(std::io::stderr(), "srediag sandbox for plugin {p}: execve {}: {e}", spec.program.display());
+    // SAFETY: _exit never returns.
+    unsafe { libc::_exit(127) }
+}

@@ -1,0 +1,632 @@
+//! One supervisor task per plugin: prepare the sandbox, spawn, handshake, watch (pidfd, control
+//! socket, heartbeats, cgroup accounting), stop, restart with backoff, quarantine.
+
+use super::config::PluginConfig;
+use super::control::ControlChannel;
+use super::metrics::PluginMetrics;
+use super::sandbox::cgroup::{CgroupDriver, PluginCgroup};
+use super::sandbox::exec::SANDBOX_FAILED;
+use super::sandbox::landlock::LandlockSpec;
+use super::sandbox::spawn::{self, Spawned};
+use super::sandbox::spec::SandboxSpec;
+use serde::Serialize;
+use srediag_plugin_sdk::control::{AgentMsg, PROTOCOL_VERSION, PluginMsg};
+use std::collections::VecDeque;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the operator sees of a plugin (`srediag plugin list`). JSON field names are stable.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PluginStatus {
+    /// Plugin id from the configuration.
+    pub name: String,
+    /// Version from the handshake.
+    pub version: String,
+    /// Type from the configuration.
+    #[serde(rename = "type")]
+    pub plugin_type: String,
+    /// starting, ready, degraded, stopping, stopped, failed or quarantined.
+    pub state: String,
+    /// Host pid of the plugin process (pid 1 of its namespace), when running.
+    pub pid: Option<u32>,
+    /// Unix time of the last start.
+    pub started_at: Option<u64>,
+    /// Seconds since the last start, while running.
+    pub uptime_seconds: Option<u64>,
+    /// Restarts since the agent started.
+    pub restarts: u64,
+    /// Memory charged to the plugin's cgroup.
+    pub memory_bytes: Option<u64>,
+    /// CPU used by the current incarnation's cgroup.
+    pub cpu_seconds: Option<f64>,
+    /// How the last incarnation ended.
+    pub last_exit: Option<String>,
+    /// The last error, with its code.
+    pub error: Option<String>,
+    /// Capabilities from the handshake.
+    pub capabilities: Vec<String>,
+}
+
+/// Requests to a supervisor.
+pub enum Request {
+    /// Stop (or leave quarantine) and start again now.
+    Restart,
+    /// Stop for good; answer when done.
+    Stop(oneshot::Sender<()>),
+}
+
+/// How an incarnation ended.
+#[derive(Debug, Clone, PartialEq)]
+enum End {
+    /// Asked to stop (agent shutdown).
+    Stopped,
+    /// Asked to restart.
+    Restart,
+    /// Died or was killed: reason label and detail.
+    Crashed(&'static str, String),
+    /// Could not start (handshake refused): reason label and message. Counts as a crash.
+    Failed(&'static str, String),
+}
+
+/// Stable error codes (seed §9), printed with every plugin failure.
+pub mod codes {
+    /// Handshake version or type mismatch ("ABI mismatch").
+    pub const ABI: &str = "SRD-P002";
+    /// The plugin crashed or was killed.
+    pub const CRASH: &str = "SRD-P005";
+    /// The plugin stopped answering heartbeats.
+    pub const HANG: &str = "SRD-P006";
+    /// Out of memory inside its cgroup.
+    pub const OOM: &str = "SRD-P004";
+    /// Killed by its seccomp profile.
+    pub const SECCOMP: &str = "SRD-P003";
+    /// The sandbox could not be built.
+    pub const SANDBOX: &str = "SRD-P008";
+    /// Quarantined after repeated crashes.
+    pub const QUARANTINE: &str = "SRD-P007";
+}
+
+/// A supervisor's fixed inputs.
+pub struct Supervisor {
+    /// Plugin id.
+    pub name: String,
+    /// Settings.
+    pub cfg: PluginConfig,
+    /// Shared status for the admin socket.
+    pub status: Arc<Mutex<PluginStatus>>,
+    /// Metrics.
+    pub metrics: PluginMetrics,
+    /// cgroup driver.
+    pub cgroups: Arc<dyn CgroupDriver>,
+    /// Parent of the scratch directories (`/run/srediag/plugins`).
+    pub scratch_root: PathBuf,
+}
+
+/// The cgroup limits of a plugin's settings (`memory.high` defaults to 80% of `memory.max`).
+pub fn limits(l: &super::config::LimitsConfig) -> super::sandbox::cgroup::Limits {
+    super::sandbox::cgroup::Limits {
+        memory_max: Some(l.memory_max),
+        memory_high: Some(l.memory_high.unwrap_or(l.memory_max / 10 * 8)),
+        cpu_weight: Some(l.cpu_weight),
+        cpu_max: (l.cpu_max > 0.0).then(|| ((l.cpu_max * 100_000.0) as u64, 100_000)),
+        pids_max: Some(l.pids_max),
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// ±20% jitter around `d`, from a cheap clock-seeded generator (no RNG dependency needed).
+fn jitter(d: Duration) -> Duration {
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let mut x = u64::from(n) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    let f = 0.8 + (x % 4001) as f64 / 10_000.0;
+    d.mul_f64(f)
+}
+
+/// Backoff before restart number `n` (1-based).
+pub fn backoff(initial: Duration, max: Duration, n: u32) -> Duration {
+    let exp = initial.saturating_mul(1u32 << n.saturating_sub(1).min(20));
+    jitter(exp.min(max))
+}
+
+impl Supervisor {
+    fn set(&self, f: impl FnOnce(&mut PluginStatus)) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+    }
+
+    fn state(&self, state: &str) {
+        self.metrics.set_state(&self.name, state);
+        self.set(|s| s.state = state.to_string());
+    }
+
+    /// Runs until stopped.
+    pub async fn run(self, mut requests: mpsc::Receiver<Request>) {
+        let mut crashes: VecDeque<Instant> = VecDeque::new();
+        let mut consecutive = 0u32;
+        loop {
+            let started = Instant::now();
+            let end = self.incarnation(&mut requests).await;
+            let ran = started.elapsed();
+            match end {
+                End::Stopped => {
+                    self.state("stopped");
+                    return;
+                }
+                End::Restart => {
+                    self.metrics.restarts.with_label_values(&[&self.name, "requested"]).inc();
+                    self.set(|s| s.restarts += 1);
+                    consecutive = 0;
+                    continue;
+                }
+                End::Crashed(reason, detail) | End::Failed(reason, detail) => {
+                    tracing::error!(plugin = %self.name, reason, %detail, "plugin ended");
+                    self.set(|s| {
+                        s.last_exit = Some(format!("{reason}: {detail}"));
+                        s.pid = None;
+                        s.uptime_seconds = None;
+                    });
+                    if ran > self.cfg.restart.window {
+                        consecutive = 0;
+                    }
+                    consecutive += 1;
+                    let now = Instant::now();
+                    crashes.push_back(now);
+                    while crashes.front().is_some_and(|t| now.duration_since(*t) > self.cfg.restart.window) {
+                        crashes.pop_front();
+                    }
+                    if crashes.len() as u32 >= self.cfg.restart.quarantine_after {
+                        let msg = format!(
+                            "{}: plugin {} quarantined after {} crashes within {:?}; fix it, then `srediag plugin restart {}`",
+                            codes::QUARANTINE,
+                            self.name,
+                            crashes.len(),
+                            self.cfg.restart.window,
+                            self.name
+                        );
+                        tracing::error!(plugin = %self.name, "{msg}");
+                        self.set(|s| s.error = Some(msg));
+                        self.state("quarantined");
+                        match requests.recv().await {
+                            Some(Request::Restart) => {
+                                crashes.clear();
+                                consecutive = 0;
+                                self.metrics.restarts.with_label_values(&[&self.name, "requested"]).inc();
+                                self.set(|s| s.restarts += 1);
+                                continue;
+                            }
+                            Some(Request::Stop(done)) => {
+                                self.state("stopped");
+                                let _ = done.send(());
+                                return;
+                            }
+                            None => return,
+                        }
+                    }
+                    self.state("failed");
+                    let wait = backoff(self.cfg.restart.initial_backoff, self.cfg.restart.max_backoff, consecutive);
+                    tracing::info!(plugin = %self.name, reason, wait = ?wait, "restarting after backoff");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        r = requests.recv() => match r {
+                            Some(Request::Stop(done)) => { self.state("stopped"); let _ = done.send(()); return; }
+                            Some(Request::Restart) => {}
+                            None => return,
+                        }
+                    }
+                    self.metrics.restarts.with_label_values(&[&self.name, reason]).inc();
+                    self.set(|s| s.restarts += 1);
+                }
+            }
+        }
+    }
+
+    fn spec(&self, cg: &dyn PluginCgroup, scratch: &Path) -> SandboxSpec {
+        let cfg = &self.cfg;
+        let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"].iter().map(PathBuf::from).collect();
+        if let Some(dir) = cfg.path.parent() {
+            read_exec.push(dir.to_path_buf());
+        }
+        read_exec.push(cfg.path.clone());
+        let mut read_only: Vec<PathBuf> = ["/etc/ld.so.cache", "/proc", "/dev/urandom"].iter().map(PathBuf::from).collect();
+        read_only.extend(cfg.sandbox.read_only.iter().cloned());
+        SandboxSpec {
+            plugin: self.name.clone(),
+            program: cfg.path.clone(),
+            args: cfg.args.clone(),
+            env: cfg.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect(),
+            uid: cfg.uid(&self.name),
+            gid: cfg.gid(&self.name),
+            hostname: format!("srediag-{}", self.name),
+            new_net: !cfg.network,
+            cgroup_procs: cg.procs_files(),
+            scratch_dir: scratch.to_path_buf(),
+            landlock: LandlockSpec {
+                read_exec,
+                read_only,
+                read_write: vec![scratch.to_path_buf(), PathBuf::from("/dev/null")],
+                network: cfg.network,
+                allow_degraded: cfg.sandbox.allow_degraded,
+            },
+            seccomp_profile: cfg.sandbox.seccomp_profile.clone().unwrap_or_else(|| cfg.plugin_type.as_str().to_string()),
+            seccomp_action: cfg.sandbox.seccomp_action.clone(),
+        }
+    }
+
+    fn make_scratch(&self) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.scratch_root)?;
+        std::fs::set_permissions(&self.scratch_root, std::fs::Permissions::from_mode(0o711))?;
+        let dir = self.scratch_root.join(&self.name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        std::os::unix::fs::chown(&dir, Some(self.cfg.uid(&self.name)), Some(self.cfg.gid(&self.name)))?;
+        Ok(dir)
+    }
+
+    /// One start-to-end life of the plugin.
+    async fn incarnation(&self, requests: &mut mpsc::Receiver<Request>) -> End {
+        self.state("starting");
+        self.set(|s| {
+            s.error = None;
+            s.capabilities.clear();
+        });
+        let fail = |code: &str, what: String| {
+            self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
+            self.set(|s| s.error = Some(format!("{code}: {what}")));
+            End::Failed("start", format!("{code}: {what}"))
+        };
+        let cg = match self.cgroups.create(&self.name, &limits(&self.cfg.limits)) {
+            Ok(c) => c,
+            Err(e) => return fail(codes::SANDBOX, format!("cgroup: {e}")),
+        };
+        let scratch = match self.make_scratch() {
+            Ok(d) => d,
+            Err(e) => {
+                cleanup(&*cg, None);
+                return fail(codes::SANDBOX, format!("scratch directory under {}: {e}", self.scratch_root.display()));
+            }
+        };
+        let end = self.run_in(&*cg, &scratch, requests).await;
+        cleanup(&*cg, Some(&scratch));
+        end
+    }
+
+    async fn run_in(&self, cg: &dyn PluginCgroup, scratch: &Path, requests: &mut mpsc::Receiver<Request>) -> End {
+        let spec = self.spec(cg, scratch);
+        let (agent_end, plugin_end) = match spawn::control_pair() {
+            Ok(p) => p,
+            Err(e) => return End::Failed("start", format!("{}: socketpair: {e}", codes::SANDBOX)),
+        };
+        let oom_before = cg.oom_kills().unwrap_or(0);
+        let Spawned { mut child, pidfd } = match spawn::spawn(&spec, &plugin_end) {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
+                return End::Failed("start", format!("{}: spawn {}: {e}", codes::SANDBOX, spawn::helper_program().display()));
+            }
+        };
+        drop(plugin_end);
+        let started = Instant::now();
+        self.set(|s| {
+            s.started_at = Some(now_unix());
+            s.pid = None;
+        });
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward_output(self.name.clone(), "stdout", out));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward_output(self.name.clone(), "stderr", err));
+        }
+        // SAFETY: the pidfd moves into the AsyncFd, which keeps it open for its whole lifetime.
+        let exited = match unsafe { AsyncFd::register(pidfd) }.map_err(std::io::Error::from) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = cg.kill_all();
+                let _ = child.wait();
+                return End::Failed("start", format!("pidfd: {e}"));
+            }
+        };
+        let ctl = match ControlChannel::new(agent_end) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = cg.kill_all();
+                let _ = child.wait();
+                return End::Failed("start", format!("control socket: {e}"));
+            }
+        };
+        // Handshake.
+        let hs = tokio::time::timeout(self.cfg.heartbeat.startup_timeout, self.handshake(&ctl));
+        let hs = tokio::select! {
+            r = hs => r,
+            _ = exited.readable() => Ok(Err(End::Crashed("crash", "exited before the handshake finished".into()))),
+        };
+        match hs {
+            Ok(Ok(())) => {}
+            Ok(Err(end)) => {
+                let _ = cg.kill_all();
+                let status = reap(&mut child);
+                return self.classify(end, status, cg, oom_before);
+            }
+            Err(_) => {
+                let _ = cg.kill_all();
+                let _ = reap(&mut child);
+                self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
+                return End::Failed("start", format!("{}: no ready within {:?}", codes::HANG, self.cfg.heartbeat.startup_timeout));
+            }
+        }
+        self.metrics.load.with_label_values(&[&self.name, "loaded"]).inc();
+        let plugin_pid = cg.pids().into_iter().find(|p| *p != child.id());
+        self.set(|s| s.pid = plugin_pid.or(Some(child.id())));
+        self.state("ready");
+        tracing::info!(plugin = %self.name, pid = ?plugin_pid, startup = ?started.elapsed(), "plugin ready");
+
+        let mut tick = tokio::time::interval(self.cfg.heartbeat.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seq = 0u64;
+        let mut last_ack = Instant::now();
+        let mut cpu_last = 0u64;
+        let mut ctl_open = true;
+        let end = loop {
+            tokio::select! {
+                _ = exited.readable() => break End::Crashed("crash", String::new()),
+                m = ctl.recv(), if ctl_open => match m {
+                    Ok(Some(PluginMsg::HeartbeatAck { seq: s })) if s == seq => last_ack = Instant::now(),
+                    Ok(Some(PluginMsg::HeartbeatAck { .. })) => {}
+                    Ok(Some(PluginMsg::Error { message })) => {
+                        self.metrics.runtime_errors.with_label_values(&[&self.name]).inc();
+                        tracing::warn!(plugin = %self.name, error = %truncate(&message, 512), "plugin reported an error");
+                    }
+                    Ok(Some(other)) => {
+                        self.metrics.runtime_errors.with_label_values(&[&self.name]).inc();
+                        tracing::warn!(plugin = %self.name, message = ?other, "unexpected control message");
+                    }
+                    Ok(None) => ctl_open = false,
+                    Err(e) => {
+                        self.metrics.runtime_errors.with_label_values(&[&self.name]).inc();
+                        tracing::warn!(plugin = %self.name, error = %e, "bad control message");
+                    }
+                },
+                _ = tick.tick() => {
+                    if let Some(m) = cg.memory_current() {
+                        self.metrics.memory.with_label_values(&[&self.name]).set(m as i64);
+                        self.set(|s| s.memory_bytes = Some(m));
+                    }
+                    if let Some(ns) = cg.cpu_usage_ns() {
+                        if ns > cpu_last {
+                            self.metrics.cpu.with_label_values(&[&self.name]).inc_by((ns - cpu_last) as f64 / 1e9);
+                            cpu_last = ns;
+                        }
+                        self.set(|s| s.cpu_seconds = Some(ns as f64 / 1e9));
+                    }
+                    self.set(|s| s.uptime_seconds = Some(started.elapsed().as_secs()));
+                    if last_ack.elapsed() > self.cfg.heartbeat.timeout {
+                        let _ = cg.kill_all();
+                        break End::Crashed("hang", format!("{}: no heartbeat answer for {:?}", codes::HANG, last_ack.elapsed()));
+                    }
+                    seq += 1;
+                    if ctl.send(&AgentMsg::Heartbeat { seq }).is_err() && !ctl_open {
+                        // The plugin closed its socket; its exit is being observed.
+                    }
+                }
+                r = requests.recv() => match r {
+                    Some(Request::Stop(done)) => {
+                        self.graceful_stop(&ctl, &exited, cg, &child).await;
+                        let _ = reap(&mut child);
+                        let _ = done.send(());
+                        return End::Stopped;
+                    }
+                    Some(Request::Restart) => {
+                        self.graceful_stop(&ctl, &exited, cg, &child).await;
+                        let _ = reap(&mut child);
+                        return End::Restart;
+                    }
+                    None => {
+                        self.graceful_stop(&ctl, &exited, cg, &child).await;
+                        let _ = reap(&mut child);
+                        return End::Stopped;
+                    }
+                }
+            }
+        };
+        let _ = cg.kill_all();
+        let status = reap(&mut child);
+        self.classify(end, status, cg, oom_before)
+    }
+
+    async fn handshake(&self, ctl: &ControlChannel) -> Result<(), End> {
+        let hello = match ctl.recv().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(End::Crashed("crash", "closed the control socket before hello".into())),
+            Err(e) => return Err(self.reject(ctl, codes::ABI, format!("malformed hello: {e}"))),
+        };
+        let PluginMsg::Hello { protocol_version, name, version, plugin_type, capabilities, sdk_version } = hello else {
+            return Err(self.reject(ctl, codes::ABI, "the first message must be hello".into()));
+        };
+        if protocol_version != PROTOCOL_VERSION {
+            return Err(self.reject(
+                ctl,
+                codes::ABI,
+                format!(
+                    "protocol version mismatch: plugin {name} {version} speaks {protocol_version} (sdk {sdk_version}), this agent speaks {PROTOCOL_VERSION}; rebuild the plugin against srediag-plugin-sdk {}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        if plugin_type != self.cfg.plugin_type {
+            return Err(self.reject(
+                ctl,
+                codes::ABI,
+                format!("type mismatch: configured as {}, plugin says {}", self.cfg.plugin_type.as_str(), plugin_type.as_str()),
+            ));
+        }
+        self.set(|s| {
+            s.version = truncate(&version, 64);
+            s.capabilities = capabilities.iter().take(64).map(|c| truncate(c, 128)).collect();
+        });
+        ctl.send(&AgentMsg::Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            config: self.cfg.config.clone(),
+        })
+        .map_err(|e| End::Crashed("crash", format!("control socket: {e}")))?;
+        loop {
+            match ctl.recv().await {
+                Ok(Some(PluginMsg::Ready)) => return Ok(()),
+                Ok(Some(PluginMsg::Error { message })) => {
+                    return Err(End::Failed("start", format!("init failed: {}", truncate(&message, 512))));
+                }
+                Ok(Some(_)) => {
+                    self.metrics.runtime_errors.with_label_values(&[&self.name]).inc();
+                }
+                Ok(None) => return Err(End::Crashed("crash", "closed the control socket before ready".into())),
+                Err(e) => return Err(self.reject(ctl, codes::ABI, format!("malformed message: {e}"))),
+            }
+        }
+    }
+
+    fn reject(&self, ctl: &ControlChannel, code: &str, message: String) -> End {
+        let _ = ctl.send(&AgentMsg::Reject {
+            code: code.to_string(),
+            message: message.clone(),
+        });
+        self.metrics.load.with_label_values(&[&self.name, "rejected_compat"]).inc();
+        self.set(|s| s.error = Some(format!("{code}: {message}")));
+        End::Failed("start", format!("{code}: {message}"))
+    }
+
+    async fn graceful_stop(&self, ctl: &ControlChannel, exited: &AsyncFd<std::os::fd::OwnedFd>, cg: &dyn PluginCgroup, child: &std::process::Child) {
+        self.state("stopping");
+        let grace = self.cfg.shutdown_grace;
+        let _ = ctl.send(&AgentMsg::Shutdown {
+            grace_ms: grace.as_millis() as u64,
+        });
+        if tokio::time::timeout(grace, exited.readable()).await.is_ok() {
+            return;
+        }
+        // SAFETY: signalling our own child (the helper forwards SIGTERM to the plugin).
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        if tokio::time::timeout(Duration::from_millis(500), exited.readable()).await.is_ok() {
+            return;
+        }
+        tracing::warn!(plugin = %self.name, "plugin ignored shutdown; killing its cgroup");
+        let _ = cg.kill_all();
+    }
+
+    fn classify(&self, end: End, status: Option<std::process::ExitStatus>, cg: &dyn PluginCgroup, oom_before: u64) -> End {
+        let oom = cg.oom_kills().unwrap_or(0).saturating_sub(oom_before);
+        if oom > 0 {
+            self.metrics.oom_kills.with_label_values(&[&self.name]).inc_by(oom);
+        }
+        let code = status.and_then(|s| s.code());
+        let detail = match status {
+            Some(s) => format!("{s}"),
+            None => "status unknown".into(),
+        };
+        if let End::Failed(..) = end {
+            return end;
+        }
+        if oom > 0 {
+            return End::Crashed("oom", format!("{}: out of memory in its cgroup (limit {} bytes; {detail})", codes::OOM, self.cfg.limits.memory_max));
+        }
+        if let End::Crashed("hang", d) = end {
+            return End::Crashed("hang", d);
+        }
+        match code {
+            Some(c) if c == 128 + libc::SIGSYS => End::Crashed("seccomp", format!("{}: killed by its seccomp profile (SIGSYS)", codes::SECCOMP)),
+            Some(c) if c == SANDBOX_FAILED => End::Crashed("sandbox", format!("{}: the sandbox could not be built (see the plugin's stderr above)", codes::SANDBOX)),
+            Some(0) => End::Crashed("exited", "exited with status 0 without being asked".into()),
+            Some(c) if c > 128 => End::Crashed("signal", format!("{}: killed by signal {}", codes::CRASH, c - 128)),
+            _ => End::Crashed("crash", format!("{}: {detail}", codes::CRASH)),
+        }
+    }
+}
+
+fn reap(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    // The pidfd said it exited (or its cgroup was killed): wait is immediate or very short.
+    for _ in 0..200 {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return None,
+        }
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+fn cleanup(cg: &dyn PluginCgroup, scratch: Option<&Path>) {
+    if let Err(e) = cg.kill_all() {
+        tracing::warn!(cgroup = cg.name(), error = %e, "cannot empty plugin cgroup");
+    }
+    if let Err(e) = cg.remove() {
+        tracing::warn!(cgroup = cg.name(), error = %e, "cannot remove plugin cgroup");
+    }
+    if let Some(d) = scratch {
+        if let Err(e) = std::fs::remove_dir_all(d) {
+            tracing::warn!(dir = %d.display(), error = %e, "cannot remove scratch directory");
+        }
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Reads a plugin's stdout/stderr into the agent's log, tagged and rate-limited (at most 100
+/// lines per second per stream; the number suppressed is logged). Lines are cut at 2 KiB, so a
+/// plugin writing without newlines cannot grow the agent's memory.
+async fn forward_output(plugin: String, stream: &'static str, out: impl std::os::fd::IntoRawFd) {
+    use tokio::io::AsyncReadExt;
+    const MAX_LINE: usize = 2048;
+    // SAFETY: we own the pipe fd taken from the child.
+    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(out.into_raw_fd()) };
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_file(file) else { return };
+    let mut buf = [0u8; 8192];
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    let mut window = Instant::now();
+    let (mut n, mut suppressed) = (0u32, 0u64);
+    let mut emit = |line: &[u8]| {
+        if window.elapsed() > Duration::from_secs(1) {
+            if suppressed > 0 {
+                tracing::warn!(plugin = %plugin, stream, suppressed, "plugin output rate-limited");
+            }
+            window = Instant::now();
+            n = 0;
+            suppressed = 0;
+        }
+        n += 1;
+        if n > 100 {
+            suppressed += 1;
+        } else {
+            tracing::info!(plugin = %plugin, stream, "{}", String::from_utf8_lossy(line));
+        }
+    };
+    loop {
+        let k = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(k) => k,
+        };
+        for &b in &buf[..k] {
+            if b == b'\n' {
+                emit(&line);
+                line.clear();
+            } else if line.len() < MAX_LINE {
+                line.push(b);
+            }
+        }
+    }
+    if !line.is_empty() {
+        emit(&line);
+    }
+}

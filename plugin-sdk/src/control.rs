@@ -1,0 +1,164 @@
+//! The control protocol between the agent and a plugin.
+//!
+//! Transport: an `AF_UNIX` `SOCK_SEQPACKET` socketpair; the plugin's end is fd [`CONTROL_FD`].
+//! Each message is one packet holding one JSON object (at most [`MAX_MESSAGE`] bytes) tagged by
+//! `type`. Message boundaries come from the socket, so nothing a plugin prints on stdout or
+//! stderr can break the protocol. Everything a plugin sends is untrusted: the agent bounds the
+//! size, parses strictly (unknown fields and types are errors) and counts malformed messages.
+//!
+//! Sequence: plugin `hello` → agent `welcome` (or `reject`, e.g. on a protocol version skew) →
+//! plugin `ready`; then agent `heartbeat` / plugin `heartbeat_ack`; agent `shutdown` → plugin
+//! `shutdown_ack` and exit.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this SDK speaks. The agent refuses a plugin that speaks another one,
+/// naming both versions (the seed's "ABI mismatch").
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The plugin's end of the control socket.
+pub const CONTROL_FD: i32 = 3;
+
+/// Largest control message in bytes.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// The seed's plugin types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginType {
+    /// Ingests telemetry from external sources.
+    Receiver,
+    /// Transforms, deduplicates, compresses telemetry.
+    Processor,
+    /// Forwards telemetry to external destinations.
+    Exporter,
+    /// Provides diagnostics verbs under `srediag diagnose`.
+    Diagnostics,
+    /// Special observability or integration capabilities.
+    Extension,
+}
+
+impl PluginType {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginType::Receiver => "receiver",
+            PluginType::Processor => "processor",
+            PluginType::Exporter => "exporter",
+            PluginType::Diagnostics => "diagnostics",
+            PluginType::Extension => "extension",
+        }
+    }
+}
+
+/// Plugin → agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PluginMsg {
+    /// First message: who the plugin is and what it speaks.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the plugin's SDK.
+        protocol_version: u32,
+        /// Plugin name.
+        name: String,
+        /// Plugin version.
+        version: String,
+        /// Plugin type.
+        plugin_type: PluginType,
+        /// Capabilities (the seed's `Capabilities()`), e.g. `processor/vectorhash`.
+        capabilities: Vec<String>,
+        /// The SDK version it was built with.
+        sdk_version: String,
+    },
+    /// `init` and `register` succeeded; the plugin serves.
+    Ready,
+    /// Answer to a heartbeat.
+    HeartbeatAck {
+        /// The heartbeat's sequence number.
+        seq: u64,
+    },
+    /// A runtime error the plugin survived (counted in `srediag_plugin_runtime_errors_total`).
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+    /// `shutdown` ran; the plugin exits next.
+    ShutdownAck,
+}
+
+/// Agent → plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentMsg {
+    /// The handshake is accepted; here is the plugin's configuration.
+    Welcome {
+        /// The agent's protocol version.
+        protocol_version: u32,
+        /// The plugin's settings from the agent's configuration (`plugins.<id>.config`).
+        config: serde_json::Value,
+    },
+    /// The handshake is refused.
+    Reject {
+        /// Stable error code (see the agent's error table).
+        code: String,
+        /// Why, naming both sides of a mismatch.
+        message: String,
+    },
+    /// Liveness check; answer with `heartbeat_ack`.
+    Heartbeat {
+        /// Sequence number to echo.
+        seq: u64,
+    },
+    /// Stop: run `shutdown`, answer `shutdown_ack`, exit within `grace_ms`.
+    Shutdown {
+        /// Time before the agent kills the plugin.
+        grace_ms: u64,
+    },
+}
+
+/// Encodes a message as one packet.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    serde_json::to_vec(msg).unwrap_or_default()
+}
+
+/// Why a packet is not a valid message.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Larger than [`MAX_MESSAGE`].
+    #[error("control message of {0} bytes exceeds the {MAX_MESSAGE}-byte limit")]
+    TooLarge(usize),
+    /// Not a valid message.
+    #[error("malformed control message: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+/// Decodes one packet strictly.
+pub fn decode<T: for<'de> Deserialize<'de>>(packet: &[u8]) -> Result<T, DecodeError> {
+    if packet.len() > MAX_MESSAGE {
+        return Err(DecodeError::TooLarge(packet.len()));
+    }
+    Ok(serde_json::from_slice(packet)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_unknown_fields() {
+        let m = PluginMsg::Hello {
+            protocol_version: 1,
+            name: "x".into(),
+            version: "0.1.0".into(),
+            plugin_type: PluginType::Processor,
+            capabilities: vec!["processor/x".into()],
+            sdk_version: "0.1.0".into(),
+        };
+        let bytes = encode(&m);
+        assert_eq!(decode::<PluginMsg>(&bytes).unwrap(), m);
+        assert!(decode::<PluginMsg>(br#"{"type":"ready","extra":1}"#).is_err());
+        assert!(decode::<PluginMsg>(br#"{"type":"format_disk"}"#).is_err());
+        assert!(matches!(decode::<PluginMsg>(&vec![b' '; MAX_MESSAGE + 1]), Err(DecodeError::TooLarge(_))));
+        assert_eq!(decode::<AgentMsg>(br#"{"type":"heartbeat","seq":7}"#).unwrap(), AgentMsg::Heartbeat { seq: 7 });
+    }
+}
