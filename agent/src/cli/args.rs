@@ -50,6 +50,9 @@ pub enum Command {
     Probe,
     /// Print version and build information.
     Version,
+    /// Inspect and control plugins of the running agent.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Generate shell completions.
     #[command(hide = true)]
     Completions {
@@ -75,4 +78,27 @@ pub struct RequiredConfigArg {
     /// Configuration file (YAML) to check.
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+/// `srediag plugin …`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// List plugins: name, version, type, state, pid, uptime, restarts, memory, CPU.
+    List(SocketArg),
+    /// Restart a plugin (also takes it out of quarantine).
+    Restart {
+        /// Plugin name.
+        name: String,
+        /// Admin socket.
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+/// `--socket PATH`.
+#[derive(Debug, Args)]
+pub struct SocketArg {
+    /// The agent's admin socket.
+    #[arg(long, value_name = "PATH", default_value = crate::plugins::config::DEFAULT_ADMIN_SOCKET, env = "SREDIAG_ADMIN_SOCKET")]
+    pub socket: PathBuf,
 }

@@ -7,13 +7,14 @@ mod output;
 
 mod components;
 mod generate;
+mod plugin;
 mod print_config;
 mod probe;
 mod run;
 mod validate;
 mod version;
 
-pub use args::{Cli, Command, Output};
+pub use args::{Cli, Command, Output, PluginCommand};
 pub use exit::{CmdResult, Failure};
 
 use crate::config::{self, Diagnostic, LoadError, ProcessEnv, Source};
@@ -29,6 +30,8 @@ pub fn execute(cli: Cli) -> CmdResult {
         Command::Components => components::execute(out),
         Command::Probe => probe::execute(out),
         Command::Version => version::execute(out),
+        Command::Plugin(PluginCommand::List(s)) => plugin::list(&s.socket, out),
+        Command::Plugin(PluginCommand::Restart { name, socket }) => plugin::restart(&socket.socket, &name),
         Command::Completions { shell } => generate::completions(shell),
         Command::Man => generate::man(),
     }

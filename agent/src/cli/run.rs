@@ -3,6 +3,10 @@
 use super::exit::{self, CmdResult, FAILURE, Failure, ok};
 use super::load_config;
 use crate::pipeline::{self, BuildError};
+use crate::plugins::admin;
+use crate::plugins::manager::{Manager, ManagerError};
+use crate::plugins::metrics::PluginMetrics;
+use std::sync::Arc;
 use crate::telemetry::{self, LogFormat, Telemetry};
 use std::path::PathBuf;
 
@@ -34,6 +38,16 @@ pub fn execute(path: Option<PathBuf>, log_level: Option<String>, log_format: Opt
         })?;
         tokio::spawn(telemetry::serve(listener, telemetry.clone()));
         let service = pipeline::start(&config, telemetry.clone()).await.map_err(build_failure)?;
+        let metrics = PluginMetrics::new(&telemetry.registry);
+        let manager = Arc::new(Manager::start(&config.plugins, metrics).map_err(|e| match e {
+            ManagerError::NotRoot(_) => Failure::new(exit::NO_PERM, e.to_string()),
+            ManagerError::Cgroup(_) => Failure::new(exit::UNAVAILABLE, e.to_string()),
+        })?);
+        if !config.plugins.is_empty() {
+            admin::serve(&config.service.admin.socket, manager.clone()).map_err(|e| {
+                Failure::new(exit::UNAVAILABLE, format!("{e} (service.admin.socket)"))
+            })?;
+        }
         tracing::info!(
             config = %path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| crate::config::EMBEDDED_NAME.into()),
             telemetry = %addr,
@@ -44,6 +58,10 @@ pub fn execute(path: Option<PathBuf>, log_level: Option<String>, log_format: Opt
         let signal = wait_for_signal().await;
         tracing::info!(signal, "shutting down: draining pipelines");
         service.stop().await;
+        manager.stop_all().await;
+        if !config.plugins.is_empty() {
+            let _ = std::fs::remove_file(&config.service.admin.socket);
+        }
         tracing::info!("stopped");
         ok()
     })

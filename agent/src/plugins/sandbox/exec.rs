@@ -143,7 +143,11 @@ fn child(spec: SandboxSpec) -> ! {
             die(&p, &format!("sethostname: {}", std::io::Error::last_os_error()));
         }
     }
-    let filter = match seccomp::compile_for(&spec.seccomp_profile, &spec.seccomp_action, spec.landlock.network) {
+    let action: seccomp::Action = match serde_json::from_value(serde_json::Value::String(spec.seccomp_action.clone())) {
+        Ok(a) => a,
+        Err(_) => die(&p, &format!("unknown seccomp action {:?}", spec.seccomp_action)),
+    };
+    let filter = match seccomp::compile(&spec.seccomp_profile, action, &seccomp::Options::with_network(spec.landlock.network)) {
         Ok(f) => f,
         Err(e) => die(&p, &format!("seccomp: {e}")),
     };
