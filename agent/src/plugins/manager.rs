@@ -31,6 +31,7 @@ struct Entry {
 /// The running plugins.
 pub struct Manager {
     plugins: BTreeMap<String, Entry>,
+    cgroups: Option<Arc<dyn CgroupDriver>>,
 }
 
 impl Manager {
@@ -38,7 +39,7 @@ impl Manager {
     /// supervisor per plugin.
     pub fn start(plugins: &Plugins, metrics: PluginMetrics) -> Result<Manager, ManagerError> {
         if plugins.is_empty() {
-            return Ok(Manager { plugins: BTreeMap::new() });
+            return Ok(Manager { plugins: BTreeMap::new(), cgroups: None });
         }
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
@@ -83,7 +84,7 @@ impl Manager {
             tokio::spawn(sup.run(rx));
             out.insert(name.clone(), Entry { status, tx });
         }
-        Ok(Manager { plugins: out })
+        Ok(Manager { plugins: out, cgroups: Some(driver) })
     }
 
     /// Status of every plugin.
@@ -110,5 +111,11 @@ impl Manager {
             let _ = rx.await;
             tracing::info!(plugin = %name, "plugin stopped");
         }
+        if let Some(d) = &self.cgroups {
+            if let Err(e) = d.remove_root() {
+                tracing::warn!(error = %e, "cannot remove the srediag cgroup directories");
+            }
+        }
+        let _ = std::fs::remove_dir(SCRATCH_ROOT);
     }
 }

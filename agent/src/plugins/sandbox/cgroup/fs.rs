@@ -48,8 +48,7 @@ impl RealFs {
     }
 
     fn at(&self, path: &Path) -> PathBuf {
-        self.root
-            .join(path.strip_prefix("/").unwrap_or(path))
+        self.root.join(path.strip_prefix("/").unwrap_or(path))
     }
 }
 
@@ -115,14 +114,6 @@ fn subdirs_of(dir: &Path) -> io::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-/// Reads a control file, mapping the error to [`CgroupError::Read`].
-pub(super) fn read(fs: &dyn CgroupFs, path: &Path) -> Result<String, CgroupError> {
-    fs.read(path).map_err(|source| CgroupError::Read {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// Writes a control file, mapping the error to [`CgroupError::Write`].
@@ -193,6 +184,11 @@ impl TreeFs {
     /// Whether a directory exists.
     pub fn is_dir(&self, path: impl AsRef<Path>) -> bool {
         self.at(path.as_ref()).is_dir()
+    }
+
+    /// The sub-directories of a directory, sorted.
+    pub fn subdirs_of(&self, path: impl AsRef<Path>) -> Vec<String> {
+        subdirs_of(&self.at(path.as_ref())).unwrap()
     }
 
     /// Every write so far, in order.

@@ -67,9 +67,7 @@ impl Limits {
                 ));
             }
             if quota < CPU_MIN_US {
-                return bad(format!(
-                    "cpu_max quota {quota} µs is below {CPU_MIN_US}"
-                ));
+                return bad(format!("cpu_max quota {quota} µs is below {CPU_MIN_US}"));
             }
         }
         if self.pids_max == Some(0) {
@@ -108,14 +106,63 @@ mod tests {
         ok.validate().unwrap();
         Limits::default().validate().unwrap();
         let cases: &[(Limits, &str)] = &[
-            (Limits { cpu_weight: Some(0), ..ok }, "cpu_weight 0"),
-            (Limits { cpu_weight: Some(10_001), ..ok }, "cpu_weight 10001"),
-            (Limits { cpu_max: Some((500, 100_000)), ..ok }, "quota 500"),
-            (Limits { cpu_max: Some((20_000, 999)), ..ok }, "period 999"),
-            (Limits { cpu_max: Some((20_000, 2_000_000)), ..ok }, "period 2000000"),
-            (Limits { memory_high: Some(65 << 20), ..ok }, "memory_high"),
-            (Limits { memory_max: Some(0), memory_high: None, ..ok }, "memory_max"),
-            (Limits { pids_max: Some(0), ..ok }, "pids_max"),
+            (
+                Limits {
+                    cpu_weight: Some(0),
+                    ..ok
+                },
+                "cpu_weight 0",
+            ),
+            (
+                Limits {
+                    cpu_weight: Some(10_001),
+                    ..ok
+                },
+                "cpu_weight 10001",
+            ),
+            (
+                Limits {
+                    cpu_max: Some((500, 100_000)),
+                    ..ok
+                },
+                "quota 500",
+            ),
+            (
+                Limits {
+                    cpu_max: Some((20_000, 999)),
+                    ..ok
+                },
+                "period 999",
+            ),
+            (
+                Limits {
+                    cpu_max: Some((20_000, 2_000_000)),
+                    ..ok
+                },
+                "period 2000000",
+            ),
+            (
+                Limits {
+                    memory_high: Some(65 << 20),
+                    ..ok
+                },
+                "memory_high",
+            ),
+            (
+                Limits {
+                    memory_max: Some(0),
+                    memory_high: None,
+                    ..ok
+                },
+                "memory_max",
+            ),
+            (
+                Limits {
+                    pids_max: Some(0),
+                    ..ok
+                },
+                "pids_max",
+            ),
         ];
         for (limits, needle) in cases {
             let e = limits.validate().unwrap_err().to_string();
@@ -127,12 +174,14 @@ mod tests {
     #[test]
     fn serde_is_strict() {
         let l: Limits =
-            serde_json::from_str(r#"{"memory_max": 1048576, "cpu_max": [50000, 100000]}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"memory_max": 1048576, "cpu_max": [50000, 100000]}"#).unwrap();
         assert_eq!(l.memory_max, Some(1 << 20));
         assert_eq!(l.cpu_max, Some((50_000, 100_000)));
         assert_eq!(l.pids_max, None);
         let e = serde_json::from_str::<Limits>(r#"{"memory_limit": 1}"#).unwrap_err();
-        assert!(e.to_string().contains("unknown field `memory_limit`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown field `memory_limit`"),
+            "{e}"
+        );
     }
 }

@@ -172,14 +172,23 @@ pub(crate) const LOW32: u64 = 0xffff_ffff;
 /// `SOCK_NONBLOCK`/`SOCK_CLOEXEC`, anything else is `EINVAL`).
 pub(crate) const SOCK_TYPE_MASK: u64 = 0xf;
 
+/// `SOCK_PACKET` (obsolete, deprecated in libc; denied in `log` mode).
+const SOCK_PACKET: u64 = 10;
+
+/// An `ioctl` request number as a filter value (`libc::Ioctl` is `c_ulong` on glibc, `c_int` on musl).
+#[allow(clippy::unnecessary_cast, reason = "libc::Ioctl differs between libcs")]
+pub(crate) const fn ioctl_request(r: libc::Ioctl) -> u64 {
+    r as u64
+}
+
 /// The only `ioctl` requests a profile may allow (compared on the low 32 bits).
 pub(crate) const SAFE_IOCTLS: &[(&str, u64)] = &[
-    ("FIONREAD", libc::FIONREAD as u64),
-    ("FIONBIO", libc::FIONBIO as u64),
-    ("FIOCLEX", libc::FIOCLEX as u64),
-    ("FIONCLEX", libc::FIONCLEX as u64),
-    ("TCGETS", libc::TCGETS as u64),
-    ("TIOCGWINSZ", libc::TIOCGWINSZ as u64),
+    ("FIONREAD", ioctl_request(libc::FIONREAD)),
+    ("FIONBIO", ioctl_request(libc::FIONBIO)),
+    ("FIOCLEX", ioctl_request(libc::FIOCLEX)),
+    ("FIONCLEX", ioctl_request(libc::FIONCLEX)),
+    ("TCGETS", ioctl_request(libc::TCGETS)),
+    ("TIOCGWINSZ", ioctl_request(libc::TIOCGWINSZ)),
 ];
 
 /// `personality(2)` values a profile may allow: Docker's harmless set (`PER_LINUX`, `PER_LINUX32`,
@@ -212,12 +221,12 @@ pub(crate) const SYMBOLS: &[(&str, u64)] = &[
     ("IPPROTO_IPV6", libc::IPPROTO_IPV6 as u64),
     ("SOL_SOCKET", libc::SOL_SOCKET as u64),
     // ioctl(2)
-    ("FIONREAD", libc::FIONREAD as u64),
-    ("FIONBIO", libc::FIONBIO as u64),
-    ("FIOCLEX", libc::FIOCLEX as u64),
-    ("FIONCLEX", libc::FIONCLEX as u64),
-    ("TCGETS", libc::TCGETS as u64),
-    ("TIOCGWINSZ", libc::TIOCGWINSZ as u64),
+    ("FIONREAD", ioctl_request(libc::FIONREAD)),
+    ("FIONBIO", ioctl_request(libc::FIONBIO)),
+    ("FIOCLEX", ioctl_request(libc::FIOCLEX)),
+    ("FIONCLEX", ioctl_request(libc::FIONCLEX)),
+    ("TCGETS", ioctl_request(libc::TCGETS)),
+    ("TIOCGWINSZ", ioctl_request(libc::TIOCGWINSZ)),
     // fcntl(2)
     ("F_DUPFD", libc::F_DUPFD as u64),
     ("F_GETFD", libc::F_GETFD as u64),
@@ -268,7 +277,14 @@ pub(crate) fn check_restricted_args(syscall: &str, cmps: &[Cmp]) -> Result<(), S
         "ioctl" => {
             // The request is `unsigned int` in the kernel: compare exactly the low 32 bits, so that
             // TIOCSTI | 1<<32 is TIOCSTI, and only the harmless requests.
-            let [Cmp::MaskedEq { index: 1, mask: LOW32, value }] = cmps else {
+            let [
+                Cmp::MaskedEq {
+                    index: 1,
+                    mask: LOW32,
+                    value,
+                },
+            ] = cmps
+            else {
                 return Err("ioctl must be allowed with exactly one argument filter: \
                             {index: 1, op: masked_eq, mask: LOW32, value: <request>}"
                     .into());
@@ -278,25 +294,29 @@ pub(crate) fn check_restricted_args(syscall: &str, cmps: &[Cmp]) -> Result<(), S
             } else {
                 Err(format!(
                     "ioctl request {value:#x} is not one of the harmless requests {}",
-                    SAFE_IOCTLS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    SAFE_IOCTLS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             }
         }
         "clone" => match arg(cmps, 0) {
             Some(Cmp::MaskedEq { mask, value, .. })
-                if mask & CLONE_NAMESPACES == CLONE_NAMESPACES
-                    && value & CLONE_NAMESPACES == 0 =>
+                if mask & CLONE_NAMESPACES == CLONE_NAMESPACES && value & CLONE_NAMESPACES == 0 =>
             {
                 Ok(())
             }
-            _ => Err("clone must be allowed with {index: 0, op: masked_eq} whose mask covers every \
+            _ => Err(
+                "clone must be allowed with {index: 0, op: masked_eq} whose mask covers every \
                       CLONE_NEW* flag and whose value has none of them"
-                .into()),
+                    .into(),
+            ),
         },
         "socket" => {
-            let family_ok = arg(cmps, 0).is_some_and(|c| {
-                covers_low32(c) && SAFE_SOCKET_FAMILIES.contains(&c.value())
-            });
+            let family_ok = arg(cmps, 0)
+                .is_some_and(|c| covers_low32(c) && SAFE_SOCKET_FAMILIES.contains(&c.value()));
             let type_ok = arg(cmps, 1).is_some_and(|c| {
                 c.mask() & SOCK_TYPE_MASK == SOCK_TYPE_MASK
                     && SAFE_SOCKET_TYPES.contains(&(c.value() & SOCK_TYPE_MASK))
@@ -304,9 +324,11 @@ pub(crate) fn check_restricted_args(syscall: &str, cmps: &[Cmp]) -> Result<(), S
             if family_ok && type_ok {
                 Ok(())
             } else {
-                Err("socket must be allowed with argument 0 equal to AF_UNIX, AF_INET or AF_INET6 \
+                Err(
+                    "socket must be allowed with argument 0 equal to AF_UNIX, AF_INET or AF_INET6 \
                      and argument 1 masked with SOCK_TYPE_MASK equal to SOCK_STREAM or SOCK_DGRAM"
-                    .into())
+                        .into(),
+                )
             }
         }
         "socketpair" => match arg(cmps, 0) {
@@ -345,18 +367,60 @@ pub(crate) fn log_mode_guards() -> Vec<Guard> {
         why,
     };
     let mut out = vec![
-        masked("ioctl", 1, LOW32, libc::TIOCSTI as u64, "TIOCSTI injects terminal input"),
-        masked("ioctl", 1, LOW32, libc::TIOCLINUX as u64, "TIOCLINUX pastes console input"),
-        masked("socket", 0, LOW32, libc::AF_PACKET as u64, "packet sockets forge link-layer traffic"),
-        masked("socket", 0, LOW32, libc::AF_NETLINK as u64, "netlink reaches kernel subsystems"),
-        masked("socket", 1, SOCK_TYPE_MASK, libc::SOCK_RAW as u64, "raw sockets forge traffic"),
-        masked("socket", 1, SOCK_TYPE_MASK, libc::SOCK_PACKET as u64, "obsolete packet sockets"),
+        masked(
+            "ioctl",
+            1,
+            LOW32,
+            ioctl_request(libc::TIOCSTI),
+            "TIOCSTI injects terminal input",
+        ),
+        masked(
+            "ioctl",
+            1,
+            LOW32,
+            ioctl_request(libc::TIOCLINUX),
+            "TIOCLINUX pastes console input",
+        ),
+        masked(
+            "socket",
+            0,
+            LOW32,
+            libc::AF_PACKET as u64,
+            "packet sockets forge link-layer traffic",
+        ),
+        masked(
+            "socket",
+            0,
+            LOW32,
+            libc::AF_NETLINK as u64,
+            "netlink reaches kernel subsystems",
+        ),
+        masked(
+            "socket",
+            1,
+            SOCK_TYPE_MASK,
+            libc::SOCK_RAW as u64,
+            "raw sockets forge traffic",
+        ),
+        masked(
+            "socket",
+            1,
+            SOCK_TYPE_MASK,
+            SOCK_PACKET,
+            "obsolete packet sockets",
+        ),
     ];
     let mut bits = CLONE_NAMESPACES;
     while bits != 0 {
         let bit = bits & bits.wrapping_neg();
         bits &= !bit;
-        out.push(masked("clone", 0, bit, bit, "namespace creation (user namespaces give capabilities)"));
+        out.push(masked(
+            "clone",
+            0,
+            bit,
+            bit,
+            "namespace creation (user namespaces give capabilities)",
+        ));
     }
     out
 }
