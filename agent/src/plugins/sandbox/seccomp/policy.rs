@@ -7,7 +7,7 @@
 //!   `pthread_create`/`posix_spawn` try `clone3` first and use `clone` on `ENOSYS`).
 //! - [`check_restricted_args`]: syscalls a profile may allow only with argument filters that keep
 //!   them harmless (`ioctl`, `clone`, `socket`, `socketpair`, `personality`).
-//! - [`LOG_MODE_GUARDS`]: argument-level denials added in the monitor-only `log` mode, where the
+//! - [`log_mode_guards`]: argument-level denials added in the monitor-only `log` mode, where the
 //!   default action lets non-matching calls through.
 
 /// A comparison of one syscall argument, after symbols and value lists are resolved.

@@ -555,6 +555,55 @@ fn clone_without_namespaces_and_clone3_enosys() {
 }
 
 #[test]
+fn sleeps_interrupted_by_stop_and_continue_resume() {
+    // After SIGSTOP/SIGCONT the kernel resumes nanosleep through restart_syscall, which the filter
+    // sees as a syscall of its own.
+    let filter = compile("processor", Action::Kill, &Options::default()).unwrap();
+    let [r, w] = child::pipe();
+    // SAFETY: the child only makes raw syscalls.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        child::prepare(false);
+        if child::install(&filter) != 0 {
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(120) };
+        }
+        raw(
+            libc::SYS_write,
+            [w as u64, c"s".as_ptr() as u64, 1, 0, 0, 0],
+        );
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 300_000_000,
+        };
+        let rc = raw(libc::SYS_nanosleep, [(&raw const ts) as u64, 0, 0, 0, 0, 0]);
+        // SAFETY: ends the child.
+        unsafe { libc::_exit(if rc == 0 { 0 } else { 1 }) };
+    }
+    child::close(&[w]);
+    let mut b = [0u8; 1];
+    // SAFETY: reading one byte into a valid buffer from our pipe.
+    assert_eq!(unsafe { libc::read(r, b.as_mut_ptr().cast(), 1) }, 1);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        libc::kill(pid, libc::SIGCONT);
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a valid status pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    child::close(&[r]);
+    let killed = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status:#x}, killed by {killed:?}"
+    );
+}
+
+#[test]
 fn a_filter_rebuilt_from_bytes_behaves_the_same() {
     let f = compile("processor", Action::Errno, &Options::default()).unwrap();
     let g = CompiledFilter::from_bytes("processor", Action::Errno, false, &f.to_bytes()).unwrap();
@@ -648,6 +697,21 @@ fn exec_probe_target() {
         .name("probe".into())
         .spawn(|| 1)
         .unwrap();
+    // std's io::copy from a file into an AF_UNIX socket pair (read/write here; std may also take
+    // its sendfile/splice fast paths, which base allows).
+    let (mut rx, mut tx) = std::os::unix::net::UnixStream::pair().unwrap();
+    // /bin/true is smaller than the socket buffer, so the copy completes before the read.
+    let mut elf = std::fs::File::open("/bin/true").unwrap();
+    let size = elf.metadata().unwrap().len();
+    assert!(size < 60_000, "{size}");
+    let copied = std::io::copy(&mut elf, &mut tx).unwrap();
+    tx.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut rx, &mut back).unwrap();
+    assert_eq!(
+        (copied, back.len() as u64, &back[..4]),
+        (size, size, &b"\x7fELF"[..])
+    );
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     assert!(status.contains("Seccomp:\t2"), "{status}");
     println!("seccomp exec probe ok: {}", sum + t.join().unwrap());

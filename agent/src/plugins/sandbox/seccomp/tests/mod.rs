@@ -435,8 +435,48 @@ fn action_parses_from_configuration_words() {
 }
 
 #[test]
-fn pseudo_filter_code_shows_the_arch_check() {
+fn pseudo_filter_code_is_readable() {
     let pfc = super::pseudo_filter_code("processor", Action::Errno, &Options::default()).unwrap();
-    assert!(pfc.contains("x86_64"), "{pfc}");
-    println!("{pfc}");
+    assert!(pfc.contains("filter for arch x86_64"), "{pfc}");
+    assert!(
+        pfc.contains("filter for syscall \"clone3\"") && pfc.contains("action ERRNO(38)"),
+        "{pfc}"
+    );
+    assert!(
+        pfc.contains("action KILL_PROCESS"),
+        "bad-arch action: {pfc}"
+    );
+}
+
+#[test]
+fn bpf_prologue_kills_foreign_arches_and_x32_numbers() {
+    // White-box check of what the kernel tests observe: libseccomp 2.5 routes a foreign
+    // architecture and x86_64 numbers >= __X32_SYSCALL_BIT (except -1) to the bad-arch action.
+    const LD_ABS_W: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const JGE_K: u16 = 0x35;
+    const RET_K: u16 = 0x06;
+    const KILL_PROCESS: u32 = 0x8000_0000;
+    for action in [Action::Errno, Action::Log] {
+        let f = compile("processor", action, &Options::default()).unwrap();
+        let p = &f.program;
+        let jump = |i: usize, off: u8| &p[i + 1 + usize::from(off)];
+        let is_kill = |insn: &libc::sock_filter| insn.code == RET_K && insn.k == KILL_PROCESS;
+        // seccomp_data.arch, compared with AUDIT_ARCH_X86_64
+        assert_eq!((p[0].code, p[0].k), (LD_ABS_W, 4));
+        assert_eq!((p[1].code, p[1].k), (JEQ_K, 0xc000_003e));
+        assert!(
+            is_kill(jump(1, p[1].jf)),
+            "{action:?}: foreign arch not killed"
+        );
+        // seccomp_data.nr >= 0x40000000 and != -1
+        assert_eq!((p[2].code, p[2].k), (LD_ABS_W, 0));
+        assert_eq!((p[3].code, p[3].k), (JGE_K, 0x4000_0000));
+        let next = jump(3, p[3].jt);
+        assert_eq!((next.code, next.k), (JEQ_K, 0xffff_ffff));
+        assert!(
+            is_kill(jump(4, next.jf)),
+            "{action:?}: x32 numbers not killed"
+        );
+    }
 }
