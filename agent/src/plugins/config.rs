@@ -216,6 +216,9 @@ impl PluginConfig {
         if !["errno", "trap", "kill", "log"].contains(&self.sandbox.seccomp_action.as_str()) {
             e.push(("sandbox.seccomp_action".into(), format!("unknown action {:?}: use errno, trap, kill or log", self.sandbox.seccomp_action)));
         }
+        if self.network && !matches!(self.plugin_type, PluginType::Receiver | PluginType::Exporter) {
+            e.push(("network".into(), format!("a {} plugin cannot have network access (only receivers and exporters)", self.plugin_type.as_str())));
+        }
         if self.user == Some(0) || self.group == Some(0) {
             e.push(("user".into(), "plugins never run as root (uid/gid 0)".into()));
         }

@@ -111,11 +111,10 @@ impl Manager {
             let _ = rx.await;
             tracing::info!(plugin = %name, "plugin stopped");
         }
-        if let Some(d) = &self.cgroups {
-            if let Err(e) = d.remove_root() {
+        if let Some(d) = &self.cgroups
+            && let Err(e) = d.remove_root() {
                 tracing::warn!(error = %e, "cannot remove the srediag cgroup directories");
             }
-        }
         let _ = std::fs::remove_dir(SCRATCH_ROOT);
     }
 }

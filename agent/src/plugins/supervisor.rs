@@ -8,6 +8,7 @@ use super::sandbox::cgroup::{CgroupDriver, PluginCgroup};
 use super::sandbox::exec::SANDBOX_FAILED;
 use super::sandbox::landlock::LandlockSpec;
 use super::sandbox::spawn::{self, Spawned};
+use super::sandbox::seccomp;
 use super::sandbox::spec::SandboxSpec;
 use serde::Serialize;
 use srediag_plugin_sdk::control::{AgentMsg, PROTOCOL_VERSION, PluginMsg};
@@ -112,7 +113,7 @@ pub fn limits(l: &super::config::LimitsConfig) -> super::sandbox::cgroup::Limits
         memory_max: Some(l.memory_max),
         memory_high: Some(l.memory_high.unwrap_or(l.memory_max / 10 * 8)),
         cpu_weight: Some(l.cpu_weight),
-        cpu_max: (l.cpu_max > 0.0).then(|| ((l.cpu_max * 100_000.0) as u64, 100_000)),
+        cpu_max: (l.cpu_max > 0.0).then_some(((l.cpu_max * 100_000.0) as u64, 100_000)),
         pids_max: Some(l.pids_max),
     }
 }
@@ -230,8 +231,12 @@ impl Supervisor {
         }
     }
 
-    fn spec(&self, cg: &dyn PluginCgroup, scratch: &Path) -> SandboxSpec {
+    fn spec(&self, cg: &dyn PluginCgroup, scratch: &Path) -> Result<SandboxSpec, String> {
         let cfg = &self.cfg;
+        let profile = cfg.sandbox.seccomp_profile.clone().unwrap_or_else(|| cfg.plugin_type.as_str().to_string());
+        let action: seccomp::Action = serde_json::from_value(serde_json::Value::String(cfg.sandbox.seccomp_action.clone()))
+            .map_err(|_| format!("unknown seccomp action {:?}", cfg.sandbox.seccomp_action))?;
+        let filter = seccomp::compile(&profile, action, &seccomp::Options::with_network(cfg.network)).map_err(|e| format!("seccomp profile {profile}: {e}"))?;
         let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"].iter().map(PathBuf::from).collect();
         if let Some(dir) = cfg.path.parent() {
             read_exec.push(dir.to_path_buf());
@@ -239,7 +244,7 @@ impl Supervisor {
         read_exec.push(cfg.path.clone());
         let mut read_only: Vec<PathBuf> = ["/etc/ld.so.cache", "/proc", "/dev/urandom"].iter().map(PathBuf::from).collect();
         read_only.extend(cfg.sandbox.read_only.iter().cloned());
-        SandboxSpec {
+        Ok(SandboxSpec {
             plugin: self.name.clone(),
             program: cfg.path.clone(),
             args: cfg.args.clone(),
@@ -257,9 +262,10 @@ impl Supervisor {
                 network: cfg.network,
                 allow_degraded: cfg.sandbox.allow_degraded,
             },
-            seccomp_profile: cfg.sandbox.seccomp_profile.clone().unwrap_or_else(|| cfg.plugin_type.as_str().to_string()),
+            seccomp_profile: profile,
             seccomp_action: cfg.sandbox.seccomp_action.clone(),
-        }
+            seccomp_filter: filter.to_bytes(),
+        })
     }
 
     fn make_scratch(&self) -> std::io::Result<PathBuf> {
@@ -304,7 +310,13 @@ impl Supervisor {
     }
 
     async fn run_in(&self, cg: &dyn PluginCgroup, scratch: &Path, requests: &mut mpsc::Receiver<Request>) -> End {
-        let spec = self.spec(cg, scratch);
+        let spec = match self.spec(cg, scratch) {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
+                return End::Failed("start", format!("{}: {e}", codes::SANDBOX));
+            }
+        };
         let (agent_end, plugin_end) = match spawn::control_pair() {
             Ok(p) => p,
             Err(e) => return End::Failed("start", format!("{}: socketpair: {e}", codes::SANDBOX)),
@@ -572,11 +584,10 @@ fn cleanup(cg: &dyn PluginCgroup, scratch: Option<&Path>) {
     if let Err(e) = cg.remove() {
         tracing::warn!(cgroup = cg.name(), error = %e, "cannot remove plugin cgroup");
     }
-    if let Some(d) = scratch {
-        if let Err(e) = std::fs::remove_dir_all(d) {
+    if let Some(d) = scratch
+        && let Err(e) = std::fs::remove_dir_all(d) {
             tracing::warn!(dir = %d.display(), error = %e, "cannot remove scratch directory");
         }
-    }
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -164,7 +164,8 @@ mod tests {
         });
         assert!(p.process(logs(8)).is_empty());
         let out = p.process(logs(8));
-        assert_eq!(out.iter().map(Batch::items).collect::<Vec<_>>(), [8, 8]);
+        assert_eq!(out.iter().map(Batch::items).collect::<Vec<_>>(), [8], "8 + 8 would pass the max: the pending 8 go first");
+        assert_eq!(p.flush().iter().map(Batch::items).collect::<Vec<_>>(), [8]);
     }
 
     #[test]

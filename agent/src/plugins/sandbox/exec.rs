@@ -147,7 +147,7 @@ fn child(spec: SandboxSpec) -> ! {
         Ok(a) => a,
         Err(_) => die(&p, &format!("unknown seccomp action {:?}", spec.seccomp_action)),
     };
-    let filter = match seccomp::compile(&spec.seccomp_profile, action, &seccomp::Options::with_network(spec.landlock.network)) {
+    let filter = match seccomp::CompiledFilter::from_bytes(&spec.seccomp_profile, action, spec.landlock.network, &spec.seccomp_filter) {
         Ok(f) => f,
         Err(e) => die(&p, &format!("seccomp: {e}")),
     };
@@ -180,11 +180,10 @@ fn child(spec: SandboxSpec) -> ! {
             die(&p, &format!("prctl: {}", std::io::Error::last_os_error()));
         }
     }
-    if !ruleset.is_inert() {
-        if let Err(e) = ruleset.restrict_self() {
+    if !ruleset.is_inert()
+        && let Err(e) = ruleset.restrict_self() {
             die(&p, &e.to_string());
         }
-    }
     if let Err(e) = filter.install() {
         die(&p, &format!("seccomp install: {e}"));
     }

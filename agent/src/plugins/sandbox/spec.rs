@@ -41,4 +41,6 @@ pub struct SandboxSpec {
     pub seccomp_profile: String,
     /// Seccomp action for denied syscalls: `errno`, `trap`, `kill` or `log`.
     pub seccomp_action: String,
+    /// The filter, compiled (and cached) by the agent: `struct sock_filter` instructions.
+    pub seccomp_filter: Vec<u8>,
 }
