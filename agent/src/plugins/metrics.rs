@@ -1,6 +1,6 @@
 //! Plugin metrics (seed §8, Prometheus names).
 
-use prometheus::{CounterVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// The states a plugin can be in (`srediag_plugin_state{state}`).
 pub const STATES: [&str; 7] = ["starting", "ready", "degraded", "stopping", "stopped", "failed", "quarantined"];
@@ -24,6 +24,8 @@ pub struct PluginMetrics {
     pub oom_kills: IntCounterVec,
     /// `srediag_plugin_sandbox_degraded_total{name}`.
     pub degraded: IntCounterVec,
+    /// `srediag_plugin_startup_seconds{name}`: spawn → sandbox → handshake → ready.
+    pub startup: HistogramVec,
 }
 
 fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -49,6 +51,15 @@ impl PluginMetrics {
             degraded: reg(
                 r,
                 IntCounterVec::new(o("srediag_plugin_sandbox_degraded_total", "Plugin starts whose sandbox could not be fully enforced."), &["name"]).expect("static"),
+            ),
+            startup: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new("srediag_plugin_startup_seconds", "Time from spawn to ready (sandbox, exec, handshake).")
+                        .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                    &["name"],
+                )
+                .expect("static"),
             ),
         }
     }

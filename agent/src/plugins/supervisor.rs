@@ -50,6 +50,10 @@ pub struct PluginStatus {
     pub error: Option<String>,
     /// Capabilities from the handshake.
     pub capabilities: Vec<String>,
+    /// Spawn → sandbox → handshake → ready of the last start, in milliseconds.
+    pub last_startup_ms: Option<f64>,
+    /// Restart request → ready of the last requested restart, in milliseconds.
+    pub last_restart_ms: Option<f64>,
 }
 
 /// Requests to a supervisor.
@@ -65,8 +69,8 @@ pub enum Request {
 enum End {
     /// Asked to stop (agent shutdown).
     Stopped,
-    /// Asked to restart.
-    Restart,
+    /// Asked to restart (when the request came).
+    Restart(Instant),
     /// Died or was killed: reason label and detail.
     Crashed(&'static str, String),
     /// Could not start (handshake refused): reason label and message. Counts as a crash.
@@ -154,19 +158,21 @@ impl Supervisor {
     pub async fn run(self, mut requests: mpsc::Receiver<Request>) {
         let mut crashes: VecDeque<Instant> = VecDeque::new();
         let mut consecutive = 0u32;
+        let mut restart_requested: Option<Instant> = None;
         loop {
             let started = Instant::now();
-            let end = self.incarnation(&mut requests).await;
+            let end = self.incarnation(&mut requests, restart_requested.take()).await;
             let ran = started.elapsed();
             match end {
                 End::Stopped => {
                     self.state("stopped");
                     return;
                 }
-                End::Restart => {
+                End::Restart(at) => {
                     self.metrics.restarts.with_label_values(&[&self.name, "requested"]).inc();
                     self.set(|s| s.restarts += 1);
                     consecutive = 0;
+                    restart_requested = Some(at);
                     continue;
                 }
                 End::Crashed(reason, detail) | End::Failed(reason, detail) => {
@@ -199,6 +205,7 @@ impl Supervisor {
                         self.state("quarantined");
                         match requests.recv().await {
                             Some(Request::Restart) => {
+                                restart_requested = Some(Instant::now());
                                 crashes.clear();
                                 consecutive = 0;
                                 self.metrics.restarts.with_label_values(&[&self.name, "requested"]).inc();
@@ -282,7 +289,7 @@ impl Supervisor {
     }
 
     /// One start-to-end life of the plugin.
-    async fn incarnation(&self, requests: &mut mpsc::Receiver<Request>) -> End {
+    async fn incarnation(&self, requests: &mut mpsc::Receiver<Request>, restart_requested: Option<Instant>) -> End {
         self.state("starting");
         self.set(|s| {
             s.error = None;
@@ -304,12 +311,18 @@ impl Supervisor {
                 return fail(codes::SANDBOX, format!("scratch directory under {}: {e}", self.scratch_root.display()));
             }
         };
-        let end = self.run_in(&*cg, &scratch, requests).await;
+        let end = self.run_in(&*cg, &scratch, requests, restart_requested).await;
         cleanup(&*cg, Some(&scratch));
         end
     }
 
-    async fn run_in(&self, cg: &dyn PluginCgroup, scratch: &Path, requests: &mut mpsc::Receiver<Request>) -> End {
+    async fn run_in(
+        &self,
+        cg: &dyn PluginCgroup,
+        scratch: &Path,
+        requests: &mut mpsc::Receiver<Request>,
+        restart_requested: Option<Instant>,
+    ) -> End {
         let spec = match self.spec(cg, scratch) {
             Ok(s) => s,
             Err(e) => {
@@ -317,6 +330,17 @@ impl Supervisor {
                 return End::Failed("start", format!("{}: {e}", codes::SANDBOX));
             }
         };
+        match super::sandbox::landlock::enforcement(&spec.landlock) {
+            Ok(super::sandbox::landlock::Enforcement::Full { .. }) => {}
+            Ok(super::sandbox::landlock::Enforcement::Degraded(why)) => {
+                self.metrics.degraded.with_label_values(&[&self.name]).inc();
+                tracing::error!(plugin = %self.name, %why, "SANDBOX DEGRADED: Landlock cannot enforce every rule; running anyway because sandbox.allow_degraded is true");
+            }
+            Err(e) => {
+                self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
+                return End::Failed("start", format!("{}: {e}", codes::SANDBOX));
+            }
+        }
         let (agent_end, plugin_end) = match spawn::control_pair() {
             Ok(p) => p,
             Err(e) => return End::Failed("start", format!("{}: socketpair: {e}", codes::SANDBOX)),
@@ -379,10 +403,18 @@ impl Supervisor {
             }
         }
         self.metrics.load.with_label_values(&[&self.name, "loaded"]).inc();
+        let startup = started.elapsed();
+        self.metrics.startup.with_label_values(&[&self.name]).observe(startup.as_secs_f64());
         let plugin_pid = cg.pids().into_iter().find(|p| *p != child.id());
-        self.set(|s| s.pid = plugin_pid.or(Some(child.id())));
+        self.set(|s| {
+            s.pid = plugin_pid.or(Some(child.id()));
+            s.last_startup_ms = Some(startup.as_secs_f64() * 1e3);
+            if let Some(at) = restart_requested {
+                s.last_restart_ms = Some(at.elapsed().as_secs_f64() * 1e3);
+            }
+        });
         self.state("ready");
-        tracing::info!(plugin = %self.name, pid = ?plugin_pid, startup = ?started.elapsed(), "plugin ready");
+        tracing::info!(plugin = %self.name, pid = ?plugin_pid, ?startup, "plugin ready");
 
         let mut tick = tokio::time::interval(self.cfg.heartbeat.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -440,9 +472,10 @@ impl Supervisor {
                         return End::Stopped;
                     }
                     Some(Request::Restart) => {
+                        let at = Instant::now();
                         self.graceful_stop(&ctl, &exited, cg, &child).await;
                         let _ = reap(&mut child);
-                        return End::Restart;
+                        return End::Restart(at);
                     }
                     None => {
                         self.graceful_stop(&ctl, &exited, cg, &child).await;

@@ -139,6 +139,32 @@ fn fs_rights(abi: i32) -> u64 {
     r
 }
 
+/// How `spec` would be enforced on this kernel, without building anything (the agent checks this
+/// before spawning, to fail closed early or to log and count a degraded start).
+pub fn enforcement(spec: &LandlockSpec) -> Result<Enforcement, LandlockError> {
+    let abi = match abi_version() {
+        Ok(v) if v >= 1 => v,
+        Ok(v) => return degraded(spec, format!("landlock ABI {v}")),
+        Err(e) => return degraded(spec, format!("landlock unavailable ({})", std::io::Error::from_raw_os_error(e))),
+    };
+    let mut missing = Vec::new();
+    if abi < 4 && !spec.network {
+        missing.push("TCP bind/connect rules need ABI 4");
+    }
+    if abi < 6 {
+        missing.push("signal and abstract-socket scoping need ABI 6");
+    }
+    if missing.is_empty() {
+        Ok(Enforcement::Full { abi })
+    } else {
+        degraded(spec, format!("kernel ABI {abi}: {}", missing.join("; ")))
+    }
+}
+
+fn degraded(spec: &LandlockSpec, why: String) -> Result<Enforcement, LandlockError> {
+    if spec.allow_degraded { Ok(Enforcement::Degraded(why)) } else { Err(LandlockError::Unsupported(why)) }
+}
+
 /// A ruleset ready to be enforced with [`Ruleset::restrict_self`].
 pub struct Ruleset {
     fd: OwnedFd,
