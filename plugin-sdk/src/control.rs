@@ -71,7 +71,7 @@ pub enum PluginMsg {
         sdk_version: String,
     },
     /// `init` and `register` succeeded; the plugin serves.
-    Ready,
+    Ready {},
     /// Answer to a heartbeat.
     HeartbeatAck {
         /// The heartbeat's sequence number.
@@ -83,7 +83,7 @@ pub enum PluginMsg {
         message: String,
     },
     /// `shutdown` ran; the plugin exits next.
-    ShutdownAck,
+    ShutdownAck {},
 }
 
 /// Agent → plugin.

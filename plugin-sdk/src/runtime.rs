@@ -159,7 +159,7 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
         let _ = send(&PluginMsg::Error { message: format!("init failed: {e}") });
         fail(&info, &format!("init failed: {e}"));
     }
-    if let Err(e) = send(&PluginMsg::Ready) {
+    if let Err(e) = send(&PluginMsg::Ready {}) {
         fail(&info, &e);
     }
     loop {
@@ -175,7 +175,7 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
             }
             Ok(Some(AgentMsg::Shutdown { .. })) => {
                 let r = plugin.shutdown(&ctx);
-                let _ = send(&PluginMsg::ShutdownAck);
+                let _ = send(&PluginMsg::ShutdownAck {});
                 std::process::exit(if r.is_ok() { 0 } else { 1 });
             }
             Ok(Some(other)) => {

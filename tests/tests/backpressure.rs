@@ -3,11 +3,17 @@
 //! and counted. Once the stall is established the test drains the FIFO and checks the books
 //! balance exactly: sent = delivered (records read from the FIFO) and dropped = N - delivered.
 //!
-//! Why the order is: stall → drain → balance → SIGTERM. The dropped counter can only be read while
-//! the agent is up, and it is final only once every accepted record is accounted for
-//! (delivered + dropped = N): from then on nothing is in flight, so nothing can still be dropped
-//! and nothing more can be delivered. After SIGTERM the test reads the FIFO to EOF and checks that
-//! indeed nothing more came.
+//! `drop_policy_accounts_for_every_record` — stall → drain → balance → SIGTERM. The dropped
+//! counter can only be read while the agent is up, and it is final only once every accepted record
+//! is accounted for (delivered + dropped = N): from then on nothing is in flight, so nothing can
+//! still be dropped and nothing more can be delivered. After SIGTERM the test reads the FIFO to
+//! EOF and checks that indeed nothing more came.
+//!
+//! `sigterm_while_stalled_flushes_the_queue` — stall → read the dropped counter D → SIGTERM while
+//! the exporter is still blocked → read the FIFO to EOF. D is final at the stall: with no
+//! processor, a receiver's 200 means each batch was already pushed into the exporter queue or
+//! dropped there (ARCHITECTURE.md), and nothing more is sent. Graceful shutdown flushes what was
+//! accepted, so the FIFO must yield exactly N - D records and the agent must exit 0.
 
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -83,8 +89,18 @@ fn drain(mut fifo: std::fs::File, delivered: Arc<AtomicU64>) -> Result<u64, Stri
     Ok(total)
 }
 
-#[test]
-fn drop_policy_accounts_for_every_record() {
+/// An agent whose file exporter (queue capacity 2, policy drop) is stalled on a FIFO nobody
+/// reads yet, after N records were sent and acknowledged.
+struct Stalled {
+    agent: Agent,
+    fifo: std::fs::File,
+    total: u64,
+    _dir: TempDir,
+}
+
+const FILE: [(&str, &str); 1] = [("component", "file")];
+
+fn stalled() -> Stalled {
     let dir = TempDir::new().expect("tempdir");
     let fifo_path = dir.path().join("out.fifo");
     mkfifo(&fifo_path);
@@ -121,7 +137,7 @@ service:
 "#,
         fifo = fifo_path.display()
     );
-    let mut agent = Agent::start(dir.path(), &config, tel);
+    let agent = Agent::start(dir.path(), &config, tel);
     let client = http();
     let url = format!("http://127.0.0.1:{otlp}/v1/logs");
     let run = run_id();
@@ -134,7 +150,6 @@ service:
         );
     }
     let total = REQUESTS * PER_REQUEST;
-    let file = [("component", "file")];
     let logs = [("receiver", "otlp"), ("signal", "logs")];
     assert_eq!(
         agent.counter("srediag_receiver_accepted_items_total", &logs),
@@ -143,37 +158,59 @@ service:
 
     // The stall: the exporter is blocked on the full pipe, its queue is at capacity, drops began.
     let capacity = agent
-        .metric("srediag_queue_capacity", &file)
+        .metric("srediag_queue_capacity", &FILE)
         .expect("srediag_queue_capacity{component=file}");
     assert_eq!(capacity, 2.0, "queue capacity of the file exporter");
     poll_until(
         WAIT,
         "a full file exporter queue and drops (the stall)",
         || {
-            let size = agent.metric("srediag_queue_size", &file)?;
-            let dropped = agent.counter("srediag_queue_dropped_items_total", &file);
+            let size = agent.metric("srediag_queue_size", &FILE)?;
+            let dropped = agent.counter("srediag_queue_dropped_items_total", &FILE);
             (size == capacity && dropped > 0.0).then_some(())
         },
     );
+    Stalled {
+        agent,
+        fifo,
+        total,
+        _dir: dir,
+    }
+}
 
-    // Drain; wait until every accepted record is either delivered or dropped.
+/// Starts draining the FIFO on a thread; the receiver yields its final result at EOF.
+fn start_drain(fifo: std::fs::File) -> (Arc<AtomicU64>, mpsc::Receiver<Result<u64, String>>) {
     let delivered = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel();
     let d = Arc::clone(&delivered);
     std::thread::spawn(move || {
         let _ = tx.send(drain(fifo, d));
     });
+    (delivered, rx)
+}
+
+#[test]
+fn drop_policy_accounts_for_every_record() {
+    // `_dir` first: bindings drop in reverse, so the agent dies before its temp dir goes.
+    let Stalled {
+        _dir,
+        mut agent,
+        fifo,
+        total,
+    } = stalled();
+    let (delivered, rx) = start_drain(fifo);
+    // Wait until every accepted record is either delivered or dropped.
     let dropped = poll_until(WAIT, "delivered + dropped == accepted, queue empty", || {
         let samples = parse_prometheus(&agent.metrics_text());
         let dropped =
-            metric_sum(&samples, "srediag_queue_dropped_items_total", &file).unwrap_or(0.0) as u64;
+            metric_sum(&samples, "srediag_queue_dropped_items_total", &FILE).unwrap_or(0.0) as u64;
         let sent = metric_sum(
             &samples,
             "srediag_exporter_sent_items_total",
             &[("exporter", "file"), ("signal", "logs")],
         )
         .unwrap_or(0.0) as u64;
-        let size = metric_sum(&samples, "srediag_queue_size", &file).unwrap_or(-1.0);
+        let size = metric_sum(&samples, "srediag_queue_size", &FILE).unwrap_or(-1.0);
         let got = delivered.load(Ordering::SeqCst);
         (got + dropped == total && sent == got && size == 0.0).then_some(dropped)
     });
@@ -211,4 +248,43 @@ service:
     );
     assert_eq!(dropped, total - final_delivered, "dropped == N - delivered");
     eprintln!("backpressure: sent {total}, delivered {final_delivered}, dropped {dropped}");
+}
+
+#[test]
+fn sigterm_while_stalled_flushes_the_queue() {
+    // `_dir` first: bindings drop in reverse, so the agent dies before its temp dir goes.
+    let Stalled {
+        _dir,
+        mut agent,
+        fifo,
+        total,
+    } = stalled();
+    let dropped = agent.counter("srediag_queue_dropped_items_total", &FILE) as u64;
+    assert!(
+        dropped > 0 && dropped < total,
+        "dropped {dropped} of {total}"
+    );
+    agent.sigterm();
+    // The exporter is blocked on the pipe: the agent cannot have finished yet.
+    assert!(
+        agent.try_exit().is_none(),
+        "agent exited with its exporter blocked on a full FIFO"
+    );
+    let (_, rx) = start_drain(fifo);
+    let status = agent.wait_exit(WAIT);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+    let delivered = rx
+        .recv_timeout(WAIT)
+        .expect("FIFO reader did not reach EOF after the agent exited")
+        .unwrap_or_else(|e| panic!("FIFO contents: {e}"));
+    assert_eq!(
+        delivered,
+        total - dropped,
+        "graceful shutdown must flush the queued and in-flight batches: sent {total}, dropped {dropped} before SIGTERM"
+    );
+    eprintln!("stalled shutdown: sent {total}, delivered {delivered}, dropped {dropped}");
 }

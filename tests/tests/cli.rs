@@ -136,15 +136,32 @@ fn invalid_configs_exit_78_with_file_line_col_and_key_path() {
                 out.stderr.trim_end()
             ));
         }
+        // Diagnostics have the documented shape; besides them only a summary `error: FILE: …`.
+        let mut errors = 0;
         for l in out.stderr_lines() {
-            // Every diagnostic line has the documented shape.
-            let shape = l.starts_with(&format!("{f}:"))
-                && (l.contains(": error: ") || l.contains(": warning: "));
-            if !shape {
+            if l.starts_with(&format!("error: {f}: ")) {
+                continue;
+            }
+            let rest = l.strip_prefix(&format!("{f}:")).unwrap_or("");
+            let mut parts = rest.splitn(3, ':');
+            let positioned = parts.next().is_some_and(|x| x.parse::<u32>().is_ok())
+                && parts.next().is_some_and(|x| x.parse::<u32>().is_ok());
+            let tail = parts.next().unwrap_or("");
+            if positioned && tail.starts_with(" error: ") {
+                errors += 1;
+            } else if !(positioned && tail.starts_with(" warning: ")) {
                 failures.push(format!(
                     "case `{case}`: stderr line not `FILE:LINE:COL: error|warning: …`: {l}"
                 ));
             }
+        }
+        // One fault in the file, one error: no cascade (e.g. a component that failed to decode
+        // then reported as "not defined" by every pipeline that lists it).
+        if errors != 1 {
+            failures.push(format!(
+                "case `{case}`: {errors} error diagnostics for a single fault:\n{}",
+                out.stderr.trim_end()
+            ));
         }
     }
     assert!(

@@ -11,12 +11,13 @@ use srediag_tests::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Fields drop in order: the agent is killed before its temp dir goes.
 struct Setup {
-    _dir: TempDir,
     agent: Agent,
     otlp: String,
     logs_out: std::path::PathBuf,
     metrics_out: std::path::PathBuf,
+    _dir: TempDir,
 }
 
 fn start() -> Setup {
@@ -187,6 +188,13 @@ fn python_sdk_logs_and_metrics_arrive_intact() {
         (pts.len() > M).then_some(pts)
     });
     assert_eq!(points.len(), M + 1, "points: {points:#?}");
+    // Values first (either JSON form), the 64-bit integer encoding is checked at the end.
+    let int64 = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s.parse::<i64>().ok(),
+        Some(v) => v.as_i64(),
+        None => None,
+    };
+    let mut encoding = Vec::new();
     let mut counter_points = BTreeSet::new();
     for p in &points {
         assert_eq!(
@@ -202,30 +210,37 @@ fn python_sdk_logs_and_metrics_arrive_intact() {
                     .get("test.point")
                     .and_then(any_int)
                     .expect("test.point");
-                let v = p
-                    .point
-                    .get("asInt")
-                    .and_then(Value::as_str)
-                    .and_then(|s| s.parse::<i64>().ok());
                 assert_eq!(
-                    v,
+                    int64(p.point.get("asInt")),
                     Some(j + 1),
-                    "counter value (asInt as a string) of point {j}: {p:?}"
+                    "counter value of point {j}: {p:?}"
                 );
+                if !p.point["asInt"].is_string() {
+                    encoding.push(format!("sum asInt: {}", p.point["asInt"]));
+                }
                 counter_points.insert(j);
             }
             "srediag_test_latency" => {
                 assert_eq!(p.kind, "histogram", "{p:?}");
                 assert_eq!(
-                    p.point.get("count"),
-                    Some(&json!("5")),
-                    "histogram count (uint64 as a string): {p:?}"
+                    int64(p.point.get("count")),
+                    Some(5),
+                    "histogram count: {p:?}"
                 );
                 assert_eq!(
                     p.point.get("sum").and_then(Value::as_f64),
                     Some(15.0),
                     "histogram sum: {p:?}"
                 );
+                if !p.point["count"].is_string() {
+                    encoding.push(format!("histogram count: {}", p.point["count"]));
+                }
+                if let Some(b) = p.point["bucketCounts"]
+                    .as_array()
+                    .and_then(|b| b.iter().find(|x| !x.is_string()))
+                {
+                    encoding.push(format!("histogram bucketCounts element: {b}"));
+                }
             }
             other => panic!("unexpected metric {other}: {p:?}"),
         }
@@ -265,6 +280,13 @@ fn python_sdk_logs_and_metrics_arrive_intact() {
             ) == N as f64)
                 .then_some(())
         },
+    );
+
+    // OTLP/JSON (proto3 JSON mapping, as the OTLP spec requires): 64-bit integers
+    // (int64/fixed64/sfixed64: asInt, count, bucketCounts, intValue, *UnixNano) are decimal strings.
+    assert!(
+        encoding.is_empty(),
+        "the file exporter writes 64-bit integers as JSON numbers, OTLP/JSON wants strings: {encoding:?}"
     );
 }
 

@@ -4,9 +4,11 @@
 //!   `tests/python/requirements.txt`;
 //! - `test`: what `.ci/run` runs: deps, fmt, clippy, build, `cargo test --workspace`;
 //! - `run [-- ARGS]`: build the release agent and exec `srediag run ARGS`;
-//! - `bench pipeline`: throughput, CPU per record and idle footprint of the release agent.
+//! - `bench pipeline`: throughput, CPU per record and idle footprint of the release agent;
+//! - `bench plugin`: plugin cold start and restart-to-ready against a raw spawn.
 
 mod bench;
+mod bench_plugin;
 mod deps;
 mod httpc;
 
@@ -18,7 +20,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "srediag's development tasks", version)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "srediag's development tasks",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -51,6 +58,12 @@ enum Cmd {
 enum BenchCmd {
     /// OTLP/HTTP → batch → file throughput and CPU per record, then the idle footprint.
     Pipeline(bench::PipelineArgs),
+    /// Plugin cold start and restart-to-ready against a raw spawn of the same binary (as root).
+    Plugin {
+        /// Number of restarts measured.
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+    },
 }
 
 fn main() {
@@ -66,6 +79,9 @@ fn main() {
         Cmd::Bench {
             which: BenchCmd::Pipeline(a),
         } => bench::pipeline(&a),
+        Cmd::Bench {
+            which: BenchCmd::Plugin { runs },
+        } => bench_plugin::plugin(&root(), runs),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

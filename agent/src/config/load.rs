@@ -87,6 +87,8 @@ pub(super) struct Ctx<'a> {
     pub file: &'a str,
     pub index: PosIndex,
     pub diags: Vec<Diagnostic>,
+    /// Components defined but rejected (already reported): references to them are not errors.
+    pub broken: std::collections::BTreeSet<(Kind, String)>,
 }
 
 impl Ctx<'_> {
@@ -103,6 +105,20 @@ impl Ctx<'_> {
     pub fn warn_at_key(&mut self, path: &str, msg: String) {
         let pos = self.index.key(path);
         self.diags.push(Diagnostic::new(Severity::Warning, self.file, pos, path, msg));
+    }
+
+    /// Like [`Ctx::decode_error`]; `queue` adds the generic `queue` key to serde's list of
+    /// expected fields of an unknown-field error.
+    fn decode_error_with_hint(&mut self, base: &str, err: serde_path_to_error::Error<serde_yaml::Error>, queue: bool) {
+        let before = self.diags.len();
+        self.decode_error(base, err);
+        if queue {
+            for d in &mut self.diags[before..] {
+                if d.message.starts_with("unknown field") && d.message.contains("expected") {
+                    d.message.push_str(", or `queue`");
+                }
+            }
+        }
     }
 
     /// Reports a typed-decode error of the value at `base`.
@@ -145,10 +161,14 @@ pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Di
         file,
         index: PosIndex::build(text),
         diags: Vec::new(),
+        broken: Default::default(),
     };
-    let invalid = |ctx: Ctx| LoadError::Invalid {
-        file: file.to_string(),
-        diagnostics: ctx.diags,
+    let invalid = |mut ctx: Ctx| {
+        ctx.diags.sort_by_key(|d| (d.line, d.column));
+        LoadError::Invalid {
+            file: file.to_string(),
+            diagnostics: ctx.diags,
+        }
     };
     let mut root: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
@@ -238,6 +258,7 @@ pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Di
     if ctx.diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(invalid(ctx));
     }
+    ctx.diags.sort_by_key(|d| (d.line, d.column));
     Ok((config, ctx.diags))
 }
 
@@ -267,6 +288,7 @@ fn components_of(ctx: &mut Ctx, kind: Kind, value: Value) -> BTreeMap<ComponentI
             }
         };
         let Some(spec) = components::find(kind, &id.type_name) else {
+            ctx.broken.insert((kind, key.clone()));
             let known = components::types_of(kind);
             let hint = if known.is_empty() {
                 format!("no built-in {} exists yet; plugin components go under `plugins`", kind.as_str())
@@ -291,7 +313,10 @@ fn components_of(ctx: &mut Ctx, kind: Kind, value: Value) -> BTreeMap<ComponentI
                     }
                     queue = Some(q);
                 }
-                Err(e) => ctx.decode_error(&format!("{path}.queue"), e),
+                Err(e) => {
+                    ctx.broken.insert((kind, key.clone()));
+                    ctx.decode_error(&format!("{path}.queue"), e)
+                }
             }
         }
         match (spec.parse)(v) {
@@ -302,7 +327,11 @@ fn components_of(ctx: &mut Ctx, kind: Kind, value: Value) -> BTreeMap<ComponentI
                 }
                 out.insert(id, Component { kind, config, queue });
             }
-            Err(e) => ctx.decode_error(&path, e),
+            Err(e) => {
+                ctx.broken.insert((kind, key.clone()));
+                let queue_hint = matches!(kind, Kind::Processor | Kind::Exporter);
+                ctx.decode_error_with_hint(&path, e, queue_hint);
+            }
         }
     }
     out

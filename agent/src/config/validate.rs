@@ -31,6 +31,10 @@ pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
                     ctx.error_at_value(&path, format!("`{id}` is listed twice in this pipeline"));
                     continue;
                 }
+                if ctx.broken.contains(&(kind, id.clone())) {
+                    used.insert((kind, id.clone()));
+                    continue;
+                }
                 let Some(component) = config.component(kind, id) else {
                     let defined: Vec<String> = defined_ids(config, kind);
                     ctx.error_at_value(

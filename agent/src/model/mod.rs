@@ -8,9 +8,11 @@
 
 mod build;
 mod count;
+mod json;
 
 pub use build::{attr_f64, attr_i64, attr_str, gauge_f64, gauge_i64, resource, sum_f64, sum_i64};
 pub use count::{log_record_count, metric_point_count};
+pub use json::{logs_from_json, metrics_from_json, to_json};
 pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest as Logs;
 pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest as Metrics;
 pub use opentelemetry_proto::tonic::common::v1 as common;

@@ -527,7 +527,7 @@ impl Supervisor {
         .map_err(|e| End::Crashed("crash", format!("control socket: {e}")))?;
         loop {
             match ctl.recv().await {
-                Ok(Some(PluginMsg::Ready)) => return Ok(()),
+                Ok(Some(PluginMsg::Ready {})) => return Ok(()),
                 Ok(Some(PluginMsg::Error { message })) => {
                     return Err(End::Failed("start", format!("init failed: {}", truncate(&message, 512))));
                 }

@@ -141,10 +141,7 @@ impl FileExporter {
 
 /// Serialises a batch as one OTLP/JSON line.
 pub fn to_json_line(batch: &Batch) -> Result<Vec<u8>, serde_json::Error> {
-    match batch {
-        Batch::Logs(l) => serde_json::to_vec(l),
-        Batch::Metrics(m) => serde_json::to_vec(m),
-    }
+    crate::model::to_json(batch)
 }
 
 impl Exporter for FileExporter {

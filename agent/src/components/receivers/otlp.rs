@@ -209,8 +209,8 @@ fn decode(signal: Signal, enc: Encoding, bytes: &[u8]) -> Result<Batch, String> 
     match (signal, enc) {
         (Signal::Logs, Encoding::Protobuf) => Logs::decode(bytes).map(Batch::Logs).map_err(|e| e.to_string()),
         (Signal::Metrics, Encoding::Protobuf) => Metrics::decode(bytes).map(Batch::Metrics).map_err(|e| e.to_string()),
-        (Signal::Logs, Encoding::Json) => serde_json::from_slice::<Logs>(bytes).map(Batch::Logs).map_err(|e| e.to_string()),
-        (Signal::Metrics, Encoding::Json) => serde_json::from_slice::<Metrics>(bytes).map(Batch::Metrics).map_err(|e| e.to_string()),
+        (Signal::Logs, Encoding::Json) => crate::model::logs_from_json(bytes).map(Batch::Logs).map_err(|e| e.to_string()),
+        (Signal::Metrics, Encoding::Json) => crate::model::metrics_from_json(bytes).map(Batch::Metrics).map_err(|e| e.to_string()),
     }
 }
 

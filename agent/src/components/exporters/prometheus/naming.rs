@@ -54,6 +54,11 @@ pub fn metric_name(namespace: &str, name: &str, unit: &str, counter: bool) -> St
     if counter && !n.ends_with("_total") {
         n.push_str("_total");
     }
+    // `_count`, `_sum` and `_bucket` belong to histogram and summary series: a gauge (or a
+    // histogram's base name) ending so would confuse queries and fails `promtool check metrics`.
+    if !counter && ["_count", "_sum", "_bucket"].iter().any(|s| n.ends_with(s)) {
+        n.push_str("_value");
+    }
     if namespace.is_empty() { n } else { format!("{namespace}_{n}") }
 }
 
@@ -78,6 +83,8 @@ mod tests {
         assert_eq!(metric_name("node", "load.1m", "1", false), "node_load_1m");
         assert_eq!(metric_name("", "http.requests_total", "{request}", true), "http_requests_total");
         assert_eq!(sanitize("1bad..name"), "_1bad_name");
+        assert_eq!(metric_name("", "system.cpu.logical.count", "{cpu}", false), "system_cpu_logical_count_value");
+        assert_eq!(metric_name("", "ops.count", "1", true), "ops_count_total");
         assert_eq!(label("__x.y"), "_x_y");
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
