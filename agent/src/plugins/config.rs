@@ -40,8 +40,8 @@ pub struct PluginConfig {
     /// false (own empty network namespace, no TCP).
     #[serde(default)]
     pub network: bool,
-    /// Resource limits (cgroups). Default 256 MiB memory (high at 80%), cpu weight 100, cpu max
-    /// one core, 64 pids.
+    /// Resource limits (cgroups, rlimits). Default 256 MiB memory (high at 80%), cpu weight 100,
+    /// cpu max one core, 64 pids, 1024 open files.
     #[serde(default)]
     pub limits: LimitsConfig,
     /// Sandbox policy.
@@ -79,6 +79,8 @@ pub struct LimitsConfig {
     pub cpu_max: f64,
     /// Most processes/threads (`pids.max`).
     pub pids_max: u64,
+    /// Most open files (`RLIMIT_NOFILE`, soft and hard; the agent's own limit is not inherited).
+    pub nofile: u64,
 }
 
 impl Default for LimitsConfig {
@@ -89,6 +91,7 @@ impl Default for LimitsConfig {
             cpu_weight: 100,
             cpu_max: 1.0,
             pids_max: 64,
+            nofile: 1024,
         }
     }
 }
@@ -227,6 +230,9 @@ impl PluginConfig {
         }
         if self.limits.memory_max < 8 * 1024 * 1024 {
             e.push(("limits.memory_max".into(), "must be at least 8MiB".into()));
+        }
+        if !(16..=1 << 20).contains(&self.limits.nofile) {
+            e.push(("limits.nofile".into(), "must be 16..1048576".into()));
         }
         if self.limits.pids_max == 0 {
             e.push(("limits.pids_max".into(), "must be at least 1".into()));

@@ -38,24 +38,36 @@ impl Manager {
     /// Cleans what a previous agent left (cgroups, scratch directories; says so), then starts a
     /// supervisor per plugin.
     pub fn start(plugins: &Plugins, metrics: PluginMetrics) -> Result<Manager, ManagerError> {
-        if plugins.is_empty() {
-            return Ok(Manager { plugins: BTreeMap::new(), cgroups: None });
-        }
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         if euid != 0 {
+            if plugins.is_empty() {
+                return Ok(Manager { plugins: BTreeMap::new(), cgroups: None });
+            }
             return Err(ManagerError::NotRoot(euid));
         }
         super::sandbox::spawn::reserve_low_fds();
         let host = crate::sys::real_host();
-        let layout = crate::sys::cgroup::detect(&*host).map_err(|e| ManagerError::Cgroup(e.to_string()))?;
-        let driver: Arc<dyn CgroupDriver> = Arc::from(cgroup::driver(&layout, "srediag").map_err(|e| ManagerError::Cgroup(e.to_string()))?);
-        match driver.cleanup_stale() {
-            Ok(cleaned) if !cleaned.is_empty() => {
-                tracing::warn!(cgroups = ?cleaned, "removed plugin cgroups left by a previous agent (its plugins were killed)")
+        let driver: Option<Arc<dyn CgroupDriver>> = match crate::sys::cgroup::detect(&*host)
+            .map_err(|e| e.to_string())
+            .and_then(|layout| cgroup::driver(&layout, "srediag").map_err(|e| e.to_string()))
+        {
+            Ok(d) => Some(Arc::from(d)),
+            Err(e) if plugins.is_empty() => {
+                tracing::debug!(error = %e, "no cgroup driver (no plugins configured)");
+                None
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot clean stale plugin cgroups"),
+            Err(e) => return Err(ManagerError::Cgroup(e)),
+        };
+        // Whatever a previous agent left (killed with SIGKILL, say) goes now, plugins or not.
+        if let Some(driver) = &driver {
+            match driver.cleanup_stale() {
+                Ok(cleaned) if !cleaned.is_empty() => {
+                    tracing::warn!(cgroups = ?cleaned, "removed plugin cgroups left by a previous agent (its plugins were killed)")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot clean stale plugin cgroups"),
+            }
         }
         let scratch_root = PathBuf::from(SCRATCH_ROOT);
         if let Ok(entries) = std::fs::read_dir(&scratch_root) {
@@ -63,6 +75,14 @@ impl Manager {
                 tracing::warn!(dir = %e.path().display(), "removing scratch directory left by a previous agent");
                 let _ = std::fs::remove_dir_all(e.path());
             }
+        }
+        let Some(driver) = driver else {
+            return Ok(Manager { plugins: BTreeMap::new(), cgroups: None });
+        };
+        if plugins.is_empty() {
+            let _ = driver.remove_root();
+            let _ = std::fs::remove_dir(&scratch_root);
+            return Ok(Manager { plugins: BTreeMap::new(), cgroups: None });
         }
         let mut out = BTreeMap::new();
         for (name, cfg) in plugins {

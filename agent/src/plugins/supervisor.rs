@@ -65,10 +65,10 @@ pub enum Request {
 }
 
 /// How an incarnation ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 enum End {
-    /// Asked to stop (agent shutdown).
-    Stopped,
+    /// Asked to stop (agent shutdown); answered once the cgroup and scratch are gone.
+    Stopped(Option<oneshot::Sender<()>>),
     /// Asked to restart (when the request came).
     Restart(Instant),
     /// Died or was killed: reason label and detail.
@@ -164,8 +164,11 @@ impl Supervisor {
             let end = self.incarnation(&mut requests, restart_requested.take()).await;
             let ran = started.elapsed();
             match end {
-                End::Stopped => {
+                End::Stopped(done) => {
                     self.state("stopped");
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
                     return;
                 }
                 End::Restart(at) => {
@@ -258,6 +261,7 @@ impl Supervisor {
             env: cfg.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect(),
             uid: cfg.uid(&self.name),
             gid: cfg.gid(&self.name),
+            nofile: cfg.limits.nofile,
             hostname: format!("srediag-{}", self.name),
             new_net: !cfg.network,
             cgroup_procs: cg.procs_files(),
@@ -391,6 +395,9 @@ impl Supervisor {
         match hs {
             Ok(Ok(())) => {}
             Ok(Err(end)) => {
+                // Let the helper report how the plugin died (e.g. SIGSYS) before the cgroup kill,
+                // which would kill the helper too.
+                let _ = tokio::time::timeout(Duration::from_millis(500), exited.readable()).await;
                 let _ = cg.kill_all();
                 let status = reap(&mut child);
                 return self.classify(end, status, cg, oom_before);
@@ -437,6 +444,7 @@ impl Supervisor {
                         tracing::warn!(plugin = %self.name, message = ?other, "unexpected control message");
                     }
                     Ok(None) => ctl_open = false,
+                    Err(super::control::ChannelError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => ctl_open = false,
                     Err(e) => {
                         self.metrics.runtime_errors.with_label_values(&[&self.name]).inc();
                         tracing::warn!(plugin = %self.name, error = %e, "bad control message");
@@ -468,8 +476,7 @@ impl Supervisor {
                     Some(Request::Stop(done)) => {
                         self.graceful_stop(&ctl, &exited, cg, &child).await;
                         let _ = reap(&mut child);
-                        let _ = done.send(());
-                        return End::Stopped;
+                        return End::Stopped(Some(done));
                     }
                     Some(Request::Restart) => {
                         let at = Instant::now();
@@ -480,7 +487,7 @@ impl Supervisor {
                     None => {
                         self.graceful_stop(&ctl, &exited, cg, &child).await;
                         let _ = reap(&mut child);
-                        return End::Stopped;
+                        return End::Stopped(None);
                     }
                 }
             }

@@ -87,14 +87,22 @@ pub fn main() -> ! {
         die(&p, &format!("fork: {}", std::io::Error::last_os_error()));
     }
     if pid > 0 {
-        supervise(pid)
+        supervise(pid, spec.uid, spec.gid, &p)
     }
     child(spec)
 }
 
-/// The helper after fork: wait for the plugin and exit with its status.
-fn supervise(pid: libc::pid_t) -> ! {
+/// The helper after fork: drop every privilege (it only waits and forwards signals, to a child
+/// with the same uid), wait for the plugin and exit with its status.
+fn supervise(pid: libc::pid_t, uid: u32, gid: u32, plugin: &str) -> ! {
     CHILD.store(pid, std::sync::atomic::Ordering::SeqCst);
+    if let Err(e) = creds::drop_to(uid, gid) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        die(plugin, &format!("helper cannot drop privileges: {e}"));
+    }
+    // SAFETY: prctl with scalar arguments.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     // SAFETY: installing async-signal-safe handlers; closing fds this process no longer needs
     // (the control socket must only stay open in the plugin, so its death closes it).
     unsafe {
@@ -169,6 +177,14 @@ fn child(spec: SandboxSpec) -> ! {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
+    let nofile = libc::rlimit {
+        rlim_cur: spec.nofile,
+        rlim_max: spec.nofile,
+    };
+    // SAFETY: setrlimit with a valid struct (lowering a limit needs no privilege).
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) } != 0 {
+        die(&p, &format!("setrlimit(RLIMIT_NOFILE): {}", std::io::Error::last_os_error()));
+    }
     if let Err(e) = creds::drop_to(spec.uid, spec.gid) {
         die(&p, &format!("drop privileges: {e}"));
     }

@@ -27,6 +27,8 @@ pub struct SandboxSpec {
     pub uid: u32,
     /// Unprivileged gid.
     pub gid: u32,
+    /// Open-file limit (`RLIMIT_NOFILE`, soft and hard).
+    pub nofile: u64,
     /// Hostname inside the UTS namespace.
     pub hostname: String,
     /// Give the plugin its own (empty) network namespace.
