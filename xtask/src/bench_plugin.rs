@@ -37,7 +37,8 @@ fn status(socket: &Path) -> Result<serde_json::Value> {
 }
 
 /// Runs the benchmark with `n` restarts.
-pub fn plugin(root: &Path, n: usize) -> Result<()> {
+pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
+    let (ptype, net) = if network { ("receiver", true) } else { ("processor", false) };
     let st = Command::new("cargo")
         .args([
             "build",
@@ -78,9 +79,9 @@ pub fn plugin(root: &Path, n: usize) -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\nexporters:\n  debug: {{}}\nplugins:\n  bench:\n    path: {}\n    type: processor\n    shutdown_grace: 2s\nservice:\n  admin:\n    socket: {}\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n    logs:\n      level: warn\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n",
+            "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:0\nexporters:\n  debug: {{}}\nplugins:\n  bench:\n    path: {}\n    type: {ptype}\n    args: [{ptype}]\n    network: {net}\n    shutdown_grace: 2s\nservice:\n  admin:\n    socket: {}\n  telemetry:\n    metrics:\n      address: 127.0.0.1:0\n    logs:\n      level: warn\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n",
             plugin.display(),
-            socket.display()
+            socket.display(),
         ),
     )?;
     let mut agent = Command::new(&bin)
@@ -98,7 +99,11 @@ pub fn plugin(root: &Path, n: usize) -> Result<()> {
                 bail!("plugin never became ready");
             }
             if let Ok(s) = status(&socket) {
-                if s["state"] == "ready" && s["last_restart_ms"].as_f64() != prev {
+                let fresh = match prev {
+                    None => true,
+                    Some(p) => s["last_restart_ms"].as_f64().is_some_and(|v| v != p),
+                };
+                if s["state"] == "ready" && fresh {
                     return Ok(s);
                 }
             }
@@ -108,7 +113,7 @@ pub fn plugin(root: &Path, n: usize) -> Result<()> {
     let first = wait_ready(None)?;
     let mut cold = vec![first["last_startup_ms"].as_f64().unwrap_or(f64::NAN)];
     let mut restart = Vec::new();
-    let mut prev = None;
+    let mut prev = Some(f64::NAN);
     for _ in 0..n {
         admin(&socket, r#"{"cmd":"plugin_restart","name":"bench"}"#)?;
         let s = wait_ready(prev)?;

@@ -63,6 +63,10 @@ enum BenchCmd {
         /// Number of restarts measured.
         #[arg(long, default_value_t = 100)]
         runs: usize,
+        /// Measure a network-enabled receiver plugin (host network namespace) instead of a
+        /// processor in its own network namespace.
+        #[arg(long)]
+        network: bool,
     },
 }
 
@@ -80,8 +84,8 @@ fn main() {
             which: BenchCmd::Pipeline(a),
         } => bench::pipeline(&a),
         Cmd::Bench {
-            which: BenchCmd::Plugin { runs },
-        } => bench_plugin::plugin(&root(), runs),
+            which: BenchCmd::Plugin { runs, network },
+        } => bench_plugin::plugin(&root(), runs, network),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
