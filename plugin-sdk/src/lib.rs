@@ -23,6 +23,7 @@
 //! ```
 
 pub mod control;
+pub mod ring;
 mod runtime;
 
 pub use control::{AgentMsg, PROTOCOL_VERSION, PluginMsg, PluginType};

@@ -58,6 +58,12 @@ enum Cmd {
 enum BenchCmd {
     /// OTLP/HTTP → batch → file throughput and CPU per record, then the idle footprint.
     Pipeline(bench::PipelineArgs),
+    /// Shared-memory ring vs Unix sockets (B1 round trip, B2 throughput): the plugin-sdk example.
+    Ipc {
+        /// Arguments for the example (`--quick`, `--only b1|b2`, `--no-spin`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Plugin cold start and restart-to-ready against a raw spawn of the same binary (as root).
     Plugin {
         /// Number of restarts measured.
@@ -83,6 +89,9 @@ fn main() {
         Cmd::Bench {
             which: BenchCmd::Pipeline(a),
         } => bench::pipeline(&a),
+        Cmd::Bench {
+            which: BenchCmd::Ipc { args },
+        } => ipc_bench(&args),
         Cmd::Bench {
             which: BenchCmd::Plugin { runs, network },
         } => bench_plugin::plugin(&root(), runs, network),
@@ -206,4 +215,17 @@ fn run(args: &[String]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let err = cmd.exec();
     Err(err).with_context(|| format!("exec {}", bin.display()))
+}
+
+/// `cargo xtask bench ipc`: runs the ring benchmark example in release.
+fn ipc_bench(args: &[String]) -> Result<()> {
+    let st = Command::new("cargo")
+        .args(["run", "--release", "-p", "srediag-plugin-sdk", "--example", "ipc_bench", "--"])
+        .args(args)
+        .current_dir(root())
+        .status()?;
+    if !st.success() {
+        bail!("ipc benchmark failed");
+    }
+    Ok(())
 }
