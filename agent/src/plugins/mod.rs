@@ -8,4 +8,3 @@ pub mod manager;
 pub mod metrics;
 pub mod sandbox;
 pub mod supervisor;
-pub mod trust;
