@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // The sandbox helper must run before anything else (single-threaded, no logging setup).
-    if std::env::args_os().nth(1).is_some_and(|a| a == "__sandbox-exec") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "__sandbox-exec")
+    {
         srediag::plugins::sandbox::exec::main();
     }
     let cli = Cli::parse();

@@ -158,7 +158,13 @@ mod tests {
         assert_eq!(decode::<PluginMsg>(&bytes).unwrap(), m);
         assert!(decode::<PluginMsg>(br#"{"type":"ready","extra":1}"#).is_err());
         assert!(decode::<PluginMsg>(br#"{"type":"format_disk"}"#).is_err());
-        assert!(matches!(decode::<PluginMsg>(&vec![b' '; MAX_MESSAGE + 1]), Err(DecodeError::TooLarge(_))));
-        assert_eq!(decode::<AgentMsg>(br#"{"type":"heartbeat","seq":7}"#).unwrap(), AgentMsg::Heartbeat { seq: 7 });
+        assert!(matches!(
+            decode::<PluginMsg>(&vec![b' '; MAX_MESSAGE + 1]),
+            Err(DecodeError::TooLarge(_))
+        ));
+        assert_eq!(
+            decode::<AgentMsg>(br#"{"type":"heartbeat","seq":7}"#).unwrap(),
+            AgentMsg::Heartbeat { seq: 7 }
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The plugin side of the lifecycle: handshake, heartbeats, shutdown.
 
-use crate::control::{self, AgentMsg, CONTROL_FD, MAX_MESSAGE, PROTOCOL_VERSION, PluginMsg, PluginType};
+use crate::control::{
+    self, AgentMsg, CONTROL_FD, MAX_MESSAGE, PROTOCOL_VERSION, PluginMsg, PluginType,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -79,9 +81,19 @@ fn send(msg: &PluginMsg) -> Result<(), String> {
     let bytes = control::encode(msg);
     // SAFETY: CONTROL_FD is the inherited control socket; `bytes` is a live buffer of the given
     // length; MSG_NOSIGNAL turns a closed peer into EPIPE instead of SIGPIPE.
-    let n = unsafe { libc::send(CONTROL_FD, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+    let n = unsafe {
+        libc::send(
+            CONTROL_FD,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
     if n < 0 {
-        return Err(format!("control socket send: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "control socket send: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -99,7 +111,11 @@ fn recv(timeout: Duration) -> Result<Option<AgentMsg>, String> {
     let r = unsafe { libc::poll(&mut pfd, 1, ms) };
     if r < 0 {
         let e = std::io::Error::last_os_error();
-        return if e.kind() == std::io::ErrorKind::Interrupted { Ok(None) } else { Err(format!("poll: {e}")) };
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Ok(None)
+        } else {
+            Err(format!("poll: {e}"))
+        };
     }
     if r == 0 {
         return Ok(None);
@@ -108,12 +124,17 @@ fn recv(timeout: Duration) -> Result<Option<AgentMsg>, String> {
     // SAFETY: `buf` is writable for its full length.
     let n = unsafe { libc::recv(CONTROL_FD, buf.as_mut_ptr().cast(), buf.len(), 0) };
     if n < 0 {
-        return Err(format!("control socket recv: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "control socket recv: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     if n == 0 {
         return Err("the agent closed the control socket".into());
     }
-    control::decode(&buf[..n as usize]).map(Some).map_err(|e| e.to_string())
+    control::decode(&buf[..n as usize])
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn fail(info: &PluginInfo, msg: &str) -> ! {
@@ -140,14 +161,24 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
         sdk_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     if let Err(e) = send(&hello) {
-        fail(&info, &format!("{e} (is this running under srediag? fd {CONTROL_FD} must be the control socket)"));
+        fail(
+            &info,
+            &format!(
+                "{e} (is this running under srediag? fd {CONTROL_FD} must be the control socket)"
+            ),
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let config = loop {
         match recv(Duration::from_millis(200)) {
             Ok(Some(AgentMsg::Welcome { config, .. })) => break config,
-            Ok(Some(AgentMsg::Reject { code, message })) => fail(&info, &format!("rejected by the agent: {code}: {message}")),
-            Ok(Some(other)) => fail(&info, &format!("unexpected message before welcome: {other:?}")),
+            Ok(Some(AgentMsg::Reject { code, message })) => {
+                fail(&info, &format!("rejected by the agent: {code}: {message}"))
+            }
+            Ok(Some(other)) => fail(
+                &info,
+                &format!("unexpected message before welcome: {other:?}"),
+            ),
             Ok(None) if Instant::now() < deadline && !TERM.load(Ordering::SeqCst) => continue,
             Ok(None) => fail(&info, "no welcome from the agent"),
             Err(e) => fail(&info, &e),
@@ -155,8 +186,13 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
     };
     let ctx = Context { config };
     let mut registry = Registry::default();
-    if let Err(e) = plugin.init(&ctx).and_then(|_| plugin.register(&mut registry)) {
-        let _ = send(&PluginMsg::Error { message: format!("init failed: {e}") });
+    if let Err(e) = plugin
+        .init(&ctx)
+        .and_then(|_| plugin.register(&mut registry))
+    {
+        let _ = send(&PluginMsg::Error {
+            message: format!("init failed: {e}"),
+        });
         fail(&info, &format!("init failed: {e}"));
     }
     if let Err(e) = send(&PluginMsg::Ready {}) {

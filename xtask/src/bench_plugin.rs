@@ -38,7 +38,11 @@ fn status(socket: &Path) -> Result<serde_json::Value> {
 
 /// Runs the benchmark with `n` restarts.
 pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
-    let (ptype, net) = if network { ("receiver", true) } else { ("processor", false) };
+    let (ptype, net) = if network {
+        ("receiver", true)
+    } else {
+        ("processor", false)
+    };
     let st = Command::new("cargo")
         .args([
             "build",

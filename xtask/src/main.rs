@@ -220,7 +220,15 @@ fn run(args: &[String]) -> Result<()> {
 /// `cargo xtask bench ipc`: runs the ring benchmark example in release.
 fn ipc_bench(args: &[String]) -> Result<()> {
     let st = Command::new("cargo")
-        .args(["run", "--release", "-p", "srediag-plugin-sdk", "--example", "ipc_bench", "--"])
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "srediag-plugin-sdk",
+            "--example",
+            "ipc_bench",
+            "--",
+        ])
         .args(args)
         .current_dir(root())
         .status()?;

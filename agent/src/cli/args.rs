@@ -7,7 +7,12 @@ use std::path::PathBuf;
 /// srediag: a privileged host diagnostics agent (telemetry pipeline, sandboxed plugins, eBPF
 /// observers).
 #[derive(Debug, Parser)]
-#[command(name = "srediag", version, propagate_version = true, disable_help_subcommand = true)]
+#[command(
+    name = "srediag",
+    version,
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Output format of commands that print data.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]

@@ -15,13 +15,23 @@ pub fn execute(out: Output) -> CmdResult {
                 vec![
                     s.kind.as_str().to_string(),
                     s.type_name.to_string(),
-                    serde_json::to_value(s.stability).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-                    s.signals.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(","),
+                    serde_json::to_value(s.stability)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    s.signals
+                        .iter()
+                        .map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     s.description.to_string(),
                 ]
             })
             .collect();
-        table(&["KIND", "TYPE", "STABILITY", "SIGNALS", "DESCRIPTION"], &rows)
+        table(
+            &["KIND", "TYPE", "STABILITY", "SIGNALS", "DESCRIPTION"],
+            &rows,
+        )
     })?;
     ok()
 }

@@ -31,7 +31,9 @@ pub fn execute(cli: Cli) -> CmdResult {
         Command::Probe => probe::execute(out),
         Command::Version => version::execute(out),
         Command::Plugin(PluginCommand::List(s)) => plugin::list(&s.socket, out),
-        Command::Plugin(PluginCommand::Restart { name, socket }) => plugin::restart(&socket.socket, &name),
+        Command::Plugin(PluginCommand::Restart { name, socket }) => {
+            plugin::restart(&socket.socket, &name)
+        }
         Command::Completions { shell } => generate::completions(shell),
         Command::Man => generate::man(),
     }
@@ -55,10 +57,19 @@ impl LoadErrorOut {
                 for d in &diagnostics {
                     eprintln!("{d}");
                 }
-                let n = diagnostics.iter().filter(|d| d.severity == config::Severity::Error).count();
-                Failure::new(exit::CONFIG, format!("{file}: configuration is invalid ({n} error(s))"))
+                let n = diagnostics
+                    .iter()
+                    .filter(|d| d.severity == config::Severity::Error)
+                    .count();
+                Failure::new(
+                    exit::CONFIG,
+                    format!("{file}: configuration is invalid ({n} error(s))"),
+                )
             }
-            e @ LoadError::Read { .. } => Failure::new(exit::NO_INPUT, format!("{e} (check the path and permissions)")),
+            e @ LoadError::Read { .. } => Failure::new(
+                exit::NO_INPUT,
+                format!("{e} (check the path and permissions)"),
+            ),
             e @ LoadError::TooLarge { .. } => Failure::new(exit::CONFIG, e.to_string()),
         }
     }

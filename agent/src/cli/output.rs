@@ -5,15 +5,21 @@ use super::exit::{FAILURE, Failure};
 use serde::Serialize;
 
 /// Prints `value` in the chosen format; `table` uses the given renderer.
-pub fn print<T: Serialize>(format: Output, value: &T, table: impl FnOnce(&T) -> String) -> Result<(), Failure> {
+pub fn print<T: Serialize>(
+    format: Output,
+    value: &T,
+    table: impl FnOnce(&T) -> String,
+) -> Result<(), Failure> {
     let text = match format {
         Output::Table => table(value),
         Output::Json => {
-            let mut s = serde_json::to_string_pretty(value).map_err(|e| Failure::new(FAILURE, format!("cannot encode JSON: {e}")))?;
+            let mut s = serde_json::to_string_pretty(value)
+                .map_err(|e| Failure::new(FAILURE, format!("cannot encode JSON: {e}")))?;
             s.push('\n');
             s
         }
-        Output::Yaml => serde_yaml::to_string(value).map_err(|e| Failure::new(FAILURE, format!("cannot encode YAML: {e}")))?,
+        Output::Yaml => serde_yaml::to_string(value)
+            .map_err(|e| Failure::new(FAILURE, format!("cannot encode YAML: {e}")))?,
     };
     print!("{text}");
     Ok(())

@@ -9,7 +9,11 @@ use std::path::Path;
 fn call(socket: &Path, req: &AdminRequest) -> Result<serde_json::Value, Failure> {
     let resp = request(socket, req).map_err(|e| Failure::new(UNAVAILABLE, e))?;
     if !resp.ok {
-        return Err(Failure::new(FAILURE, resp.error.unwrap_or_else(|| "the agent refused the request".into())));
+        return Err(Failure::new(
+            FAILURE,
+            resp.error
+                .unwrap_or_else(|| "the agent refused the request".into()),
+        ));
     }
     Ok(resp.data)
 }
@@ -45,24 +49,41 @@ pub fn list(socket: &Path, out: Output) -> CmdResult {
                             cell(&p["type"]),
                             cell(&p["state"]),
                             cell(&p["pid"]),
-                            p["uptime_seconds"].as_u64().map(|s| format!("{s}s")).unwrap_or_else(|| "-".into()),
+                            p["uptime_seconds"]
+                                .as_u64()
+                                .map(|s| format!("{s}s"))
+                                .unwrap_or_else(|| "-".into()),
                             cell(&p["restarts"]),
                             human_bytes(&p["memory_bytes"]),
-                            p["cpu_seconds"].as_f64().map(|s| format!("{s:.2}s")).unwrap_or_else(|| "-".into()),
+                            p["cpu_seconds"]
+                                .as_f64()
+                                .map(|s| format!("{s:.2}s"))
+                                .unwrap_or_else(|| "-".into()),
                             cell(&p["error"]),
                         ]
                     })
                     .collect()
             })
             .unwrap_or_default();
-        table(&["NAME", "VERSION", "TYPE", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "ERROR"], &rows)
+        table(
+            &[
+                "NAME", "VERSION", "TYPE", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU",
+                "ERROR",
+            ],
+            &rows,
+        )
     })?;
     ok()
 }
 
 /// Restarts a plugin (also takes it out of quarantine).
 pub fn restart(socket: &Path, name: &str) -> CmdResult {
-    call(socket, &AdminRequest::PluginRestart { name: name.to_string() })?;
+    call(
+        socket,
+        &AdminRequest::PluginRestart {
+            name: name.to_string(),
+        },
+    )?;
     println!("restart of plugin {name} requested");
     ok()
 }

@@ -11,7 +11,11 @@ pub fn execute(path: Option<PathBuf>, out: Output) -> CmdResult {
     for w in &warnings {
         eprintln!("{w}");
     }
-    let format = if out == Output::Table { Output::Yaml } else { out };
+    let format = if out == Output::Table {
+        Output::Yaml
+    } else {
+        out
+    };
     print(format, &config, |_| String::new())?;
     ok()
 }

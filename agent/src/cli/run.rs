@@ -6,12 +6,16 @@ use crate::pipeline::{self, BuildError};
 use crate::plugins::admin;
 use crate::plugins::manager::{Manager, ManagerError};
 use crate::plugins::metrics::PluginMetrics;
-use std::sync::Arc;
 use crate::telemetry::{self, LogFormat, Telemetry};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Loads the configuration, starts telemetry and pipelines, and runs until SIGINT/SIGTERM.
-pub fn execute(path: Option<PathBuf>, log_level: Option<String>, log_format: Option<LogFormat>) -> CmdResult {
+pub fn execute(
+    path: Option<PathBuf>,
+    log_level: Option<String>,
+    log_format: Option<LogFormat>,
+) -> CmdResult {
     let (config, warnings) = load_config(path.clone()).map_err(|e| e.report())?;
     let level = log_level.unwrap_or_else(|| config.service.telemetry.logs.level.clone());
     let format = log_format.unwrap_or(config.service.telemetry.logs.format);
@@ -19,7 +23,9 @@ pub fn execute(path: Option<PathBuf>, log_level: Option<String>, log_format: Opt
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let workers = std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(2);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get().min(4))
+        .unwrap_or(2);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .max_blocking_threads(16)
@@ -73,10 +79,14 @@ fn build_failure(e: BuildError) -> Failure {
             exit::UNAVAILABLE,
             format!("{e} (another process holds the address: stop it or change the setting)"),
         ),
-        BuildError::Open { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => Failure::new(
-            exit::NO_PERM,
-            format!("{e} (run srediag as root, or point the setting at a writable path)"),
-        ),
+        BuildError::Open { source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Failure::new(
+                exit::NO_PERM,
+                format!("{e} (run srediag as root, or point the setting at a writable path)"),
+            )
+        }
         BuildError::Open { .. } => Failure::new(exit::NO_INPUT, e.to_string()),
         _ => Failure::new(FAILURE, e.to_string()),
     }
@@ -84,7 +94,10 @@ fn build_failure(e: BuildError) -> Failure {
 
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         std::future::pending::<()>().await;
         unreachable!()

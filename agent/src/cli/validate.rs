@@ -24,7 +24,14 @@ pub fn execute(path: PathBuf, out: Output) -> CmdResult {
                 eprintln!("{w}");
             }
             if out != Output::Table {
-                print(out, &Report { valid: true, diagnostics: warnings }, |_| String::new())?;
+                print(
+                    out,
+                    &Report {
+                        valid: true,
+                        diagnostics: warnings,
+                    },
+                    |_| String::new(),
+                )?;
             } else {
                 println!("{}: valid", path.display());
             }
@@ -32,12 +39,24 @@ pub fn execute(path: PathBuf, out: Output) -> CmdResult {
         }
         Err(e) => {
             if out != Output::Table
-                && let LoadError::Invalid { diagnostics, .. } = &e.0 {
-                    print(out, &Report { valid: false, diagnostics: diagnostics.clone() }, |_| String::new())?;
-                }
+                && let LoadError::Invalid { diagnostics, .. } = &e.0
+            {
+                print(
+                    out,
+                    &Report {
+                        valid: false,
+                        diagnostics: diagnostics.clone(),
+                    },
+                    |_| String::new(),
+                )?;
+            }
             let f = e.report();
             eprintln!("error: {f}");
-            Ok(ExitCode::from(if f.code == super::exit::NO_INPUT { f.code } else { CONFIG }))
+            Ok(ExitCode::from(if f.code == super::exit::NO_INPUT {
+                f.code
+            } else {
+                CONFIG
+            }))
         }
     }
 }

@@ -24,8 +24,17 @@ pub fn execute(out: Output) -> CmdResult {
         version: env!("CARGO_PKG_VERSION"),
         rustc: option_env!("SREDIAG_RUSTC_VERSION").unwrap_or("unknown"),
         arch: std::env::consts::ARCH,
-        profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+        profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
     };
-    print(out, &v, |v| format!("srediag {} ({}, {}, {})\n", v.version, v.arch, v.profile, v.rustc))?;
+    print(out, &v, |v| {
+        format!(
+            "srediag {} ({}, {}, {})\n",
+            v.version, v.arch, v.profile, v.rustc
+        )
+    })?;
     ok()
 }

@@ -199,10 +199,16 @@ pub fn specs() -> &'static [Spec] {
 
 /// The built-in type `type_name` of `kind`.
 pub fn find(kind: Kind, type_name: &str) -> Option<&'static Spec> {
-    SPECS.iter().find(|s| s.kind == kind && s.type_name == type_name)
+    SPECS
+        .iter()
+        .find(|s| s.kind == kind && s.type_name == type_name)
 }
 
 /// The type names of one kind.
 pub fn types_of(kind: Kind) -> Vec<&'static str> {
-    SPECS.iter().filter(|s| s.kind == kind).map(|s| s.type_name).collect()
+    SPECS
+        .iter()
+        .filter(|s| s.kind == kind)
+        .map(|s| s.type_name)
+        .collect()
 }

@@ -32,7 +32,13 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub(crate) fn new(severity: Severity, file: &str, pos: Pos, path: &str, message: String) -> Self {
+    pub(crate) fn new(
+        severity: Severity,
+        file: &str,
+        pos: Pos,
+        path: &str,
+        message: String,
+    ) -> Self {
         Diagnostic {
             severity,
             file: file.to_string(),

@@ -15,7 +15,8 @@ pub struct ComponentId {
 fn valid_part(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 impl ComponentId {
@@ -31,9 +32,12 @@ impl ComponentId {
             ));
         }
         if let Some(n) = n
-            && !valid_part(n) {
-                return Err(format!("invalid component id {s:?}: the name after `/` must be non-empty letters, digits, `_`, `-` or `.`"));
-            }
+            && !valid_part(n)
+        {
+            return Err(format!(
+                "invalid component id {s:?}: the name after `/` must be non-empty letters, digits, `_`, `-` or `.`"
+            ));
+        }
         Ok(ComponentId {
             type_name: t.to_string(),
             name: n.map(str::to_string),

@@ -33,7 +33,12 @@ impl Env for ProcessEnv {
 }
 
 /// Interpolates every string scalar in `value`, collecting every error.
-pub fn interpolate(value: &mut Value, env: &dyn Env, path: &str, errors: &mut Vec<InterpolationError>) {
+pub fn interpolate(
+    value: &mut Value,
+    env: &dyn Env,
+    path: &str,
+    errors: &mut Vec<InterpolationError>,
+) {
     match value {
         Value::String(s) => {
             if !s.contains('$') {
@@ -65,9 +70,16 @@ pub fn interpolate(value: &mut Value, env: &dyn Env, path: &str, errors: &mut Ve
             for (k, v) in map.iter_mut() {
                 let key = match k {
                     Value::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 };
-                let p = if path.is_empty() { key } else { format!("{path}.{key}") };
+                let p = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
                 interpolate(v, env, &p, errors);
             }
         }
@@ -100,9 +112,14 @@ fn expand(s: &str, env: &dyn Env) -> Result<(String, bool), String> {
                 None => (spec, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("invalid environment variable name {name:?} in `${{{inner}}}`"));
+                return Err(format!(
+                    "invalid environment variable name {name:?} in `${{{inner}}}`"
+                ));
             }
-            match (env.get(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            match (
+                env.get(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => {
@@ -119,7 +136,8 @@ fn expand(s: &str, env: &dyn Env) -> Result<(String, bool), String> {
         }
     }
     out.push_str(rest);
-    let whole = refs == 1 && s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
+    let whole =
+        refs == 1 && s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
     Ok((out, whole))
 }
 
@@ -136,7 +154,11 @@ mod tests {
     }
 
     fn env() -> MapEnv {
-        MapEnv(HashMap::from([("HOST", "10.0.0.1"), ("N", "42"), ("EMPTY", "")]))
+        MapEnv(HashMap::from([
+            ("HOST", "10.0.0.1"),
+            ("N", "42"),
+            ("EMPTY", ""),
+        ]))
     }
 
     fn run(yaml: &str) -> (Value, Vec<InterpolationError>) {
@@ -148,7 +170,9 @@ mod tests {
 
     #[test]
     fn substitutes_and_types_whole_references() {
-        let (v, errs) = run("a: ${env:HOST}:4318\nb: ${env:N}\nc: x$$y\nd: ${env:MISSING:-dflt}\ne: ${env:EMPTY:-d}\n");
+        let (v, errs) = run(
+            "a: ${env:HOST}:4318\nb: ${env:N}\nc: x$$y\nd: ${env:MISSING:-dflt}\ne: ${env:EMPTY:-d}\n",
+        );
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(v["a"], Value::String("10.0.0.1:4318".into()));
         assert_eq!(v["b"], Value::Number(42.into()));

@@ -94,22 +94,35 @@ pub(super) struct Ctx<'a> {
 impl Ctx<'_> {
     pub fn error_at_value(&mut self, path: &str, msg: String) {
         let pos = self.index.value(path);
-        self.diags.push(Diagnostic::new(Severity::Error, self.file, pos, path, msg));
+        self.diags
+            .push(Diagnostic::new(Severity::Error, self.file, pos, path, msg));
     }
 
     pub fn error_at_key(&mut self, path: &str, msg: String) {
         let pos = self.index.key(path);
-        self.diags.push(Diagnostic::new(Severity::Error, self.file, pos, path, msg));
+        self.diags
+            .push(Diagnostic::new(Severity::Error, self.file, pos, path, msg));
     }
 
     pub fn warn_at_key(&mut self, path: &str, msg: String) {
         let pos = self.index.key(path);
-        self.diags.push(Diagnostic::new(Severity::Warning, self.file, pos, path, msg));
+        self.diags.push(Diagnostic::new(
+            Severity::Warning,
+            self.file,
+            pos,
+            path,
+            msg,
+        ));
     }
 
     /// Like [`Ctx::decode_error`]; `queue` adds the generic `queue` key to serde's list of
     /// expected fields of an unknown-field error.
-    fn decode_error_with_hint(&mut self, base: &str, err: serde_path_to_error::Error<serde_yaml::Error>, queue: bool) {
+    fn decode_error_with_hint(
+        &mut self,
+        base: &str,
+        err: serde_path_to_error::Error<serde_yaml::Error>,
+        queue: bool,
+    ) {
         let before = self.diags.len();
         self.decode_error(base, err);
         if queue {
@@ -134,7 +147,11 @@ impl Ctx<'_> {
         let msg = err.into_inner().to_string();
         if let Some(field) = unknown_field(&msg) {
             if !path.ends_with(&format!(".{field}")) && path != field {
-                path = if path.is_empty() { field } else { format!("{path}.{field}") };
+                path = if path.is_empty() {
+                    field
+                } else {
+                    format!("{path}.{field}")
+                };
             }
             self.error_at_key(&path, msg);
         } else {
@@ -150,13 +167,23 @@ fn unknown_field(msg: &str) -> Option<String> {
 }
 
 /// Decodes a typed value; `null` reads as an empty mapping so every default applies.
-pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, serde_path_to_error::Error<serde_yaml::Error>> {
-    let value = if value.is_null() { Value::Mapping(Mapping::new()) } else { value };
+pub fn decode<T: DeserializeOwned>(
+    value: Value,
+) -> Result<T, serde_path_to_error::Error<serde_yaml::Error>> {
+    let value = if value.is_null() {
+        Value::Mapping(Mapping::new())
+    } else {
+        value
+    };
     serde_path_to_error::deserialize(value)
 }
 
 /// Validates configuration text. `file` names it in diagnostics.
-pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Diagnostic>), LoadError> {
+pub fn load_str(
+    text: &str,
+    file: &str,
+    env: &dyn Env,
+) -> Result<(Config, Vec<Diagnostic>), LoadError> {
     let mut ctx = Ctx {
         file,
         index: PosIndex::build(text),
@@ -172,7 +199,9 @@ pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Di
     };
     let mut root: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
-        Err(e) if !ctx.index.duplicates().is_empty() && e.to_string().contains("duplicate entry") => {
+        Err(e)
+            if !ctx.index.duplicates().is_empty() && e.to_string().contains("duplicate entry") =>
+        {
             for (path, pos, first) in ctx.index.duplicates().to_vec() {
                 let key = path.rsplit('.').next().unwrap_or(&path).to_string();
                 ctx.diags.push(Diagnostic::new(
@@ -180,7 +209,10 @@ pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Di
                     file,
                     pos,
                     &path,
-                    format!("duplicate key `{key}` (first defined at line {}): ids must be unique", first.line),
+                    format!(
+                        "duplicate key `{key}` (first defined at line {}): ids must be unique",
+                        first.line
+                    ),
                 ));
             }
             return Err(invalid(ctx));
@@ -188,9 +220,18 @@ pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Di
         Err(e) => {
             let pos = e
                 .location()
-                .map(|l| super::position::Pos { line: l.line(), col: l.column() })
+                .map(|l| super::position::Pos {
+                    line: l.line(),
+                    col: l.column(),
+                })
                 .unwrap_or_default();
-            ctx.diags.push(Diagnostic::new(Severity::Error, file, pos, "", e.to_string()));
+            ctx.diags.push(Diagnostic::new(
+                Severity::Error,
+                file,
+                pos,
+                "",
+                e.to_string(),
+            ));
             return Err(invalid(ctx));
         }
     };
@@ -200,7 +241,11 @@ pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Di
         ctx.error_at_value(&e.path, e.message);
     }
     let Value::Mapping(top) = root else {
-        ctx.error_at_value("", "the configuration must be a mapping with `receivers`, `exporters` and `service`".into());
+        ctx.error_at_value(
+            "",
+            "the configuration must be a mapping with `receivers`, `exporters` and `service`"
+                .into(),
+        );
         return Err(invalid(ctx));
     };
     let mut sections: BTreeMap<&str, Value> = BTreeMap::new();
@@ -232,7 +277,11 @@ pub fn load_str(text: &str, file: &str, env: &dyn Env) -> Result<(Config, Vec<Di
     let plugins = plugins_of(&mut ctx, take("plugins"));
     let service_value = take("service");
     let service: Option<Service> = if service_value.is_null() {
-        ctx.error_at_value("", "missing `service` section: at least one pipeline is needed under `service.pipelines`".into());
+        ctx.error_at_value(
+            "",
+            "missing `service` section: at least one pipeline is needed under `service.pipelines`"
+                .into(),
+        );
         None
     } else {
         match decode::<Service>(service_value) {
@@ -270,13 +319,19 @@ fn components_of(ctx: &mut Ctx, kind: Kind, value: Value) -> BTreeMap<ComponentI
         Value::Null => return out,
         Value::Mapping(m) => m,
         _ => {
-            ctx.error_at_value(section, format!("`{section}` must be a mapping of component ids to settings"));
+            ctx.error_at_value(
+                section,
+                format!("`{section}` must be a mapping of component ids to settings"),
+            );
             return out;
         }
     };
     for (k, v) in map {
         let Some(key) = k.as_str().map(str::to_string) else {
-            ctx.error_at_value(section, format!("`{section}` keys must be component ids (strings)"));
+            ctx.error_at_value(
+                section,
+                format!("`{section}` keys must be component ids (strings)"),
+            );
             continue;
         };
         let path = format!("{section}.{key}");
@@ -291,14 +346,24 @@ fn components_of(ctx: &mut Ctx, kind: Kind, value: Value) -> BTreeMap<ComponentI
             ctx.broken.insert((kind, key.clone()));
             let known = components::types_of(kind);
             let hint = if known.is_empty() {
-                format!("no built-in {} exists yet; plugin components go under `plugins`", kind.as_str())
+                format!(
+                    "no built-in {} exists yet; plugin components go under `plugins`",
+                    kind.as_str()
+                )
             } else {
                 format!("known {} types: {}", kind.as_str(), known.join(", "))
             };
-            ctx.error_at_key(&path, format!("unknown {} type `{}` ({hint})", kind.as_str(), id.type_name));
+            ctx.error_at_key(
+                &path,
+                format!("unknown {} type `{}` ({hint})", kind.as_str(), id.type_name),
+            );
             continue;
         };
-        let mut v = if v.is_null() { Value::Mapping(Mapping::new()) } else { v };
+        let mut v = if v.is_null() {
+            Value::Mapping(Mapping::new())
+        } else {
+            v
+        };
         let mut queue = None;
         if matches!(kind, Kind::Processor | Kind::Exporter) {
             let q = match &mut v {
@@ -309,7 +374,10 @@ fn components_of(ctx: &mut Ctx, kind: Kind, value: Value) -> BTreeMap<ComponentI
                 Ok(q) => {
                     let q = q.unwrap_or_default();
                     if q.capacity == 0 {
-                        ctx.error_at_value(&format!("{path}.queue.capacity"), "queue capacity must be at least 1".into());
+                        ctx.error_at_value(
+                            &format!("{path}.queue.capacity"),
+                            "queue capacity must be at least 1".into(),
+                        );
                     }
                     queue = Some(q);
                 }
@@ -322,10 +390,21 @@ fn components_of(ctx: &mut Ctx, kind: Kind, value: Value) -> BTreeMap<ComponentI
         match (spec.parse)(v) {
             Ok(config) => {
                 for (sub, msg) in config.validate() {
-                    let p = if sub.is_empty() { path.clone() } else { format!("{path}.{sub}") };
+                    let p = if sub.is_empty() {
+                        path.clone()
+                    } else {
+                        format!("{path}.{sub}")
+                    };
                     ctx.error_at_value(&p, msg);
                 }
-                out.insert(id, Component { kind, config, queue });
+                out.insert(
+                    id,
+                    Component {
+                        kind,
+                        config,
+                        queue,
+                    },
+                );
             }
             Err(e) => {
                 ctx.broken.insert((kind, key.clone()));
@@ -344,7 +423,10 @@ fn plugins_of(ctx: &mut Ctx, value: Value) -> crate::plugins::config::Plugins {
         Value::Null => return out,
         Value::Mapping(m) => m,
         _ => {
-            ctx.error_at_value("plugins", "`plugins` must be a mapping of plugin names to settings".into());
+            ctx.error_at_value(
+                "plugins",
+                "`plugins` must be a mapping of plugin names to settings".into(),
+            );
             return out;
         }
     };
@@ -354,8 +436,18 @@ fn plugins_of(ctx: &mut Ctx, value: Value) -> crate::plugins::config::Plugins {
             continue;
         };
         let path = format!("plugins.{name}");
-        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            ctx.error_at_key(&path, format!("invalid plugin name {name:?}: use letters, digits, `_` or `-` (at most 64)"));
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            ctx.error_at_key(
+                &path,
+                format!(
+                    "invalid plugin name {name:?}: use letters, digits, `_` or `-` (at most 64)"
+                ),
+            );
             continue;
         }
         match decode::<crate::plugins::config::PluginConfig>(v) {

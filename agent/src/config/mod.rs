@@ -14,7 +14,9 @@ mod validate;
 pub use diagnostic::{Diagnostic, Severity};
 pub use id::ComponentId;
 pub use interpolate::{Env, ProcessEnv};
-pub use load::{DEFAULT_CONFIG, EMBEDDED_NAME, LoadError, Source, decode as load_decode, load, load_str};
+pub use load::{
+    DEFAULT_CONFIG, EMBEDDED_NAME, LoadError, Source, decode as load_decode, load, load_str,
+};
 
 use crate::components::{ComponentConfig, Kind};
 use crate::model::Signal;

@@ -24,8 +24,15 @@ pub struct PosIndex {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String>, start: Pos },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        start: Pos,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 struct Builder {
@@ -101,12 +108,24 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) => {
                 let (path, is_key) = self.next_path();
-                let path = if is_key { join(&path, "<complex-key>") } else { path };
-                self.stack.push(Frame::Map { path, key: None, start: pos });
+                let path = if is_key {
+                    join(&path, "<complex-key>")
+                } else {
+                    path
+                };
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    start: pos,
+                });
             }
             Event::SequenceStart(..) => {
                 let (path, is_key) = self.next_path();
-                let path = if is_key { join(&path, "<complex-key>") } else { path };
+                let path = if is_key {
+                    join(&path, "<complex-key>")
+                } else {
+                    path
+                };
                 self.index.values.entry(path.clone()).or_insert(pos);
                 self.stack.push(Frame::Seq { path, next: 0 });
             }
@@ -150,7 +169,13 @@ impl PosIndex {
             }
             match parent(&p) {
                 Some(up) => p = up,
-                None => return self.values.get("").copied().unwrap_or(Pos { line: 1, col: 1 }),
+                None => {
+                    return self
+                        .values
+                        .get("")
+                        .copied()
+                        .unwrap_or(Pos { line: 1, col: 1 });
+                }
             }
         }
     }
@@ -158,7 +183,10 @@ impl PosIndex {
     /// Position of the key that names `path` (`receivers.otlp` → the `otlp:` key), falling back
     /// to the value position.
     pub fn key(&self, path: &str) -> Pos {
-        self.keys.get(path).copied().unwrap_or_else(|| self.value(path))
+        self.keys
+            .get(path)
+            .copied()
+            .unwrap_or_else(|| self.value(path))
     }
 }
 
@@ -168,10 +196,15 @@ fn parent(path: &str) -> Option<String> {
         return None;
     }
     if path.ends_with(']')
-        && let Some(i) = path.rfind('[') {
-            return Some(path[..i].to_string());
-        }
-    Some(path.rfind('.').map(|i| path[..i].to_string()).unwrap_or_default())
+        && let Some(i) = path.rfind('[')
+    {
+        return Some(path[..i].to_string());
+    }
+    Some(
+        path.rfind('.')
+            .map(|i| path[..i].to_string())
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -185,14 +218,23 @@ mod tests {
         let idx = PosIndex::build(DOC);
         assert_eq!(idx.key("receivers.otlp"), Pos { line: 2, col: 3 });
         assert_eq!(idx.value("receivers.otlp"), Pos { line: 3, col: 5 });
-        assert_eq!(idx.value("service.pipelines.metrics.exporters[1]"), Pos { line: 7, col: 22 });
-        assert_eq!(idx.value("service.pipelines.metrics.receivers[0]"), Pos { line: 9, col: 11 });
+        assert_eq!(
+            idx.value("service.pipelines.metrics.exporters[1]"),
+            Pos { line: 7, col: 22 }
+        );
+        assert_eq!(
+            idx.value("service.pipelines.metrics.receivers[0]"),
+            Pos { line: 9, col: 11 }
+        );
     }
 
     #[test]
     fn falls_back_to_the_closest_ancestor() {
         let idx = PosIndex::build(DOC);
-        assert_eq!(idx.value("receivers.otlp.protocols.http.endpoint"), Pos { line: 3, col: 16 });
+        assert_eq!(
+            idx.value("receivers.otlp.protocols.http.endpoint"),
+            Pos { line: 3, col: 16 }
+        );
         assert_eq!(idx.key("service.nope"), idx.value("service"));
     }
 

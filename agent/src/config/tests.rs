@@ -35,9 +35,10 @@ fn errors(text: &str) -> Vec<Diagnostic> {
     let env = MapEnv(HashMap::from([("PORT", "4318")]));
     match load_str(text, "c.yaml", &env) {
         Ok((_, w)) => panic!("accepted; warnings: {w:?}"),
-        Err(LoadError::Invalid { diagnostics, .. }) => {
-            diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect()
-        }
+        Err(LoadError::Invalid { diagnostics, .. }) => diagnostics
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect(),
         Err(e) => panic!("unexpected error {e}"),
     }
 }
@@ -51,9 +52,15 @@ fn edit(from: &str, to: &str) -> String {
 fn expect(text: &str, line: usize, col: usize, path: &str, words: &str) {
     let errs = errors(text);
     assert!(
-        errs.iter().any(|d| d.line == line && d.column == col && d.path == path && d.message.contains(words)),
+        errs.iter().any(|d| d.line == line
+            && d.column == col
+            && d.path == path
+            && d.message.contains(words)),
         "expected {line}:{col} {path} «{words}», got:\n{}",
-        errs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+        errs.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -84,75 +91,189 @@ fn examples_in_the_repository_are_valid() {
 
 #[test]
 fn unknown_top_level_key() {
-    expect(&format!("{GOOD}extra: 1\n"), 19, 1, "extra", "unknown top-level key");
+    expect(
+        &format!("{GOOD}extra: 1\n"),
+        19,
+        1,
+        "extra",
+        "unknown top-level key",
+    );
 }
 
 #[test]
 fn unknown_key_inside_a_component() {
-    expect(&edit("  otlp: {}", "  otlp:\n    protocol: {}"), 4, 5, "receivers.otlp.protocol", "unknown field `protocol`");
-    expect(&edit("    path: /tmp/x.jsonl", "    path: /tmp/x.jsonl\n    rotate: 1"), 10, 5, "exporters.file/logs.rotate", "unknown field");
+    expect(
+        &edit("  otlp: {}", "  otlp:\n    protocol: {}"),
+        4,
+        5,
+        "receivers.otlp.protocol",
+        "unknown field `protocol`",
+    );
+    expect(
+        &edit(
+            "    path: /tmp/x.jsonl",
+            "    path: /tmp/x.jsonl\n    rotate: 1",
+        ),
+        10,
+        5,
+        "exporters.file/logs.rotate",
+        "unknown field",
+    );
 }
 
 #[test]
 fn unknown_component_type() {
-    expect(&edit("  debug: {}", "  kafka: {}"), 7, 3, "exporters.kafka", "unknown exporter type `kafka`");
+    expect(
+        &edit("  debug: {}", "  kafka: {}"),
+        7,
+        3,
+        "exporters.kafka",
+        "unknown exporter type `kafka`",
+    );
 }
 
 #[test]
 fn undefined_reference_names_the_list_item() {
-    expect(&edit("exporters: [file/logs, debug]", "exporters: [file/logs, nope]"), 18, 30, "service.pipelines.logs/app.exporters[1]", "exporter `nope` is not defined");
+    expect(
+        &edit(
+            "exporters: [file/logs, debug]",
+            "exporters: [file/logs, nope]",
+        ),
+        18,
+        30,
+        "service.pipelines.logs/app.exporters[1]",
+        "exporter `nope` is not defined",
+    );
 }
 
 #[test]
 fn duplicate_ids() {
     let errs = errors(&edit("  debug: {}", "  debug: {}\n  debug: {}"));
     assert!(
-        errs.iter().any(|d| (d.line, d.column) == (8, 3) && d.path == "exporters.debug" && d.message.contains("duplicate key `debug` (first defined at line 7)")),
+        errs.iter().any(|d| (d.line, d.column) == (8, 3)
+            && d.path == "exporters.debug"
+            && d.message
+                .contains("duplicate key `debug` (first defined at line 7)")),
         "{errs:?}"
     );
 }
 
 #[test]
 fn signal_mismatch() {
-    expect(&edit("receivers: [otlp]", "receivers: [hostmetrics]"), 17, 19, "service.pipelines.logs/app.receivers[0]", "does not support logs");
+    expect(
+        &edit("receivers: [otlp]", "receivers: [hostmetrics]"),
+        17,
+        19,
+        "service.pipelines.logs/app.receivers[0]",
+        "does not support logs",
+    );
 }
 
 #[test]
 fn type_mismatch() {
-    expect(&edit("  hostmetrics: {}", "  hostmetrics:\n    collection_interval: [1]"), 3, 26, "receivers.hostmetrics.collection_interval", "");
-    expect(&edit("  batch: {}", "  batch:\n    send_batch_size: lots"), 6, 22, "processors.batch.send_batch_size", "invalid");
+    expect(
+        &edit(
+            "  hostmetrics: {}",
+            "  hostmetrics:\n    collection_interval: [1]",
+        ),
+        3,
+        26,
+        "receivers.hostmetrics.collection_interval",
+        "",
+    );
+    expect(
+        &edit("  batch: {}", "  batch:\n    send_batch_size: lots"),
+        6,
+        22,
+        "processors.batch.send_batch_size",
+        "invalid",
+    );
 }
 
 #[test]
 fn unknown_signal_and_listed_twice() {
-    expect(&edit("    logs/app:", "    traces:"), 16, 5, "service.pipelines.traces", "unknown signal `traces`");
-    expect(&edit("exporters: [file/logs, debug]", "exporters: [debug, debug]"), 18, 26, "service.pipelines.logs/app.exporters[1]", "listed twice");
+    expect(
+        &edit("    logs/app:", "    traces:"),
+        16,
+        5,
+        "service.pipelines.traces",
+        "unknown signal `traces`",
+    );
+    expect(
+        &edit("exporters: [file/logs, debug]", "exporters: [debug, debug]"),
+        18,
+        26,
+        "service.pipelines.logs/app.exporters[1]",
+        "listed twice",
+    );
 }
 
 #[test]
 fn semantic_component_checks_and_queue() {
-    expect(&edit("  otlp: {}", "  otlp:\n    protocols:\n      http:\n        endpoint: nowhere"), 6, 19, "receivers.otlp.protocols.http.endpoint", "invalid listen address");
-    expect(&edit("  batch: {}", "  batch:\n    queue: {capacity: 0}"), 6, 23, "processors.batch.queue.capacity", "at least 1");
-    expect(&edit("  batch: {}", "  batch:\n    queue: {policy: maybe}"), 6, 21, "processors.batch.queue.policy", "unknown variant");
+    expect(
+        &edit(
+            "  otlp: {}",
+            "  otlp:\n    protocols:\n      http:\n        endpoint: nowhere",
+        ),
+        6,
+        19,
+        "receivers.otlp.protocols.http.endpoint",
+        "invalid listen address",
+    );
+    expect(
+        &edit("  batch: {}", "  batch:\n    queue: {capacity: 0}"),
+        6,
+        23,
+        "processors.batch.queue.capacity",
+        "at least 1",
+    );
+    expect(
+        &edit("  batch: {}", "  batch:\n    queue: {policy: maybe}"),
+        6,
+        21,
+        "processors.batch.queue.policy",
+        "unknown variant",
+    );
 }
 
 #[test]
 fn env_interpolation_errors_and_values() {
-    expect(&edit("path: /tmp/x.jsonl", "path: ${env:UNSET_VAR}"), 9, 11, "exporters.file/logs.path", "UNSET_VAR is not set");
-    let text = edit("  otlp: {}", "  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:${env:PORT}");
+    expect(
+        &edit("path: /tmp/x.jsonl", "path: ${env:UNSET_VAR}"),
+        9,
+        11,
+        "exporters.file/logs.path",
+        "UNSET_VAR is not set",
+    );
+    let text = edit(
+        "  otlp: {}",
+        "  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:${env:PORT}",
+    );
     let env = MapEnv(HashMap::from([("PORT", "4318")]));
     let (c, _) = load_str(&text, "c.yaml", &env).unwrap();
     let json = serde_json::to_value(&c).unwrap();
-    assert_eq!(json["receivers"]["otlp"]["protocols"]["http"]["endpoint"], "127.0.0.1:4318");
+    assert_eq!(
+        json["receivers"]["otlp"]["protocols"]["http"]["endpoint"],
+        "127.0.0.1:4318"
+    );
 }
 
 #[test]
 fn unused_components_warn_without_failing() {
     let env = MapEnv(HashMap::new());
-    let (_, warnings) = load_str(&edit("  debug: {}", "  debug: {}\n  debug/spare: {}"), "c.yaml", &env).unwrap();
+    let (_, warnings) = load_str(
+        &edit("  debug: {}", "  debug: {}\n  debug/spare: {}"),
+        "c.yaml",
+        &env,
+    )
+    .unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!((warnings[0].line, warnings[0].column), (8, 3));
-    assert!(warnings[0].to_string().starts_with("c.yaml:8:3: warning: exporters.debug/spare:"));
+    assert!(
+        warnings[0]
+            .to_string()
+            .starts_with("c.yaml:8:3: warning: exporters.debug/spare:")
+    );
 }
 
 #[test]

@@ -22,7 +22,10 @@ pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
         ] {
             let lpath = format!("{base}.{field}");
             if list.is_empty() && kind != Kind::Processor {
-                ctx.error_at_value(&lpath, format!("a pipeline needs at least one {}", kind.as_str()));
+                ctx.error_at_value(
+                    &lpath,
+                    format!("a pipeline needs at least one {}", kind.as_str()),
+                );
             }
             let mut seen = BTreeSet::new();
             for (i, id) in list.iter().enumerate() {
@@ -43,7 +46,11 @@ pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
                             "{} `{id}` is not defined under `{}` (defined: {})",
                             kind.as_str(),
                             kind.section(),
-                            if defined.is_empty() { "none".to_string() } else { defined.join(", ") }
+                            if defined.is_empty() {
+                                "none".to_string()
+                            } else {
+                                defined.join(", ")
+                            }
                         ),
                     );
                     continue;
@@ -52,16 +59,21 @@ pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
                 if let Some(signal) = signal {
                     let spec = components::find(kind, component.config.type_name());
                     if let Some(spec) = spec
-                        && !spec.signals.contains(&signal) {
-                            ctx.error_at_value(
-                                &path,
-                                format!(
-                                    "{} `{id}` does not support {signal} (it handles: {})",
-                                    kind.as_str(),
-                                    spec.signals.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                                ),
-                            );
-                        }
+                        && !spec.signals.contains(&signal)
+                    {
+                        ctx.error_at_value(
+                            &path,
+                            format!(
+                                "{} `{id}` does not support {signal} (it handles: {})",
+                                kind.as_str(),
+                                spec.signals
+                                    .iter()
+                                    .map(|s| s.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                    }
                 }
             }
         }
@@ -69,30 +81,57 @@ pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
     for (i, ext) in config.service.extensions.iter().enumerate() {
         let path = format!("service.extensions[{i}]");
         if config.component(Kind::Extension, ext).is_none() {
-            ctx.error_at_value(&path, format!("extension `{ext}` is not defined under `extensions`"));
+            ctx.error_at_value(
+                &path,
+                format!("extension `{ext}` is not defined under `extensions`"),
+            );
         } else {
             used.insert((Kind::Extension, ext.clone()));
         }
     }
-    for kind in [Kind::Receiver, Kind::Processor, Kind::Exporter, Kind::Extension] {
+    for kind in [
+        Kind::Receiver,
+        Kind::Processor,
+        Kind::Exporter,
+        Kind::Extension,
+    ] {
         for id in defined_ids(config, kind) {
             if !used.contains(&(kind, id.clone())) {
-                let where_ = if kind == Kind::Extension { "service.extensions" } else { "any pipeline" };
+                let where_ = if kind == Kind::Extension {
+                    "service.extensions"
+                } else {
+                    "any pipeline"
+                };
                 ctx.warn_at_key(
                     &format!("{}.{id}", kind.section()),
-                    format!("{} `{id}` is defined but not used by {where_}; it will not run", kind.as_str()),
+                    format!(
+                        "{} `{id}` is defined but not used by {where_}; it will not run",
+                        kind.as_str()
+                    ),
                 );
             }
         }
     }
-    if let Err(e) = config.service.telemetry.metrics.address.parse::<std::net::SocketAddr>() {
+    if let Err(e) = config
+        .service
+        .telemetry
+        .metrics
+        .address
+        .parse::<std::net::SocketAddr>()
+    {
         ctx.error_at_value(
             "service.telemetry.metrics.address",
-            format!("invalid listen address {:?}: {e} (expected `ip:port`, e.g. 127.0.0.1:9464)", config.service.telemetry.metrics.address),
+            format!(
+                "invalid listen address {:?}: {e} (expected `ip:port`, e.g. 127.0.0.1:9464)",
+                config.service.telemetry.metrics.address
+            ),
         );
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.service.telemetry.logs.level) {
-        ctx.error_at_value("service.telemetry.logs.level", format!("invalid log level: {e}"));
+        ctx.error_at_value(
+            "service.telemetry.logs.level",
+            format!("invalid log level: {e}"),
+        );
     }
 }
 
@@ -102,14 +141,22 @@ fn check_pipeline_id(ctx: &mut Ctx, name: &str, base: &str) -> Option<Signal> {
         None => (name, None),
     };
     if let Some(n) = rest
-        && ComponentId::parse(&format!("x/{n}")).is_err() {
-            ctx.error_at_key(base, format!("invalid pipeline id `{name}`: expected `signal[/name]`"));
-            return None;
-        }
+        && ComponentId::parse(&format!("x/{n}")).is_err()
+    {
+        ctx.error_at_key(
+            base,
+            format!("invalid pipeline id `{name}`: expected `signal[/name]`"),
+        );
+        return None;
+    }
     match Signal::parse(signal) {
         Some(s) => Some(s),
         None => {
-            let hint = if signal == "traces" { " (traces are not supported yet)" } else { "" };
+            let hint = if signal == "traces" {
+                " (traces are not supported yet)"
+            } else {
+                ""
+            };
             ctx.error_at_key(
                 base,
                 format!("pipeline `{name}` has unknown signal `{signal}`{hint}: a pipeline id is `logs[/name]` or `metrics[/name]`"),

@@ -99,7 +99,13 @@ pub fn gauge_i64(
     metric(name, description, unit, Data::Gauge(Gauge { data_points }))
 }
 
-fn sum(name: &str, description: &str, unit: &str, monotonic: bool, pts: Vec<NumberDataPoint>) -> Metric {
+fn sum(
+    name: &str,
+    description: &str,
+    unit: &str,
+    monotonic: bool,
+    pts: Vec<NumberDataPoint>,
+) -> Metric {
     metric(
         name,
         description,

@@ -113,7 +113,10 @@ mod tests {
         let m = Metrics {
             resource_metrics: vec![ResourceMetrics {
                 scope_metrics: vec![ScopeMetrics {
-                    metrics: vec![gauge_i64("g", "", "1", 5, vec![(vec![], 9_007_199_254_740_993)]), h],
+                    metrics: vec![
+                        gauge_i64("g", "", "1", 5, vec![(vec![], 9_007_199_254_740_993)]),
+                        h,
+                    ],
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -124,10 +127,16 @@ mod tests {
         let ms = &v["resourceMetrics"][0]["scopeMetrics"][0]["metrics"];
         assert_eq!(ms[0]["gauge"]["dataPoints"][0]["asInt"], "9007199254740993");
         assert_eq!(ms[1]["histogram"]["dataPoints"][0]["count"], "3");
-        assert_eq!(ms[1]["histogram"]["dataPoints"][0]["bucketCounts"], serde_json::json!(["1", "2"]));
+        assert_eq!(
+            ms[1]["histogram"]["dataPoints"][0]["bucketCounts"],
+            serde_json::json!(["1", "2"])
+        );
         assert_eq!(metrics_from_json(&bytes).unwrap(), m);
         // Numbers are accepted too, for every 64-bit field.
-        let numeric = String::from_utf8(bytes).unwrap().replace("\"9007199254740993\"", "9007199254740993").replace("\"timeUnixNano\":\"17\"", "\"timeUnixNano\":17");
+        let numeric = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"9007199254740993\"", "9007199254740993")
+            .replace("\"timeUnixNano\":\"17\"", "\"timeUnixNano\":17");
         assert_eq!(metrics_from_json(numeric.as_bytes()).unwrap(), m);
     }
 }

@@ -15,11 +15,16 @@ fn logs_batch(n: usize) -> Batch {
 }
 
 fn metrics_batch(points: usize) -> Batch {
-    let pts = (0..points).map(|i| (vec![attr_i64("i", i as i64)], i as f64)).collect();
+    let pts = (0..points)
+        .map(|i| (vec![attr_i64("i", i as i64)], i as f64))
+        .collect();
     Batch::Metrics(Metrics {
         resource_metrics: vec![ResourceMetrics {
             scope_metrics: vec![ScopeMetrics {
-                metrics: vec![gauge_f64("g", "", "1", 1, pts), sum_i64("s", "", "1", true, 0, 1, vec![(vec![], 3)])],
+                metrics: vec![
+                    gauge_f64("g", "", "1", 1, pts),
+                    sum_i64("s", "", "1", true, 0, 1, vec![(vec![], 3)]),
+                ],
                 ..Default::default()
             }],
             ..Default::default()

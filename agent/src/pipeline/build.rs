@@ -24,7 +24,10 @@ pub struct RunningService {
 }
 
 /// Builds every component the pipelines use and starts them: exporters first, receivers last.
-pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<RunningService, BuildError> {
+pub async fn start(
+    config: &Config,
+    telemetry: Arc<Telemetry>,
+) -> Result<RunningService, BuildError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (abandon, abandon_rx) = watch::channel(false);
     let ctx = |id: &str| BuildContext {
@@ -50,7 +53,12 @@ pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<Running
                 metrics: telemetry.exporter(id, Signal::Metrics),
                 errors: telemetry.component("exporter", id),
             };
-            exporters.push(tokio::spawn(run_exporter(exporter, rx, stage, abandon_rx.clone())));
+            exporters.push(tokio::spawn(run_exporter(
+                exporter,
+                rx,
+                stage,
+                abandon_rx.clone(),
+            )));
             exporter_inputs.insert(id.clone(), tx);
         }
     }
@@ -63,7 +71,13 @@ pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<Running
             id: name.clone(),
             message: "pipeline id has no valid signal".into(),
         })?;
-        let mut next = Fanout::new(pipeline.exporters.iter().map(|id| exporter_inputs[id].clone()).collect());
+        let mut next = Fanout::new(
+            pipeline
+                .exporters
+                .iter()
+                .map(|id| exporter_inputs[id].clone())
+                .collect(),
+        );
         for id in pipeline.processors.iter().rev() {
             let c = component(config, Kind::Processor, id)?;
             let processor = components::processors::build(&c.config, &ctx(id))?;
@@ -75,13 +89,21 @@ pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<Running
         }
         let targets = next.into_targets();
         for r in &pipeline.receivers {
-            entries.entry((r.clone(), signal)).or_default().extend(targets.iter().cloned());
+            entries
+                .entry((r.clone(), signal))
+                .or_default()
+                .extend(targets.iter().cloned());
         }
     }
     drop(exporter_inputs);
 
     // Receivers: one instance per id, feeding every pipeline that lists it.
-    let mut receiver_ids: Vec<&String> = config.service.pipelines.values().flat_map(|p| &p.receivers).collect();
+    let mut receiver_ids: Vec<&String> = config
+        .service
+        .pipelines
+        .values()
+        .flat_map(|p| &p.receivers)
+        .collect();
     receiver_ids.sort();
     receiver_ids.dedup();
     let mut built = Vec::new();
@@ -112,11 +134,17 @@ pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<Running
     })
 }
 
-fn component<'a>(config: &'a Config, kind: Kind, id: &str) -> Result<&'a crate::config::Component, BuildError> {
-    config.component(kind, id).ok_or_else(|| BuildError::Invalid {
-        id: id.to_string(),
-        message: format!("{} is not defined", kind.as_str()),
-    })
+fn component<'a>(
+    config: &'a Config,
+    kind: Kind,
+    id: &str,
+) -> Result<&'a crate::config::Component, BuildError> {
+    config
+        .component(kind, id)
+        .ok_or_else(|| BuildError::Invalid {
+            id: id.to_string(),
+            message: format!("{} is not defined", kind.as_str()),
+        })
 }
 
 impl RunningService {

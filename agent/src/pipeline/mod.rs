@@ -151,7 +151,10 @@ pub enum Refused {
 
 impl ReceiverOutput {
     /// An output for a receiver with the given per-signal targets.
-    pub fn new(logs: Option<(Fanout, ReceiverCounters)>, metrics: Option<(Fanout, ReceiverCounters)>) -> Self {
+    pub fn new(
+        logs: Option<(Fanout, ReceiverCounters)>,
+        metrics: Option<(Fanout, ReceiverCounters)>,
+    ) -> Self {
         ReceiverOutput { logs, metrics }
     }
 

@@ -28,7 +28,11 @@ struct Gate {
 impl Exporter for Gate {
     fn export(&mut self, batch: Batch) -> BoxFuture<'_, Result<(), ExportError>> {
         Box::pin(async move {
-            self.permits.acquire().await.expect("semaphore open").forget();
+            self.permits
+                .acquire()
+                .await
+                .expect("semaphore open")
+                .forget();
             self.delivered.fetch_add(batch.items(), Ordering::SeqCst);
             Ok(())
         })
@@ -64,18 +68,32 @@ fn rig(policy: OverflowPolicy, capacity: usize, permits: usize, with_batch: bool
     };
     let exporter = tokio::spawn(run_exporter(Box::new(gate), rx, stage, abandon_rx));
     let (entry, processor) = if with_batch {
-        let (ptx, prx) = queue(&QueueConfig::default(), telemetry.queue("processor", "batch", "logs", 64));
+        let (ptx, prx) = queue(
+            &QueueConfig::default(),
+            telemetry.queue("processor", "batch", "logs", 64),
+        );
         let p = BatchProcessor::new(&BatchConfig {
             send_batch_size: 1_000_000,
             timeout: Duration::from_secs(3600),
             ..Default::default()
         });
-        let h = tokio::spawn(run_processor(Box::new(p), prx, Fanout::new(vec![tx]), telemetry.processor("batch", "logs", Signal::Logs)));
+        let h = tokio::spawn(run_processor(
+            Box::new(p),
+            prx,
+            Fanout::new(vec![tx]),
+            telemetry.processor("batch", "logs", Signal::Logs),
+        ));
         (ptx, Some(h))
     } else {
         (tx, None)
     };
-    let out = ReceiverOutput::new(Some((Fanout::new(vec![entry]), telemetry.receiver("r", Signal::Logs))), None);
+    let out = ReceiverOutput::new(
+        Some((
+            Fanout::new(vec![entry]),
+            telemetry.receiver("r", Signal::Logs),
+        )),
+        None,
+    );
     Rig {
         telemetry,
         delivered,
@@ -110,12 +128,22 @@ async fn drop_policy_counts_every_dropped_item_exactly() {
     r.permits.add_permits(1000);
     drop(r.out);
     r.exporter.await.unwrap();
-    let dropped = metric(&r.telemetry, "srediag_queue_dropped_items_total", "queue_full");
+    let dropped = metric(
+        &r.telemetry,
+        "srediag_queue_dropped_items_total",
+        "queue_full",
+    );
     let delivered = r.delivered.load(Ordering::SeqCst);
     assert!(dropped > 0, "the stalled exporter should have caused drops");
     assert_eq!(delivered + dropped, sent);
-    assert_eq!(metric(&r.telemetry, "srediag_exporter_sent_items_total", "gate"), delivered);
-    assert_eq!(metric(&r.telemetry, "srediag_receiver_accepted_items_total", "r"), sent);
+    assert_eq!(
+        metric(&r.telemetry, "srediag_exporter_sent_items_total", "gate"),
+        delivered
+    );
+    assert_eq!(
+        metric(&r.telemetry, "srediag_receiver_accepted_items_total", "r"),
+        sent
+    );
 }
 
 #[tokio::test]
@@ -128,13 +156,23 @@ async fn block_policy_applies_backpressure_and_loses_nothing() {
         }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!producer.is_finished(), "a stalled exporter must block the sender");
+    assert!(
+        !producer.is_finished(),
+        "a stalled exporter must block the sender"
+    );
     r.permits.add_permits(1000);
     producer.await.unwrap();
     drop(r.out);
     r.exporter.await.unwrap();
     assert_eq!(r.delivered.load(Ordering::SeqCst), 60);
-    assert_eq!(metric(&r.telemetry, "srediag_queue_dropped_items_total", "queue_full"), 0);
+    assert_eq!(
+        metric(
+            &r.telemetry,
+            "srediag_queue_dropped_items_total",
+            "queue_full"
+        ),
+        0
+    );
 }
 
 #[tokio::test]
@@ -144,7 +182,11 @@ async fn shutdown_flushes_what_the_batch_processor_holds() {
         r.out.send(logs(5)).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(r.delivered.load(Ordering::SeqCst), 0, "the batch is held (size and timeout not reached)");
+    assert_eq!(
+        r.delivered.load(Ordering::SeqCst),
+        0,
+        "the batch is held (size and timeout not reached)"
+    );
     drop(r.out);
     r.processor.unwrap().await.unwrap();
     r.exporter.await.unwrap();
@@ -162,7 +204,11 @@ async fn drain_timeout_counts_what_is_left_as_dropped_at_shutdown() {
     r.abandon.send(true).unwrap();
     r.exporter.await.unwrap();
     let delivered = r.delivered.load(Ordering::SeqCst);
-    let dropped = metric(&r.telemetry, "srediag_queue_dropped_items_total", "shutdown");
+    let dropped = metric(
+        &r.telemetry,
+        "srediag_queue_dropped_items_total",
+        "shutdown",
+    );
     assert_eq!(delivered, 8, "two permits → two batches");
     assert_eq!(delivered + dropped, 24);
 }
@@ -173,11 +219,17 @@ async fn fanout_delivers_a_copy_to_every_target_and_refuses_when_closed() {
     let q = QueueConfig::default();
     let (a, mut ra) = queue(&q, t.queue("exporter", "a", "", 64));
     let (b, mut rb) = queue(&q, t.queue("exporter", "b", "", 64));
-    let out = ReceiverOutput::new(Some((Fanout::new(vec![a, b]), t.receiver("r", Signal::Logs))), None);
+    let out = ReceiverOutput::new(
+        Some((Fanout::new(vec![a, b]), t.receiver("r", Signal::Logs))),
+        None,
+    );
     out.send(logs(2)).await.unwrap();
     assert_eq!(ra.recv().await.unwrap().items(), 2);
     assert_eq!(rb.recv().await.unwrap().items(), 2);
-    assert_eq!(out.send(Batch::Metrics(Default::default())).await, Err(Refused::NoPipeline));
+    assert_eq!(
+        out.send(Batch::Metrics(Default::default())).await,
+        Err(Refused::NoPipeline)
+    );
     drop(ra);
     drop(rb);
     assert_eq!(out.send(logs(3)).await, Err(Refused::ShuttingDown));

@@ -61,7 +61,10 @@ pub fn serve(path: &Path, manager: Arc<Manager>) -> Result<(), AdminError> {
     if path.exists() {
         // A live agent answers on it; a stale file from a killed agent does not.
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another srediag is running")));
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another srediag is running",
+            )));
         }
         std::fs::remove_file(path).map_err(err)?;
     }
@@ -69,7 +72,9 @@ pub fn serve(path: &Path, manager: Arc<Manager>) -> Result<(), AdminError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let manager = manager.clone();
             tokio::spawn(async move {
                 let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
@@ -77,7 +82,11 @@ pub fn serve(path: &Path, manager: Arc<Manager>) -> Result<(), AdminError> {
                 let mut line = String::new();
                 let mut rd = BufReader::new(rd.take_limited());
                 let resp = if uid != 0 {
-                    AdminResponse { ok: false, error: Some(format!("permission denied: uid {uid} is not root")), data: serde_json::Value::Null }
+                    AdminResponse {
+                        ok: false,
+                        error: Some(format!("permission denied: uid {uid} is not root")),
+                        data: serde_json::Value::Null,
+                    }
                 } else if rd.read_line(&mut line).await.is_err() {
                     return;
                 } else {
@@ -105,7 +114,13 @@ impl<T: tokio::io::AsyncRead> TakeLimited for T {
 async fn handle(line: &str, manager: &Manager) -> AdminResponse {
     let req: AdminRequest = match serde_json::from_str(line) {
         Ok(r) => r,
-        Err(e) => return AdminResponse { ok: false, error: Some(format!("bad request: {e}")), data: serde_json::Value::Null },
+        Err(e) => {
+            return AdminResponse {
+                ok: false,
+                error: Some(format!("bad request: {e}")),
+                data: serde_json::Value::Null,
+            };
+        }
     };
     match req {
         AdminRequest::PluginList => AdminResponse {
@@ -114,8 +129,16 @@ async fn handle(line: &str, manager: &Manager) -> AdminResponse {
             data: serde_json::to_value(manager.list()).unwrap_or_default(),
         },
         AdminRequest::PluginRestart { name } => match manager.restart(&name).await {
-            Ok(()) => AdminResponse { ok: true, error: None, data: serde_json::Value::Null },
-            Err(e) => AdminResponse { ok: false, error: Some(e), data: serde_json::Value::Null },
+            Ok(()) => AdminResponse {
+                ok: true,
+                error: None,
+                data: serde_json::Value::Null,
+            },
+            Err(e) => AdminResponse {
+                ok: false,
+                error: Some(e),
+                data: serde_json::Value::Null,
+            },
         },
     }
 }
@@ -125,11 +148,15 @@ pub fn request(path: &Path, req: &AdminRequest) -> Result<AdminResponse, String>
     use std::io::{BufRead, Write};
     let mut s = std::os::unix::net::UnixStream::connect(path)
         .map_err(|e| format!("cannot connect to the agent's admin socket {}: {e} (is `srediag run` running, and are you root?)", path.display()))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok();
     let mut body = serde_json::to_vec(req).map_err(|e| e.to_string())?;
     body.push(b'\n');
-    s.write_all(&body).map_err(|e| format!("admin socket write: {e}"))?;
+    s.write_all(&body)
+        .map_err(|e| format!("admin socket write: {e}"))?;
     let mut line = String::new();
-    std::io::BufReader::new(s).read_line(&mut line).map_err(|e| format!("admin socket read: {e}"))?;
+    std::io::BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(|e| format!("admin socket read: {e}"))?;
     serde_json::from_str(&line).map_err(|e| format!("bad answer from the agent: {e}"))
 }

@@ -99,11 +99,21 @@ impl Default for LimitsConfig {
 /// Parses `256MiB`, `1GiB`, `512KiB`, `1000000` (bytes).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, mult) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("B", 1)]
-        .iter()
-        .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n.trim(), *m)))
-        .unwrap_or((s, 1));
-    let n: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: use e.g. 256MiB"))?;
+    let (num, mult) = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("GB", 1_000_000_000),
+        ("MB", 1_000_000),
+        ("KB", 1000),
+        ("B", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n.trim(), *m)))
+    .unwrap_or((s, 1));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: use e.g. 256MiB"))?;
     if !(n.is_finite() && n >= 0.0) {
         return Err(format!("invalid size {s:?}"));
     }
@@ -214,16 +224,39 @@ impl PluginConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut e = Vec::new();
         if !self.path.is_absolute() {
-            e.push(("path".into(), format!("{} must be an absolute path", self.path.display())));
+            e.push((
+                "path".into(),
+                format!("{} must be an absolute path", self.path.display()),
+            ));
         }
         if !["errno", "trap", "kill", "log"].contains(&self.sandbox.seccomp_action.as_str()) {
-            e.push(("sandbox.seccomp_action".into(), format!("unknown action {:?}: use errno, trap, kill or log", self.sandbox.seccomp_action)));
+            e.push((
+                "sandbox.seccomp_action".into(),
+                format!(
+                    "unknown action {:?}: use errno, trap, kill or log",
+                    self.sandbox.seccomp_action
+                ),
+            ));
         }
-        if self.network && !matches!(self.plugin_type, PluginType::Receiver | PluginType::Exporter) {
-            e.push(("network".into(), format!("a {} plugin cannot have network access (only receivers and exporters)", self.plugin_type.as_str())));
+        if self.network
+            && !matches!(
+                self.plugin_type,
+                PluginType::Receiver | PluginType::Exporter
+            )
+        {
+            e.push((
+                "network".into(),
+                format!(
+                    "a {} plugin cannot have network access (only receivers and exporters)",
+                    self.plugin_type.as_str()
+                ),
+            ));
         }
         if self.user == Some(0) || self.group == Some(0) {
-            e.push(("user".into(), "plugins never run as root (uid/gid 0)".into()));
+            e.push((
+                "user".into(),
+                "plugins never run as root (uid/gid 0)".into(),
+            ));
         }
         if !(1..=10000).contains(&self.limits.cpu_weight) {
             e.push(("limits.cpu_weight".into(), "must be 1..10000".into()));
@@ -238,10 +271,16 @@ impl PluginConfig {
             e.push(("limits.pids_max".into(), "must be at least 1".into()));
         }
         if self.heartbeat.interval.is_zero() || self.heartbeat.timeout < self.heartbeat.interval {
-            e.push(("heartbeat".into(), "interval must be > 0 and timeout ≥ interval".into()));
+            e.push((
+                "heartbeat".into(),
+                "interval must be > 0 and timeout ≥ interval".into(),
+            ));
         }
         if self.restart.quarantine_after == 0 {
-            e.push(("restart.quarantine_after".into(), "must be at least 1".into()));
+            e.push((
+                "restart.quarantine_after".into(),
+                "must be at least 1".into(),
+            ));
         }
         e
     }
@@ -285,14 +324,21 @@ mod tests {
 
     #[test]
     fn defaults_and_validation() {
-        let c: PluginConfig = serde_yaml::from_str("path: /bin/true\ntype: processor\nlimits: {memory_max: 64MiB}").unwrap();
+        let c: PluginConfig =
+            serde_yaml::from_str("path: /bin/true\ntype: processor\nlimits: {memory_max: 64MiB}")
+                .unwrap();
         assert_eq!(c.limits.memory_max, 64 << 20);
         assert!(c.validate().is_empty());
         assert_eq!(c.uid("x"), c.gid("x"));
         assert!((61000..62000).contains(&c.uid("x")));
-        let bad: PluginConfig = serde_yaml::from_str("path: rel\ntype: processor\nuser: 0\nsandbox: {seccomp_action: maybe}").unwrap();
+        let bad: PluginConfig = serde_yaml::from_str(
+            "path: rel\ntype: processor\nuser: 0\nsandbox: {seccomp_action: maybe}",
+        )
+        .unwrap();
         let paths: Vec<_> = bad.validate().into_iter().map(|(p, _)| p).collect();
         assert_eq!(paths, ["path", "sandbox.seccomp_action", "user"]);
-        assert!(serde_yaml::from_str::<PluginConfig>("path: /x\ntype: processor\nbogus: 1").is_err());
+        assert!(
+            serde_yaml::from_str::<PluginConfig>("path: /x\ntype: processor\nbogus: 1").is_err()
+        );
     }
 }

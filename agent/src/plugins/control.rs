@@ -29,7 +29,8 @@ impl ControlChannel {
         // SAFETY: fcntl on a valid fd we own.
         unsafe {
             let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-            if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
         }
@@ -47,12 +48,25 @@ impl ControlChannel {
             let r = guard.try_io(|fd| {
                 // SAFETY: `buf` is writable for its length; MSG_TRUNC reports the real size of an
                 // oversized packet so it can be refused.
-                let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
-                if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+                let n = unsafe {
+                    libc::recv(
+                        fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_TRUNC,
+                    )
+                };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
             });
             match r {
                 Ok(Ok(0)) => return Ok(None),
-                Ok(Ok(n)) if n > MAX_MESSAGE => return Err(control::DecodeError::TooLarge(n).into()),
+                Ok(Ok(n)) if n > MAX_MESSAGE => {
+                    return Err(control::DecodeError::TooLarge(n).into());
+                }
                 Ok(Ok(n)) => return Ok(Some(control::decode(&buf[..n])?)),
                 Ok(Err(e)) => return Err(e.into()),
                 Err(_would_block) => continue,
@@ -67,7 +81,12 @@ impl ControlChannel {
         let bytes = control::encode(msg);
         // SAFETY: valid fd and buffer; MSG_NOSIGNAL avoids SIGPIPE; MSG_DONTWAIT never blocks.
         let n = unsafe {
-            libc::send(self.fd.get_ref().as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+            libc::send(
+                self.fd.get_ref().as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
         };
         if n < 0 {
             return Err(std::io::Error::last_os_error());

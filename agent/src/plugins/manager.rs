@@ -16,7 +16,9 @@ pub const SCRATCH_ROOT: &str = "/run/srediag/plugins";
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
     /// Plugins need root (namespaces, cgroups, credentials).
-    #[error("plugins need root: srediag runs as uid {0} (run it as root, or remove the `plugins` section)")]
+    #[error(
+        "plugins need root: srediag runs as uid {0} (run it as root, or remove the `plugins` section)"
+    )]
     NotRoot(u32),
     /// cgroups could not be set up.
     #[error("cgroups: {0}")]
@@ -42,7 +44,10 @@ impl Manager {
         let euid = unsafe { libc::geteuid() };
         if euid != 0 {
             if plugins.is_empty() {
-                return Ok(Manager { plugins: BTreeMap::new(), cgroups: None });
+                return Ok(Manager {
+                    plugins: BTreeMap::new(),
+                    cgroups: None,
+                });
             }
             return Err(ManagerError::NotRoot(euid));
         }
@@ -77,12 +82,18 @@ impl Manager {
             }
         }
         let Some(driver) = driver else {
-            return Ok(Manager { plugins: BTreeMap::new(), cgroups: None });
+            return Ok(Manager {
+                plugins: BTreeMap::new(),
+                cgroups: None,
+            });
         };
         if plugins.is_empty() {
             let _ = driver.remove_root();
             let _ = std::fs::remove_dir(&scratch_root);
-            return Ok(Manager { plugins: BTreeMap::new(), cgroups: None });
+            return Ok(Manager {
+                plugins: BTreeMap::new(),
+                cgroups: None,
+            });
         }
         let mut out = BTreeMap::new();
         for (name, cfg) in plugins {
@@ -104,18 +115,29 @@ impl Manager {
             tokio::spawn(sup.run(rx));
             out.insert(name.clone(), Entry { status, tx });
         }
-        Ok(Manager { plugins: out, cgroups: Some(driver) })
+        Ok(Manager {
+            plugins: out,
+            cgroups: Some(driver),
+        })
     }
 
     /// Status of every plugin.
     pub fn list(&self) -> Vec<PluginStatus> {
-        self.plugins.values().map(|e| e.status.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+        self.plugins
+            .values()
+            .map(|e| e.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
     }
 
     /// Asks a plugin to restart (also leaves quarantine).
     pub async fn restart(&self, name: &str) -> Result<(), String> {
-        let e = self.plugins.get(name).ok_or_else(|| format!("no plugin named {name:?}"))?;
-        e.tx.send(Request::Restart).await.map_err(|_| format!("plugin {name} is not supervised any more"))
+        let e = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| format!("no plugin named {name:?}"))?;
+        e.tx.send(Request::Restart)
+            .await
+            .map_err(|_| format!("plugin {name} is not supervised any more"))
     }
 
     /// Stops every plugin (graceful, then cgroup kill) and waits for their supervisors.
@@ -132,9 +154,10 @@ impl Manager {
             tracing::info!(plugin = %name, "plugin stopped");
         }
         if let Some(d) = &self.cgroups
-            && let Err(e) = d.remove_root() {
-                tracing::warn!(error = %e, "cannot remove the srediag cgroup directories");
-            }
+            && let Err(e) = d.remove_root()
+        {
+            tracing::warn!(error = %e, "cannot remove the srediag cgroup directories");
+        }
         let _ = std::fs::remove_dir(SCRATCH_ROOT);
     }
 }

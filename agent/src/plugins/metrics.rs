@@ -1,9 +1,19 @@
 //! Plugin metrics (seed §8, Prometheus names).
 
-use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// The states a plugin can be in (`srediag_plugin_state{state}`).
-pub const STATES: [&str; 7] = ["starting", "ready", "degraded", "stopping", "stopped", "failed", "quarantined"];
+pub const STATES: [&str; 7] = [
+    "starting",
+    "ready",
+    "degraded",
+    "stopping",
+    "stopped",
+    "failed",
+    "quarantined",
+];
 
 /// Every plugin metric.
 #[derive(Clone)]
@@ -29,7 +39,8 @@ pub struct PluginMetrics {
 }
 
 fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
-    r.register(Box::new(c.clone())).expect("plugin metric registered once");
+    r.register(Box::new(c.clone()))
+        .expect("plugin metric registered once");
     c
 }
 
@@ -38,25 +49,104 @@ impl PluginMetrics {
     pub fn new(r: &Registry) -> Self {
         let o = Opts::new;
         PluginMetrics {
-            load: reg(r, IntCounterVec::new(o("srediag_plugin_load_total", "Plugin load attempts by outcome."), &["name", "status"]).expect("static")),
+            load: reg(
+                r,
+                IntCounterVec::new(
+                    o(
+                        "srediag_plugin_load_total",
+                        "Plugin load attempts by outcome.",
+                    ),
+                    &["name", "status"],
+                )
+                .expect("static"),
+            ),
             runtime_errors: reg(
                 r,
-                IntCounterVec::new(o("srediag_plugin_runtime_errors_total", "Errors a running plugin reported or caused (malformed control messages)."), &["name"]).expect("static"),
+                IntCounterVec::new(
+                    o(
+                        "srediag_plugin_runtime_errors_total",
+                        "Errors a running plugin reported or caused (malformed control messages).",
+                    ),
+                    &["name"],
+                )
+                .expect("static"),
             ),
-            memory: reg(r, IntGaugeVec::new(o("srediag_plugin_memory_bytes", "Memory charged to the plugin's cgroup."), &["name"]).expect("static")),
-            cpu: reg(r, CounterVec::new(o("srediag_plugin_cpu_seconds_total", "CPU time used by the plugin's cgroup."), &["name"]).expect("static")),
-            restarts: reg(r, IntCounterVec::new(o("srediag_plugin_restarts_total", "Plugin restarts by reason."), &["name", "reason"]).expect("static")),
-            state: reg(r, IntGaugeVec::new(o("srediag_plugin_state", "1 for the plugin's current state, 0 for the others."), &["name", "state"]).expect("static")),
-            oom_kills: reg(r, IntCounterVec::new(o("srediag_plugin_oom_kills_total", "OOM kills inside the plugin's cgroup."), &["name"]).expect("static")),
+            memory: reg(
+                r,
+                IntGaugeVec::new(
+                    o(
+                        "srediag_plugin_memory_bytes",
+                        "Memory charged to the plugin's cgroup.",
+                    ),
+                    &["name"],
+                )
+                .expect("static"),
+            ),
+            cpu: reg(
+                r,
+                CounterVec::new(
+                    o(
+                        "srediag_plugin_cpu_seconds_total",
+                        "CPU time used by the plugin's cgroup.",
+                    ),
+                    &["name"],
+                )
+                .expect("static"),
+            ),
+            restarts: reg(
+                r,
+                IntCounterVec::new(
+                    o(
+                        "srediag_plugin_restarts_total",
+                        "Plugin restarts by reason.",
+                    ),
+                    &["name", "reason"],
+                )
+                .expect("static"),
+            ),
+            state: reg(
+                r,
+                IntGaugeVec::new(
+                    o(
+                        "srediag_plugin_state",
+                        "1 for the plugin's current state, 0 for the others.",
+                    ),
+                    &["name", "state"],
+                )
+                .expect("static"),
+            ),
+            oom_kills: reg(
+                r,
+                IntCounterVec::new(
+                    o(
+                        "srediag_plugin_oom_kills_total",
+                        "OOM kills inside the plugin's cgroup.",
+                    ),
+                    &["name"],
+                )
+                .expect("static"),
+            ),
             degraded: reg(
                 r,
-                IntCounterVec::new(o("srediag_plugin_sandbox_degraded_total", "Plugin starts whose sandbox could not be fully enforced."), &["name"]).expect("static"),
+                IntCounterVec::new(
+                    o(
+                        "srediag_plugin_sandbox_degraded_total",
+                        "Plugin starts whose sandbox could not be fully enforced.",
+                    ),
+                    &["name"],
+                )
+                .expect("static"),
             ),
             startup: reg(
                 r,
                 HistogramVec::new(
-                    HistogramOpts::new("srediag_plugin_startup_seconds", "Time from spawn to ready (sandbox, exec, handshake).")
-                        .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                    HistogramOpts::new(
+                        "srediag_plugin_startup_seconds",
+                        "Time from spawn to ready (sandbox, exec, handshake).",
+                    )
+                    .buckets(vec![
+                        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ]),
                     &["name"],
                 )
                 .expect("static"),
@@ -67,7 +157,9 @@ impl PluginMetrics {
     /// Sets the state gauge of `name` to `state`.
     pub fn set_state(&self, name: &str, state: &str) {
         for s in STATES {
-            self.state.with_label_values(&[name, s]).set(i64::from(s == state));
+            self.state
+                .with_label_values(&[name, s])
+                .set(i64::from(s == state));
         }
     }
 }

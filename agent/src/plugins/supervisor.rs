@@ -7,8 +7,8 @@ use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{CgroupDriver, PluginCgroup};
 use super::sandbox::exec::SANDBOX_FAILED;
 use super::sandbox::landlock::LandlockSpec;
-use super::sandbox::spawn::{self, Spawned};
 use super::sandbox::seccomp;
+use super::sandbox::spawn::{self, Spawned};
 use super::sandbox::spec::SandboxSpec;
 use serde::Serialize;
 use srediag_plugin_sdk::control::{AgentMsg, PROTOCOL_VERSION, PluginMsg};
@@ -123,12 +123,18 @@ pub fn limits(l: &super::config::LimitsConfig) -> super::sandbox::cgroup::Limits
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// ±20% jitter around `d`, from a cheap clock-seeded generator (no RNG dependency needed).
 fn jitter(d: Duration) -> Duration {
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let mut x = u64::from(n) | 1;
     x ^= x << 13;
     x ^= x >> 7;
@@ -161,7 +167,9 @@ impl Supervisor {
         let mut restart_requested: Option<Instant> = None;
         loop {
             let started = Instant::now();
-            let end = self.incarnation(&mut requests, restart_requested.take()).await;
+            let end = self
+                .incarnation(&mut requests, restart_requested.take())
+                .await;
             let ran = started.elapsed();
             match end {
                 End::Stopped(done) => {
@@ -172,7 +180,10 @@ impl Supervisor {
                     return;
                 }
                 End::Restart(at) => {
-                    self.metrics.restarts.with_label_values(&[&self.name, "requested"]).inc();
+                    self.metrics
+                        .restarts
+                        .with_label_values(&[&self.name, "requested"])
+                        .inc();
                     self.set(|s| s.restarts += 1);
                     consecutive = 0;
                     restart_requested = Some(at);
@@ -191,7 +202,10 @@ impl Supervisor {
                     consecutive += 1;
                     let now = Instant::now();
                     crashes.push_back(now);
-                    while crashes.front().is_some_and(|t| now.duration_since(*t) > self.cfg.restart.window) {
+                    while crashes
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > self.cfg.restart.window)
+                    {
                         crashes.pop_front();
                     }
                     if crashes.len() as u32 >= self.cfg.restart.quarantine_after {
@@ -211,7 +225,10 @@ impl Supervisor {
                                 restart_requested = Some(Instant::now());
                                 crashes.clear();
                                 consecutive = 0;
-                                self.metrics.restarts.with_label_values(&[&self.name, "requested"]).inc();
+                                self.metrics
+                                    .restarts
+                                    .with_label_values(&[&self.name, "requested"])
+                                    .inc();
                                 self.set(|s| s.restarts += 1);
                                 continue;
                             }
@@ -224,7 +241,11 @@ impl Supervisor {
                         }
                     }
                     self.state("failed");
-                    let wait = backoff(self.cfg.restart.initial_backoff, self.cfg.restart.max_backoff, consecutive);
+                    let wait = backoff(
+                        self.cfg.restart.initial_backoff,
+                        self.cfg.restart.max_backoff,
+                        consecutive,
+                    );
                     tracing::info!(plugin = %self.name, reason, wait = ?wait, "restarting after backoff");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -234,7 +255,10 @@ impl Supervisor {
                             None => return,
                         }
                     }
-                    self.metrics.restarts.with_label_values(&[&self.name, reason]).inc();
+                    self.metrics
+                        .restarts
+                        .with_label_values(&[&self.name, reason])
+                        .inc();
                     self.set(|s| s.restarts += 1);
                 }
             }
@@ -243,22 +267,43 @@ impl Supervisor {
 
     fn spec(&self, cg: &dyn PluginCgroup, scratch: &Path) -> Result<SandboxSpec, String> {
         let cfg = &self.cfg;
-        let profile = cfg.sandbox.seccomp_profile.clone().unwrap_or_else(|| cfg.plugin_type.as_str().to_string());
-        let action: seccomp::Action = serde_json::from_value(serde_json::Value::String(cfg.sandbox.seccomp_action.clone()))
-            .map_err(|_| format!("unknown seccomp action {:?}", cfg.sandbox.seccomp_action))?;
-        let filter = seccomp::compile(&profile, action, &seccomp::Options::with_network(cfg.network)).map_err(|e| format!("seccomp profile {profile}: {e}"))?;
-        let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"].iter().map(PathBuf::from).collect();
+        let profile = cfg
+            .sandbox
+            .seccomp_profile
+            .clone()
+            .unwrap_or_else(|| cfg.plugin_type.as_str().to_string());
+        let action: seccomp::Action = serde_json::from_value(serde_json::Value::String(
+            cfg.sandbox.seccomp_action.clone(),
+        ))
+        .map_err(|_| format!("unknown seccomp action {:?}", cfg.sandbox.seccomp_action))?;
+        let filter = seccomp::compile(
+            &profile,
+            action,
+            &seccomp::Options::with_network(cfg.network),
+        )
+        .map_err(|e| format!("seccomp profile {profile}: {e}"))?;
+        let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
         if let Some(dir) = cfg.path.parent() {
             read_exec.push(dir.to_path_buf());
         }
         read_exec.push(cfg.path.clone());
-        let mut read_only: Vec<PathBuf> = ["/etc/ld.so.cache", "/proc", "/dev/urandom"].iter().map(PathBuf::from).collect();
+        let mut read_only: Vec<PathBuf> = ["/etc/ld.so.cache", "/proc", "/dev/urandom"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
         read_only.extend(cfg.sandbox.read_only.iter().cloned());
         Ok(SandboxSpec {
             plugin: self.name.clone(),
             program: cfg.path.clone(),
             args: cfg.args.clone(),
-            env: cfg.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect(),
+            env: cfg
+                .env
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+                .collect(),
             uid: cfg.uid(&self.name),
             gid: cfg.gid(&self.name),
             nofile: cfg.limits.nofile,
@@ -288,19 +333,30 @@ impl Supervisor {
         }
         std::fs::create_dir(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        std::os::unix::fs::chown(&dir, Some(self.cfg.uid(&self.name)), Some(self.cfg.gid(&self.name)))?;
+        std::os::unix::fs::chown(
+            &dir,
+            Some(self.cfg.uid(&self.name)),
+            Some(self.cfg.gid(&self.name)),
+        )?;
         Ok(dir)
     }
 
     /// One start-to-end life of the plugin.
-    async fn incarnation(&self, requests: &mut mpsc::Receiver<Request>, restart_requested: Option<Instant>) -> End {
+    async fn incarnation(
+        &self,
+        requests: &mut mpsc::Receiver<Request>,
+        restart_requested: Option<Instant>,
+    ) -> End {
         self.state("starting");
         self.set(|s| {
             s.error = None;
             s.capabilities.clear();
         });
         let fail = |code: &str, what: String| {
-            self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
+            self.metrics
+                .load
+                .with_label_values(&[&self.name, "failed"])
+                .inc();
             self.set(|s| s.error = Some(format!("{code}: {what}")));
             End::Failed("start", format!("{code}: {what}"))
         };
@@ -312,10 +368,18 @@ impl Supervisor {
             Ok(d) => d,
             Err(e) => {
                 cleanup(&*cg, None);
-                return fail(codes::SANDBOX, format!("scratch directory under {}: {e}", self.scratch_root.display()));
+                return fail(
+                    codes::SANDBOX,
+                    format!(
+                        "scratch directory under {}: {e}",
+                        self.scratch_root.display()
+                    ),
+                );
             }
         };
-        let end = self.run_in(&*cg, &scratch, requests, restart_requested).await;
+        let end = self
+            .run_in(&*cg, &scratch, requests, restart_requested)
+            .await;
         cleanup(&*cg, Some(&scratch));
         end
     }
@@ -330,7 +394,10 @@ impl Supervisor {
         let spec = match self.spec(cg, scratch) {
             Ok(s) => s,
             Err(e) => {
-                self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
+                self.metrics
+                    .load
+                    .with_label_values(&[&self.name, "failed"])
+                    .inc();
                 return End::Failed("start", format!("{}: {e}", codes::SANDBOX));
             }
         };
@@ -341,7 +408,10 @@ impl Supervisor {
                 tracing::error!(plugin = %self.name, %why, "SANDBOX DEGRADED: Landlock cannot enforce every rule; running anyway because sandbox.allow_degraded is true");
             }
             Err(e) => {
-                self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
+                self.metrics
+                    .load
+                    .with_label_values(&[&self.name, "failed"])
+                    .inc();
                 return End::Failed("start", format!("{}: {e}", codes::SANDBOX));
             }
         }
@@ -353,8 +423,18 @@ impl Supervisor {
         let Spawned { mut child, pidfd } = match spawn::spawn(&spec, &plugin_end) {
             Ok(s) => s,
             Err(e) => {
-                self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
-                return End::Failed("start", format!("{}: spawn {}: {e}", codes::SANDBOX, spawn::helper_program().display()));
+                self.metrics
+                    .load
+                    .with_label_values(&[&self.name, "failed"])
+                    .inc();
+                return End::Failed(
+                    "start",
+                    format!(
+                        "{}: spawn {}: {e}",
+                        codes::SANDBOX,
+                        spawn::helper_program().display()
+                    ),
+                );
             }
         };
         drop(plugin_end);
@@ -405,13 +485,29 @@ impl Supervisor {
             Err(_) => {
                 let _ = cg.kill_all();
                 let _ = reap(&mut child);
-                self.metrics.load.with_label_values(&[&self.name, "failed"]).inc();
-                return End::Failed("start", format!("{}: no ready within {:?}", codes::HANG, self.cfg.heartbeat.startup_timeout));
+                self.metrics
+                    .load
+                    .with_label_values(&[&self.name, "failed"])
+                    .inc();
+                return End::Failed(
+                    "start",
+                    format!(
+                        "{}: no ready within {:?}",
+                        codes::HANG,
+                        self.cfg.heartbeat.startup_timeout
+                    ),
+                );
             }
         }
-        self.metrics.load.with_label_values(&[&self.name, "loaded"]).inc();
+        self.metrics
+            .load
+            .with_label_values(&[&self.name, "loaded"])
+            .inc();
         let startup = started.elapsed();
-        self.metrics.startup.with_label_values(&[&self.name]).observe(startup.as_secs_f64());
+        self.metrics
+            .startup
+            .with_label_values(&[&self.name])
+            .observe(startup.as_secs_f64());
         let plugin_pid = cg.pids().into_iter().find(|p| *p != child.id());
         self.set(|s| {
             s.pid = plugin_pid.or(Some(child.id()));
@@ -500,10 +596,23 @@ impl Supervisor {
     async fn handshake(&self, ctl: &ControlChannel) -> Result<(), End> {
         let hello = match ctl.recv().await {
             Ok(Some(m)) => m,
-            Ok(None) => return Err(End::Crashed("crash", "closed the control socket before hello".into())),
+            Ok(None) => {
+                return Err(End::Crashed(
+                    "crash",
+                    "closed the control socket before hello".into(),
+                ));
+            }
             Err(e) => return Err(self.reject(ctl, codes::ABI, format!("malformed hello: {e}"))),
         };
-        let PluginMsg::Hello { protocol_version, name, version, plugin_type, capabilities, sdk_version } = hello else {
+        let PluginMsg::Hello {
+            protocol_version,
+            name,
+            version,
+            plugin_type,
+            capabilities,
+            sdk_version,
+        } = hello
+        else {
             return Err(self.reject(ctl, codes::ABI, "the first message must be hello".into()));
         };
         if protocol_version != PROTOCOL_VERSION {
@@ -520,12 +629,20 @@ impl Supervisor {
             return Err(self.reject(
                 ctl,
                 codes::ABI,
-                format!("type mismatch: configured as {}, plugin says {}", self.cfg.plugin_type.as_str(), plugin_type.as_str()),
+                format!(
+                    "type mismatch: configured as {}, plugin says {}",
+                    self.cfg.plugin_type.as_str(),
+                    plugin_type.as_str()
+                ),
             ));
         }
         self.set(|s| {
             s.version = truncate(&version, 64);
-            s.capabilities = capabilities.iter().take(64).map(|c| truncate(c, 128)).collect();
+            s.capabilities = capabilities
+                .iter()
+                .take(64)
+                .map(|c| truncate(c, 128))
+                .collect();
         });
         ctl.send(&AgentMsg::Welcome {
             protocol_version: PROTOCOL_VERSION,
@@ -536,13 +653,26 @@ impl Supervisor {
             match ctl.recv().await {
                 Ok(Some(PluginMsg::Ready {})) => return Ok(()),
                 Ok(Some(PluginMsg::Error { message })) => {
-                    return Err(End::Failed("start", format!("init failed: {}", truncate(&message, 512))));
+                    return Err(End::Failed(
+                        "start",
+                        format!("init failed: {}", truncate(&message, 512)),
+                    ));
                 }
                 Ok(Some(_)) => {
-                    self.metrics.runtime_errors.with_label_values(&[&self.name]).inc();
+                    self.metrics
+                        .runtime_errors
+                        .with_label_values(&[&self.name])
+                        .inc();
                 }
-                Ok(None) => return Err(End::Crashed("crash", "closed the control socket before ready".into())),
-                Err(e) => return Err(self.reject(ctl, codes::ABI, format!("malformed message: {e}"))),
+                Ok(None) => {
+                    return Err(End::Crashed(
+                        "crash",
+                        "closed the control socket before ready".into(),
+                    ));
+                }
+                Err(e) => {
+                    return Err(self.reject(ctl, codes::ABI, format!("malformed message: {e}")));
+                }
             }
         }
     }
@@ -552,12 +682,21 @@ impl Supervisor {
             code: code.to_string(),
             message: message.clone(),
         });
-        self.metrics.load.with_label_values(&[&self.name, "rejected_compat"]).inc();
+        self.metrics
+            .load
+            .with_label_values(&[&self.name, "rejected_compat"])
+            .inc();
         self.set(|s| s.error = Some(format!("{code}: {message}")));
         End::Failed("start", format!("{code}: {message}"))
     }
 
-    async fn graceful_stop(&self, ctl: &ControlChannel, exited: &AsyncFd<std::os::fd::OwnedFd>, cg: &dyn PluginCgroup, child: &std::process::Child) {
+    async fn graceful_stop(
+        &self,
+        ctl: &ControlChannel,
+        exited: &AsyncFd<std::os::fd::OwnedFd>,
+        cg: &dyn PluginCgroup,
+        child: &std::process::Child,
+    ) {
         self.state("stopping");
         let grace = self.cfg.shutdown_grace;
         let _ = ctl.send(&AgentMsg::Shutdown {
@@ -568,17 +707,29 @@ impl Supervisor {
         }
         // SAFETY: signalling our own child (the helper forwards SIGTERM to the plugin).
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        if tokio::time::timeout(Duration::from_millis(500), exited.readable()).await.is_ok() {
+        if tokio::time::timeout(Duration::from_millis(500), exited.readable())
+            .await
+            .is_ok()
+        {
             return;
         }
         tracing::warn!(plugin = %self.name, "plugin ignored shutdown; killing its cgroup");
         let _ = cg.kill_all();
     }
 
-    fn classify(&self, end: End, status: Option<std::process::ExitStatus>, cg: &dyn PluginCgroup, oom_before: u64) -> End {
+    fn classify(
+        &self,
+        end: End,
+        status: Option<std::process::ExitStatus>,
+        cg: &dyn PluginCgroup,
+        oom_before: u64,
+    ) -> End {
         let oom = cg.oom_kills().unwrap_or(0).saturating_sub(oom_before);
         if oom > 0 {
-            self.metrics.oom_kills.with_label_values(&[&self.name]).inc_by(oom);
+            self.metrics
+                .oom_kills
+                .with_label_values(&[&self.name])
+                .inc_by(oom);
         }
         let code = status.and_then(|s| s.code());
         let detail = match status {
@@ -589,16 +740,35 @@ impl Supervisor {
             return end;
         }
         if oom > 0 {
-            return End::Crashed("oom", format!("{}: out of memory in its cgroup (limit {} bytes; {detail})", codes::OOM, self.cfg.limits.memory_max));
+            return End::Crashed(
+                "oom",
+                format!(
+                    "{}: out of memory in its cgroup (limit {} bytes; {detail})",
+                    codes::OOM,
+                    self.cfg.limits.memory_max
+                ),
+            );
         }
         if let End::Crashed("hang", d) = end {
             return End::Crashed("hang", d);
         }
         match code {
-            Some(c) if c == 128 + libc::SIGSYS => End::Crashed("seccomp", format!("{}: killed by its seccomp profile (SIGSYS)", codes::SECCOMP)),
-            Some(c) if c == SANDBOX_FAILED => End::Crashed("sandbox", format!("{}: the sandbox could not be built (see the plugin's stderr above)", codes::SANDBOX)),
+            Some(c) if c == 128 + libc::SIGSYS => End::Crashed(
+                "seccomp",
+                format!("{}: killed by its seccomp profile (SIGSYS)", codes::SECCOMP),
+            ),
+            Some(c) if c == SANDBOX_FAILED => End::Crashed(
+                "sandbox",
+                format!(
+                    "{}: the sandbox could not be built (see the plugin's stderr above)",
+                    codes::SANDBOX
+                ),
+            ),
             Some(0) => End::Crashed("exited", "exited with status 0 without being asked".into()),
-            Some(c) if c > 128 => End::Crashed("signal", format!("{}: killed by signal {}", codes::CRASH, c - 128)),
+            Some(c) if c > 128 => End::Crashed(
+                "signal",
+                format!("{}: killed by signal {}", codes::CRASH, c - 128),
+            ),
             _ => End::Crashed("crash", format!("{}: {detail}", codes::CRASH)),
         }
     }
@@ -625,9 +795,10 @@ fn cleanup(cg: &dyn PluginCgroup, scratch: Option<&Path>) {
         tracing::warn!(cgroup = cg.name(), error = %e, "cannot remove plugin cgroup");
     }
     if let Some(d) = scratch
-        && let Err(e) = std::fs::remove_dir_all(d) {
-            tracing::warn!(dir = %d.display(), error = %e, "cannot remove scratch directory");
-        }
+        && let Err(e) = std::fs::remove_dir_all(d)
+    {
+        tracing::warn!(dir = %d.display(), error = %e, "cannot remove scratch directory");
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -642,7 +813,9 @@ async fn forward_output(plugin: String, stream: &'static str, out: impl std::os:
     const MAX_LINE: usize = 2048;
     // SAFETY: we own the pipe fd taken from the child.
     let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(out.into_raw_fd()) };
-    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_file(file) else { return };
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_file(file) else {
+        return;
+    };
     let mut buf = [0u8; 8192];
     let mut line: Vec<u8> = Vec::with_capacity(256);
     let mut window = Instant::now();

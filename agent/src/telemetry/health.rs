@@ -24,11 +24,17 @@ impl Health {
 
     /// Records a failed component (e.g. `exporter/file: permission denied`).
     pub fn component_failed(&self, what: String) {
-        self.failed.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what);
     }
 
     /// The failed components; empty when healthy.
     pub fn failures(&self) -> Vec<String> {
-        self.failed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -17,7 +17,8 @@ pub enum LogFormat {
 /// Installs the global subscriber. `level` is a `tracing` filter directive (`info`,
 /// `srediag=debug,warn`). Calling it twice is harmless (the second call is ignored).
 pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("invalid log level {level:?}: {e}"))?;
+    let filter =
+        EnvFilter::try_new(level).map_err(|e| format!("invalid log level {level:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -26,13 +26,17 @@ pub struct Telemetry {
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    registry.register(Box::new(c.clone())).expect("metric registered once");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    registry.register(Box::new(g.clone())).expect("metric registered once");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
     g
 }
 
@@ -41,7 +45,10 @@ impl Telemetry {
     pub fn new() -> Arc<Telemetry> {
         let registry = Registry::new();
         let build = IntGaugeVec::new(
-            Opts::new("srediag_build_info", "Build information; the value is always 1."),
+            Opts::new(
+                "srediag_build_info",
+                "Build information; the value is always 1.",
+            ),
             &["version", "rustc", "target", "profile"],
         )
         .expect("static metric definition");
@@ -50,12 +57,20 @@ impl Telemetry {
                 env!("CARGO_PKG_VERSION"),
                 option_env!("SREDIAG_RUSTC_VERSION").unwrap_or("unknown"),
                 std::env::consts::ARCH,
-                if cfg!(debug_assertions) { "debug" } else { "release" },
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                },
             ])
             .set(1);
-        registry.register(Box::new(build)).expect("metric registered once");
+        registry
+            .register(Box::new(build))
+            .expect("metric registered once");
         let process = prometheus::process_collector::ProcessCollector::for_self();
-        registry.register(Box::new(process)).expect("metric registered once");
+        registry
+            .register(Box::new(process))
+            .expect("metric registered once");
         Arc::new(Telemetry {
             receiver_accepted: counter(
                 &registry,
@@ -125,8 +140,12 @@ impl Telemetry {
     /// Counters of one receiver for one signal.
     pub fn receiver(&self, id: &str, signal: Signal) -> ReceiverCounters {
         ReceiverCounters {
-            accepted: self.receiver_accepted.with_label_values(&[id, signal.as_str()]),
-            refused: self.receiver_refused.with_label_values(&[id, signal.as_str()]),
+            accepted: self
+                .receiver_accepted
+                .with_label_values(&[id, signal.as_str()]),
+            refused: self
+                .receiver_refused
+                .with_label_values(&[id, signal.as_str()]),
         }
     }
 
@@ -143,16 +162,27 @@ impl Telemetry {
     pub fn exporter(&self, id: &str, signal: Signal) -> ExporterCounters {
         ExporterCounters {
             sent: self.exporter_sent.with_label_values(&[id, signal.as_str()]),
-            failed: self.exporter_failed.with_label_values(&[id, signal.as_str()]),
+            failed: self
+                .exporter_failed
+                .with_label_values(&[id, signal.as_str()]),
         }
     }
 
     /// Gauges and drop counters of one stage's input queue.
-    pub fn queue(&self, kind: &str, component: &str, pipeline: &str, capacity: usize) -> QueueMetrics {
+    pub fn queue(
+        &self,
+        kind: &str,
+        component: &str,
+        pipeline: &str,
+        capacity: usize,
+    ) -> QueueMetrics {
         let l = [kind, component, pipeline];
         let cap = self.queue_capacity.with_label_values(&l);
         cap.set(capacity as i64);
-        let dropped = |reason: &str| self.queue_dropped.with_label_values(&[kind, component, pipeline, reason]);
+        let dropped = |reason: &str| {
+            self.queue_dropped
+                .with_label_values(&[kind, component, pipeline, reason])
+        };
         QueueMetrics {
             size: self.queue_size.with_label_values(&l),
             dropped_full: dropped("queue_full"),

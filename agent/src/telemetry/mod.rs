@@ -9,6 +9,7 @@ mod server;
 pub use health::Health;
 pub use logging::{LogFormat, init as init_logging};
 pub use metrics::{
-    ComponentMetrics, ExporterCounters, ProcessorCounters, QueueMetrics, ReceiverCounters, Telemetry,
+    ComponentMetrics, ExporterCounters, ProcessorCounters, QueueMetrics, ReceiverCounters,
+    Telemetry,
 };
 pub use server::{ServerError, bind, serve};

@@ -31,14 +31,20 @@ pub async fn bind(addr: &str, what: &str) -> Result<TcpListener, ServerError> {
         source,
     };
     let sock: SocketAddr = addr.parse().map_err(|e| {
-        err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))
+        err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{e}"),
+        ))
     })?;
     TcpListener::bind(sock).await.map_err(err)
 }
 
 async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         t.render(),
     )
 }
@@ -48,7 +54,10 @@ async fn healthy(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
     if failed.is_empty() {
         (StatusCode::OK, "healthy\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {}\n", failed.join("; ")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {}\n", failed.join("; ")),
+        )
     }
 }
 

@@ -53,7 +53,10 @@ fn show(v: &Option<crate::model::common::AnyValue>) -> String {
 }
 
 fn attrs(a: &[crate::model::common::KeyValue]) -> String {
-    a.iter().map(|kv| format!("{}={}", kv.key, show(&kv.value))).collect::<Vec<_>>().join(" ")
+    a.iter()
+        .map(|kv| format!("{}={}", kv.key, show(&kv.value)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Exporter for DebugExporter {
@@ -63,13 +66,27 @@ impl Exporter for DebugExporter {
             let detailed = self.verbosity == Verbosity::Detailed;
             match &batch {
                 Batch::Logs(l) => {
-                    for r in l.resource_logs.iter().flat_map(|r| &r.scope_logs).flat_map(|s| &s.log_records) {
-                        let a = if detailed { attrs(&r.attributes) } else { String::new() };
+                    for r in l
+                        .resource_logs
+                        .iter()
+                        .flat_map(|r| &r.scope_logs)
+                        .flat_map(|s| &s.log_records)
+                    {
+                        let a = if detailed {
+                            attrs(&r.attributes)
+                        } else {
+                            String::new()
+                        };
                         tracing::info!(exporter = %self.id, severity = %r.severity_text, body = %show(&r.body), attributes = %a, "log record");
                     }
                 }
                 Batch::Metrics(m) => {
-                    for x in m.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+                    for x in m
+                        .resource_metrics
+                        .iter()
+                        .flat_map(|r| &r.scope_metrics)
+                        .flat_map(|s| &s.metrics)
+                    {
                         tracing::info!(exporter = %self.id, name = %x.name, unit = %x.unit, "metric");
                     }
                 }

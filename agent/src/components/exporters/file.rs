@@ -45,7 +45,10 @@ impl Config {
             return Err(("path".into(), "must not be empty".into()));
         }
         if self.path.file_name().is_none() {
-            return Err(("path".into(), format!("{} names no file", self.path.display())));
+            return Err((
+                "path".into(),
+                format!("{} names no file", self.path.display()),
+            ));
         }
         Ok(())
     }
@@ -117,14 +120,15 @@ impl FileExporter {
             source,
         };
         if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.exists() {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o750)
-                    .create(dir)
-                    .map_err(|e| err(dir, e))?;
-            }
+            && !dir.exists()
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(|e| err(dir, e))?;
+        }
         let (f, size, regular) = open(&cfg.path).map_err(|e| err(&cfg.path, e))?;
         Ok(FileExporter {
             sink: Arc::new(Mutex::new(Sink {
@@ -149,7 +153,8 @@ impl Exporter for FileExporter {
         let sink = self.sink.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                let line = to_json_line(&batch).map_err(|e| ExportError(format!("cannot encode batch: {e}")))?;
+                let line = to_json_line(&batch)
+                    .map_err(|e| ExportError(format!("cannot encode batch: {e}")))?;
                 let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
                 s.write_line(&line)
                     .map_err(|e| ExportError(format!("cannot write {}: {e}", s.path.display())))
@@ -170,7 +175,13 @@ mod tests {
         Batch::Logs(Logs {
             resource_logs: vec![ResourceLogs {
                 scope_logs: vec![ScopeLogs {
-                    log_records: vec![LogRecord { severity_text: "INFO".into(), ..Default::default() }; n],
+                    log_records: vec![
+                        LogRecord {
+                            severity_text: "INFO".into(),
+                            ..Default::default()
+                        };
+                        n
+                    ],
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -199,16 +210,32 @@ mod tests {
             e.export(batch(3)).await.unwrap();
         }
         let mut lines = 0;
-        for p in [path.clone(), path.with_extension("jsonl.1"), path.with_extension("jsonl.2")] {
+        for p in [
+            path.clone(),
+            path.with_extension("jsonl.1"),
+            path.with_extension("jsonl.2"),
+        ] {
             let text = std::fs::read_to_string(&p).unwrap_or_default();
             for l in text.lines() {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                assert_eq!(v["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap().len(), 3);
+                assert_eq!(
+                    v["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+                        .as_array()
+                        .unwrap()
+                        .len(),
+                    3
+                );
                 lines += 1;
             }
         }
-        assert!(path.with_extension("jsonl.1").exists(), "no rotation happened");
-        assert!(!path.with_extension("jsonl.3").exists(), "more backups than configured");
+        assert!(
+            path.with_extension("jsonl.1").exists(),
+            "no rotation happened"
+        );
+        assert!(
+            !path.with_extension("jsonl.3").exists(),
+            "more backups than configured"
+        );
         assert!((3..=6).contains(&lines), "lines kept: {lines}");
     }
 }

@@ -90,10 +90,17 @@ fn default_timeout() -> Duration {
 impl Config {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let url = reqwest::Url::parse(&self.endpoint)
-            .map_err(|e| ("endpoint".to_string(), format!("invalid URL {:?}: {e}", self.endpoint)))?;
+        let url = reqwest::Url::parse(&self.endpoint).map_err(|e| {
+            (
+                "endpoint".to_string(),
+                format!("invalid URL {:?}: {e}", self.endpoint),
+            )
+        })?;
         if url.scheme() != "http" {
-            return Err(("endpoint".into(), format!("scheme {:?} is not supported: use http://", url.scheme())));
+            return Err((
+                "endpoint".into(),
+                format!("scheme {:?} is not supported: use http://", url.scheme()),
+            ));
         }
         for k in self.headers.keys() {
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
@@ -120,14 +127,17 @@ impl OtlpExporter {
     pub fn new(cfg: &Config, ctx: &BuildContext) -> Result<Self, BuildError> {
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &cfg.headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| BuildError::Invalid {
-                id: ctx.id.clone(),
-                message: format!("header {k:?}: {e}"),
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                BuildError::Invalid {
+                    id: ctx.id.clone(),
+                    message: format!("header {k:?}: {e}"),
+                }
             })?;
-            let value = reqwest::header::HeaderValue::from_str(v).map_err(|e| BuildError::Invalid {
-                id: ctx.id.clone(),
-                message: format!("header {k:?} value: {e}"),
-            })?;
+            let value =
+                reqwest::header::HeaderValue::from_str(v).map_err(|e| BuildError::Invalid {
+                    id: ctx.id.clone(),
+                    message: format!("header {k:?} value: {e}"),
+                })?;
             headers.insert(name, value);
         }
         let client = reqwest::Client::builder()
@@ -151,7 +161,8 @@ impl OtlpExporter {
         let raw = match (self.cfg.encoding, batch) {
             (Encoding::Proto, Batch::Logs(l)) => l.encode_to_vec(),
             (Encoding::Proto, Batch::Metrics(m)) => m.encode_to_vec(),
-            (Encoding::Json, b) => super::file::to_json_line(b).map_err(|e| ExportError(format!("cannot encode: {e}")))?,
+            (Encoding::Json, b) => super::file::to_json_line(b)
+                .map_err(|e| ExportError(format!("cannot encode: {e}")))?,
         };
         match self.cfg.compression {
             Compression::None => Ok(raw),
@@ -189,7 +200,11 @@ impl Exporter for OtlpExporter {
             let started = Instant::now();
             let mut wait = self.cfg.retry_on_failure.initial_interval;
             loop {
-                let mut req = self.client.post(&url).header("content-type", ctype).body(body.clone());
+                let mut req = self
+                    .client
+                    .post(&url)
+                    .header("content-type", ctype)
+                    .body(body.clone());
                 if self.cfg.compression == Compression::Gzip {
                     req = req.header("content-encoding", "gzip");
                 }
@@ -204,7 +219,9 @@ impl Exporter for OtlpExporter {
                             .and_then(|v| v.parse::<u64>().ok())
                             .map(Duration::from_secs);
                         if !retryable(status) {
-                            return Err(ExportError(format!("{url} answered {status} (not retryable)")));
+                            return Err(ExportError(format!(
+                                "{url} answered {status} (not retryable)"
+                            )));
                         }
                         (format!("{url} answered {status}"), after)
                     }
@@ -213,7 +230,10 @@ impl Exporter for OtlpExporter {
                 let retry = &self.cfg.retry_on_failure;
                 let pause = retry_after.unwrap_or(wait).min(retry.max_interval);
                 if !retry.enabled || started.elapsed() + pause > retry.max_elapsed_time {
-                    return Err(ExportError(format!("{err}; giving up after {:?}", started.elapsed())));
+                    return Err(ExportError(format!(
+                        "{err}; giving up after {:?}",
+                        started.elapsed()
+                    )));
                 }
                 tracing::warn!(exporter = %self.id, error = %err, retry_in = ?pause, "export failed; retrying");
                 tokio::time::sleep(pause).await;

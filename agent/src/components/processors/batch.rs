@@ -40,11 +40,17 @@ impl Config {
         if self.send_batch_max_size != 0 && self.send_batch_max_size < self.send_batch_size {
             return Err((
                 "send_batch_max_size".into(),
-                format!("must be 0 (unbounded) or at least send_batch_size ({})", self.send_batch_size),
+                format!(
+                    "must be 0 (unbounded) or at least send_batch_size ({})",
+                    self.send_batch_size
+                ),
             ));
         }
         if self.timeout.is_zero() {
-            return Err(("timeout".into(), "must be greater than 0 (e.g. 200ms)".into()));
+            return Err((
+                "timeout".into(),
+                "must be greater than 0 (e.g. 200ms)".into(),
+            ));
         }
         Ok(())
     }
@@ -101,7 +107,11 @@ impl Processor for BatchProcessor {
                 })
             }
         }
-        if self.pending.as_ref().is_some_and(|p| p.items >= self.cfg.send_batch_size) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.items >= self.cfg.send_batch_size)
+        {
             out.extend(self.take());
         }
         out
@@ -112,7 +122,11 @@ impl Processor for BatchProcessor {
     }
 
     fn on_timer(&mut self) -> Vec<Batch> {
-        if self.pending.as_ref().is_some_and(|p| p.since.elapsed() >= self.cfg.timeout) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.since.elapsed() >= self.cfg.timeout)
+        {
             self.take()
         } else {
             Vec::new()
@@ -164,7 +178,11 @@ mod tests {
         });
         assert!(p.process(logs(8)).is_empty());
         let out = p.process(logs(8));
-        assert_eq!(out.iter().map(Batch::items).collect::<Vec<_>>(), [8], "8 + 8 would pass the max: the pending 8 go first");
+        assert_eq!(
+            out.iter().map(Batch::items).collect::<Vec<_>>(),
+            [8],
+            "8 + 8 would pass the max: the pending 8 go first"
+        );
         assert_eq!(p.flush().iter().map(Batch::items).collect::<Vec<_>>(), [8]);
     }
 

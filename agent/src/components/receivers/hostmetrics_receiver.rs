@@ -2,7 +2,9 @@
 
 use super::hostmetrics::{Config, Scraper};
 use crate::model::Batch;
-use crate::pipeline::{BoxFuture, BuildContext, Receiver, ReceiverOutput, Shutdown, shutdown_signalled};
+use crate::pipeline::{
+    BoxFuture, BuildContext, Receiver, ReceiverOutput, Shutdown, shutdown_signalled,
+};
 use crate::telemetry::ComponentMetrics;
 use std::time::Duration;
 

@@ -2,7 +2,10 @@
 //! bodies, optionally gzip-compressed, as the OTLP specification describes.
 
 use crate::model::{Batch, Logs, Metrics, Signal};
-use crate::pipeline::{BoxFuture, BuildContext, BuildError, Receiver, ReceiverOutput, Refused, Shutdown, shutdown_signalled};
+use crate::pipeline::{
+    BoxFuture, BuildContext, BuildError, Receiver, ReceiverOutput, Refused, Shutdown,
+    shutdown_signalled,
+};
 use crate::telemetry::ComponentMetrics;
 use axum::Router;
 use axum::body::Bytes;
@@ -66,16 +69,25 @@ impl Config {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let Some(http) = &self.protocols.http else {
-            return Err(("protocols".into(), "no protocol enabled: add `http: {}`".into()));
+            return Err((
+                "protocols".into(),
+                "no protocol enabled: add `http: {}`".into(),
+            ));
         };
         if let Err(e) = http.endpoint.parse::<std::net::SocketAddr>() {
             return Err((
                 "protocols.http.endpoint".into(),
-                format!("invalid listen address {:?}: {e} (expected `ip:port`)", http.endpoint),
+                format!(
+                    "invalid listen address {:?}: {e} (expected `ip:port`)",
+                    http.endpoint
+                ),
             ));
         }
         if http.max_request_body_size == 0 {
-            return Err(("protocols.http.max_request_body_size".into(), "must be at least 1".into()));
+            return Err((
+                "protocols.http.max_request_body_size".into(),
+                "must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -98,11 +110,14 @@ impl OtlpReceiver {
     /// Binds the listener now.
     pub async fn bind(cfg: &Config, ctx: &BuildContext) -> Result<Self, BuildError> {
         let http = cfg.protocols.http.clone().unwrap_or_default();
-        let listener = TcpListener::bind(&http.endpoint).await.map_err(|source| BuildError::Bind {
-            id: format!("receivers.{}.protocols.http.endpoint", ctx.id),
-            addr: http.endpoint.clone(),
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(&http.endpoint)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    id: format!("receivers.{}.protocols.http.endpoint", ctx.id),
+                    addr: http.endpoint.clone(),
+                    source,
+                })?;
         Ok(OtlpReceiver {
             listener,
             state: Arc::new(Shared {
@@ -163,17 +178,31 @@ fn reply(code: StatusCode, enc: Encoding, message: String) -> Response {
                 message,
             }
             .encode_to_vec();
-            (code, [(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
+            (
+                code,
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                body,
+            )
+                .into_response()
         }
         Encoding::Json => {
             let body = serde_json::json!({ "code": if code.is_server_error() { 14 } else { 3 }, "message": message });
-            (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+            (
+                code,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
         }
     }
 }
 
 /// Decompresses (when asked) and bounds the body.
-fn body_bytes(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+fn body_bytes(
+    headers: &HeaderMap,
+    body: Bytes,
+    max: usize,
+) -> Result<Vec<u8>, (StatusCode, String)> {
     let enc = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -187,30 +216,54 @@ fn body_bytes(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>, (
             d.read_to_end(&mut out)
                 .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
             if out.len() > max {
-                return Err((StatusCode::PAYLOAD_TOO_LARGE, format!("decompressed body exceeds {max} bytes")));
+                return Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("decompressed body exceeds {max} bytes"),
+                ));
             }
             Ok(out)
         }
-        other => Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported Content-Encoding {other:?}: use gzip or none"))),
+        other => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {other:?}: use gzip or none"),
+        )),
     }
 }
 
 fn encoding(headers: &HeaderMap) -> Result<Encoding, String> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
-        _ => Err(format!("unsupported Content-Type {ct:?}: use application/x-protobuf or application/json")),
+        _ => Err(format!(
+            "unsupported Content-Type {ct:?}: use application/x-protobuf or application/json"
+        )),
     }
 }
 
 fn decode(signal: Signal, enc: Encoding, bytes: &[u8]) -> Result<Batch, String> {
     match (signal, enc) {
-        (Signal::Logs, Encoding::Protobuf) => Logs::decode(bytes).map(Batch::Logs).map_err(|e| e.to_string()),
-        (Signal::Metrics, Encoding::Protobuf) => Metrics::decode(bytes).map(Batch::Metrics).map_err(|e| e.to_string()),
-        (Signal::Logs, Encoding::Json) => crate::model::logs_from_json(bytes).map(Batch::Logs).map_err(|e| e.to_string()),
-        (Signal::Metrics, Encoding::Json) => crate::model::metrics_from_json(bytes).map(Batch::Metrics).map_err(|e| e.to_string()),
+        (Signal::Logs, Encoding::Protobuf) => Logs::decode(bytes)
+            .map(Batch::Logs)
+            .map_err(|e| e.to_string()),
+        (Signal::Metrics, Encoding::Protobuf) => Metrics::decode(bytes)
+            .map(Batch::Metrics)
+            .map_err(|e| e.to_string()),
+        (Signal::Logs, Encoding::Json) => crate::model::logs_from_json(bytes)
+            .map(Batch::Logs)
+            .map_err(|e| e.to_string()),
+        (Signal::Metrics, Encoding::Json) => crate::model::metrics_from_json(bytes)
+            .map(Batch::Metrics)
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -223,22 +276,40 @@ fn ok_body(signal: Signal, enc: Encoding) -> Response {
                     opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse::default().encode_to_vec()
                 }
             };
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                body,
+            )
+                .into_response()
         }
-        Encoding::Json => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response(),
+        Encoding::Json => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response(),
     }
 }
 
 async fn handle(state: Arc<Shared>, signal: Signal, headers: HeaderMap, body: Bytes) -> Response {
     let Some(out) = state.out.get() else {
-        return reply(StatusCode::SERVICE_UNAVAILABLE, Encoding::Protobuf, "receiver is starting".into());
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Encoding::Protobuf,
+            "receiver is starting".into(),
+        );
     };
     let enc = match encoding(&headers) {
         Ok(e) => e,
         Err(m) => return reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, Encoding::Protobuf, m),
     };
     if !out.accepts(signal) {
-        return reply(StatusCode::NOT_FOUND, enc, format!("no pipeline takes {signal} from receiver {}", state.id));
+        return reply(
+            StatusCode::NOT_FOUND,
+            enc,
+            format!("no pipeline takes {signal} from receiver {}", state.id),
+        );
     }
     let bytes = match body_bytes(&headers, body, state.max_body) {
         Ok(b) => b,
@@ -252,15 +323,28 @@ async fn handle(state: Arc<Shared>, signal: Signal, headers: HeaderMap, body: By
         Err(m) => {
             state.errors.errors.inc();
             tracing::debug!(receiver = %state.id, %signal, error = %m, "malformed OTLP request");
-            return reply(StatusCode::BAD_REQUEST, enc, format!("malformed OTLP {signal} request: {m}"));
+            return reply(
+                StatusCode::BAD_REQUEST,
+                enc,
+                format!("malformed OTLP {signal} request: {m}"),
+            );
         }
     };
     match out.send(batch).await {
         Ok(()) => ok_body(signal, enc),
-        Err(Refused::NoPipeline) => reply(StatusCode::NOT_FOUND, enc, format!("no pipeline takes {signal}")),
+        Err(Refused::NoPipeline) => reply(
+            StatusCode::NOT_FOUND,
+            enc,
+            format!("no pipeline takes {signal}"),
+        ),
         Err(Refused::ShuttingDown) => {
-            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, enc, "shutting down; retry later".into());
-            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            let mut r = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                enc,
+                "shutting down; retry later".into(),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             r
         }
     }

@@ -29,9 +29,24 @@ pub fn drop_to(uid: u32, gid: u32) -> io::Result<()> {
                 check(r as libc::c_long, "drop bounding capability")?;
             }
         }
-        check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) as libc::c_long, "clear ambient capabilities")?;
-        check(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) as libc::c_long, "clear keepcaps")?;
-        check(libc::setgroups(0, std::ptr::null()) as libc::c_long, "setgroups")?;
+        check(
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) as libc::c_long,
+            "clear ambient capabilities",
+        )?;
+        check(
+            libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) as libc::c_long,
+            "clear keepcaps",
+        )?;
+        check(
+            libc::setgroups(0, std::ptr::null()) as libc::c_long,
+            "setgroups",
+        )?;
         check(libc::setresgid(gid, gid, gid) as libc::c_long, "setresgid")?;
         check(libc::setresuid(uid, uid, uid) as libc::c_long, "setresuid")?;
         // setresuid to non-root cleared effective and permitted; clear inheritable explicitly.
@@ -56,7 +71,10 @@ pub fn drop_to(uid: u32, gid: u32) -> io::Result<()> {
             permitted: 0,
             inheritable: 0,
         }; 2];
-        check(libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()), "capset")?;
+        check(
+            libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()),
+            "capset",
+        )?;
     }
     Ok(())
 }

@@ -24,7 +24,10 @@ use std::os::unix::ffi::OsStrExt;
 pub const SANDBOX_FAILED: i32 = 121;
 
 fn die(plugin: &str, msg: &str) -> ! {
-    let _ = writeln!(std::io::stderr(), "srediag sandbox for plugin {plugin}: {msg}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "srediag sandbox for plugin {plugin}: {msg}"
+    );
     // SAFETY: _exit never returns and runs no destructors.
     unsafe { libc::_exit(SANDBOX_FAILED) }
 }
@@ -64,11 +67,16 @@ pub fn main() -> ! {
     };
     let p = spec.plugin.clone();
     for procs in &spec.cgroup_procs {
-        if let Err(e) = std::fs::OpenOptions::new().write(true).open(procs).and_then(|mut f| f.write_all(b"0")) {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(procs)
+            .and_then(|mut f| f.write_all(b"0"))
+        {
             die(&p, &format!("cannot join cgroup {}: {e}", procs.display()));
         }
     }
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if spec.new_net {
         flags |= libc::CLONE_NEWNET;
     }
@@ -77,8 +85,18 @@ pub fn main() -> ! {
         if libc::unshare(flags) != 0 {
             die(&p, &format!("unshare: {}", std::io::Error::last_os_error()));
         }
-        if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
-            die(&p, &format!("make / private: {}", std::io::Error::last_os_error()));
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            die(
+                &p,
+                &format!("make / private: {}", std::io::Error::last_os_error()),
+            );
         }
     }
     // SAFETY: single-threaded process: the child may allocate.
@@ -126,7 +144,11 @@ fn supervise(pid: libc::pid_t, uid: u32, gid: u32, plugin: &str) -> ! {
             unsafe { libc::_exit(SANDBOX_FAILED) }
         }
     }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
     // SAFETY: _exit never returns.
     unsafe { libc::_exit(code) }
 }
@@ -144,18 +166,33 @@ fn child(spec: SandboxSpec) -> ! {
             std::ptr::null(),
         );
         if r != 0 {
-            die(&p, &format!("mount /proc: {}", std::io::Error::last_os_error()));
+            die(
+                &p,
+                &format!("mount /proc: {}", std::io::Error::last_os_error()),
+            );
         }
         let h = spec.hostname.as_bytes();
         if libc::sethostname(h.as_ptr().cast(), h.len()) != 0 {
-            die(&p, &format!("sethostname: {}", std::io::Error::last_os_error()));
+            die(
+                &p,
+                &format!("sethostname: {}", std::io::Error::last_os_error()),
+            );
         }
     }
-    let action: seccomp::Action = match serde_json::from_value(serde_json::Value::String(spec.seccomp_action.clone())) {
-        Ok(a) => a,
-        Err(_) => die(&p, &format!("unknown seccomp action {:?}", spec.seccomp_action)),
-    };
-    let filter = match seccomp::CompiledFilter::from_bytes(&spec.seccomp_profile, action, spec.landlock.network, &spec.seccomp_filter) {
+    let action: seccomp::Action =
+        match serde_json::from_value(serde_json::Value::String(spec.seccomp_action.clone())) {
+            Ok(a) => a,
+            Err(_) => die(
+                &p,
+                &format!("unknown seccomp action {:?}", spec.seccomp_action),
+            ),
+        };
+    let filter = match seccomp::CompiledFilter::from_bytes(
+        &spec.seccomp_profile,
+        action,
+        spec.landlock.network,
+        &spec.seccomp_filter,
+    ) {
         Ok(f) => f,
         Err(e) => die(&p, &format!("seccomp: {e}")),
     };
@@ -164,7 +201,10 @@ fn child(spec: SandboxSpec) -> ! {
         Err(e) => die(&p, &e.to_string()),
     };
     if let landlock::Enforcement::Degraded(why) = &ruleset.enforcement {
-        let _ = writeln!(std::io::stderr(), "srediag sandbox for plugin {p}: WARNING landlock degraded: {why}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "srediag sandbox for plugin {p}: WARNING landlock degraded: {why}"
+        );
     }
     if let Err(e) = std::env::set_current_dir(&spec.scratch_dir) {
         die(&p, &format!("chdir {}: {e}", spec.scratch_dir.display()));
@@ -172,7 +212,11 @@ fn child(spec: SandboxSpec) -> ! {
     let prog = cstr(spec.program.as_os_str().as_bytes());
     let mut argv: Vec<CString> = vec![prog.clone()];
     argv.extend(spec.args.iter().map(|a| cstr(a.as_bytes())));
-    let envp: Vec<CString> = spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect();
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
+        .collect();
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
@@ -183,30 +227,47 @@ fn child(spec: SandboxSpec) -> ! {
     };
     // SAFETY: setrlimit with a valid struct (lowering a limit needs no privilege).
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) } != 0 {
-        die(&p, &format!("setrlimit(RLIMIT_NOFILE): {}", std::io::Error::last_os_error()));
+        die(
+            &p,
+            &format!(
+                "setrlimit(RLIMIT_NOFILE): {}",
+                std::io::Error::last_os_error()
+            ),
+        );
     }
     if let Err(e) = creds::drop_to(spec.uid, spec.gid) {
         die(&p, &format!("drop privileges: {e}"));
     }
     // SAFETY: prctl with scalar arguments.
     unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
             || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
         {
             die(&p, &format!("prctl: {}", std::io::Error::last_os_error()));
         }
     }
     if !ruleset.is_inert()
-        && let Err(e) = ruleset.restrict_self() {
-            die(&p, &e.to_string());
-        }
+        && let Err(e) = ruleset.restrict_self()
+    {
+        die(&p, &e.to_string());
+    }
     if let Err(e) = filter.install() {
         die(&p, &format!("seccomp install: {e}"));
     }
     // SAFETY: argv/envp are NUL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(prog.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     let e = std::io::Error::last_os_error();
-    let _ = writeln!(std::io::stderr(), "srediag sandbox for plugin {p}: execve {}: {e}", spec.program.display());
+    let _ = writeln!(
+        std::io::stderr(),
+        "srediag sandbox for plugin {p}: execve {}: {e}",
+        spec.program.display()
+    );
     // SAFETY: _exit never returns.
     unsafe { libc::_exit(127) }
 }

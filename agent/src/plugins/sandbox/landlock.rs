@@ -56,7 +56,8 @@ const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
 const SCOPE_SIGNAL: u64 = 1 << 1;
 
 /// Rights that apply to regular files (others are directory-only).
-const FILE_RIGHTS: u64 = fs::EXECUTE | fs::WRITE_FILE | fs::READ_FILE | fs::TRUNCATE | fs::IOCTL_DEV;
+const FILE_RIGHTS: u64 =
+    fs::EXECUTE | fs::WRITE_FILE | fs::READ_FILE | fs::TRUNCATE | fs::IOCTL_DEV;
 
 #[repr(C)]
 struct RulesetAttr {
@@ -91,7 +92,9 @@ pub struct LandlockSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum LandlockError {
     /// The kernel lacks Landlock or some handled right, and degraded mode is off.
-    #[error("landlock cannot enforce the plugin's rules: {0} (allow `sandbox.allow_degraded` to run anyway)")]
+    #[error(
+        "landlock cannot enforce the plugin's rules: {0} (allow `sandbox.allow_degraded` to run anyway)"
+    )]
     Unsupported(String),
     /// A syscall failed.
     #[error("landlock {op} failed for {path}: {source}")]
@@ -121,8 +124,19 @@ pub enum Enforcement {
 /// The Landlock ABI version of the running kernel, or the errno.
 pub fn abi_version() -> Result<i32, i32> {
     // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only returns a number.
-    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<RulesetAttr>(), 0usize, CREATE_RULESET_VERSION) };
-    if r < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) } else { Ok(r as i32) }
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<RulesetAttr>(),
+            0usize,
+            CREATE_RULESET_VERSION,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(r as i32)
+    }
 }
 
 fn fs_rights(abi: i32) -> u64 {
@@ -145,7 +159,15 @@ pub fn enforcement(spec: &LandlockSpec) -> Result<Enforcement, LandlockError> {
     let abi = match abi_version() {
         Ok(v) if v >= 1 => v,
         Ok(v) => return degraded(spec, format!("landlock ABI {v}")),
-        Err(e) => return degraded(spec, format!("landlock unavailable ({})", std::io::Error::from_raw_os_error(e))),
+        Err(e) => {
+            return degraded(
+                spec,
+                format!(
+                    "landlock unavailable ({})",
+                    std::io::Error::from_raw_os_error(e)
+                ),
+            );
+        }
     };
     let mut missing = Vec::new();
     if abi < 4 && !spec.network {
@@ -162,7 +184,11 @@ pub fn enforcement(spec: &LandlockSpec) -> Result<Enforcement, LandlockError> {
 }
 
 fn degraded(spec: &LandlockSpec, why: String) -> Result<Enforcement, LandlockError> {
-    if spec.allow_degraded { Ok(Enforcement::Degraded(why)) } else { Err(LandlockError::Unsupported(why)) }
+    if spec.allow_degraded {
+        Ok(Enforcement::Degraded(why))
+    } else {
+        Err(LandlockError::Unsupported(why))
+    }
 }
 
 /// A ruleset ready to be enforced with [`Ruleset::restrict_self`].
@@ -199,7 +225,13 @@ impl Ruleset {
             Ok(v) if v >= 1 => v,
             Ok(v) => return degraded_or_fail(spec, format!("landlock ABI {v}")),
             Err(e) => {
-                return degraded_or_fail(spec, format!("landlock unavailable ({})", std::io::Error::from_raw_os_error(e)));
+                return degraded_or_fail(
+                    spec,
+                    format!(
+                        "landlock unavailable ({})",
+                        std::io::Error::from_raw_os_error(e)
+                    ),
+                );
             }
         };
         let mut missing = Vec::new();
@@ -214,13 +246,24 @@ impl Ruleset {
         } else if spec.allow_degraded {
             Enforcement::Degraded(missing.join("; "))
         } else {
-            return Err(LandlockError::Unsupported(format!("kernel ABI {abi}: {}", missing.join("; "))));
+            return Err(LandlockError::Unsupported(format!(
+                "kernel ABI {abi}: {}",
+                missing.join("; ")
+            )));
         };
         let handled_fs = fs_rights(abi);
         let attr = RulesetAttr {
             handled_access_fs: handled_fs,
-            handled_access_net: if abi >= 4 && !spec.network { NET_BIND_TCP | NET_CONNECT_TCP } else { 0 },
-            scoped: if abi >= 6 { SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET } else { 0 },
+            handled_access_net: if abi >= 4 && !spec.network {
+                NET_BIND_TCP | NET_CONNECT_TCP
+            } else {
+                0
+            },
+            scoped: if abi >= 6 {
+                SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET
+            } else {
+                0
+            },
         };
         let size = match abi {
             1..=3 => 8,
@@ -228,7 +271,14 @@ impl Ruleset {
             _ => std::mem::size_of::<RulesetAttr>(),
         };
         // SAFETY: `attr` is a valid ruleset attribute of at least `size` bytes.
-        let fd = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &attr as *const RulesetAttr, size, 0u32) };
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const RulesetAttr,
+                size,
+                0u32,
+            )
+        };
         if fd < 0 {
             return Err(LandlockError::Syscall {
                 op: "create_ruleset",
@@ -241,7 +291,11 @@ impl Ruleset {
         let rs = Ruleset { fd, enforcement };
         let ro = fs::READ_FILE | fs::READ_DIR;
         let rw = handled_fs & !(fs::EXECUTE | fs::MAKE_CHAR | fs::MAKE_BLOCK);
-        for (paths, access) in [(&spec.read_exec, ro | fs::EXECUTE), (&spec.read_only, ro), (&spec.read_write, rw | ro)] {
+        for (paths, access) in [
+            (&spec.read_exec, ro | fs::EXECUTE),
+            (&spec.read_only, ro),
+            (&spec.read_write, rw | ro),
+        ] {
             for p in paths {
                 if p.exists() {
                     rs.allow(p, access & handled_fs)?;
@@ -253,14 +307,24 @@ impl Ruleset {
 
     fn allow(&self, path: &Path, access: u64) -> Result<(), LandlockError> {
         let pfd = path_fd(path)?;
-        let access = if path.is_dir() { access } else { access & FILE_RIGHTS };
+        let access = if path.is_dir() {
+            access
+        } else {
+            access & FILE_RIGHTS
+        };
         let attr = PathBeneathAttr {
             allowed_access: access,
             parent_fd: pfd.as_raw_fd(),
         };
         // SAFETY: valid ruleset fd and rule attribute.
         let r = unsafe {
-            libc::syscall(libc::SYS_landlock_add_rule, self.fd.as_raw_fd(), RULE_PATH_BENEATH, &attr as *const PathBeneathAttr, 0u32)
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                self.fd.as_raw_fd(),
+                RULE_PATH_BENEATH,
+                &attr as *const PathBeneathAttr,
+                0u32,
+            )
         };
         if r < 0 {
             return Err(LandlockError::Syscall {
@@ -276,7 +340,8 @@ impl Ruleset {
     /// set first (or the caller must have CAP_SYS_ADMIN).
     pub fn restrict_self(&self) -> Result<(), LandlockError> {
         // SAFETY: valid ruleset fd; flags 0.
-        let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, self.fd.as_raw_fd(), 0u32) };
+        let r =
+            unsafe { libc::syscall(libc::SYS_landlock_restrict_self, self.fd.as_raw_fd(), 0u32) };
         if r < 0 {
             return Err(LandlockError::Syscall {
                 op: "restrict_self",

@@ -63,7 +63,9 @@ pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> 
     // SAFETY: both fds are fresh and owned here.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     if json.len() >= 60 * 1024 {
-        return Err(std::io::Error::other("sandbox spec larger than a pipe buffer"));
+        return Err(std::io::Error::other(
+            "sandbox spec larger than a pipe buffer",
+        ));
     }
     std::fs::File::from(wr).write_all(&json)?; // closed here: the helper reads to EOF
     let spec_fd = dup_high(rd.as_raw_fd())?;
@@ -91,7 +93,14 @@ pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> 
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -108,7 +117,14 @@ pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> 
 pub fn control_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: socketpair fills two fds.
-    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
     if r != 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -69,5 +69,8 @@ fn main() {
         Some("diagnostics") => PluginType::Diagnostics,
         _ => PluginType::Processor,
     };
-    srediag_plugin_sdk::run(PluginInfo::new("srediag-test-plugin", env!("CARGO_PKG_VERSION"), kind), TestPlugin)
+    srediag_plugin_sdk::run(
+        PluginInfo::new("srediag-test-plugin", env!("CARGO_PKG_VERSION"), kind),
+        TestPlugin,
+    )
 }

@@ -47,10 +47,16 @@ impl Config {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), (String, String)> {
         if let Err(e) = self.endpoint.parse::<std::net::SocketAddr>() {
-            return Err(("endpoint".into(), format!("invalid listen address {:?}: {e}", self.endpoint)));
+            return Err((
+                "endpoint".into(),
+                format!("invalid listen address {:?}: {e}", self.endpoint),
+            ));
         }
         if !self.namespace.is_empty() && naming::sanitize(&self.namespace) != self.namespace {
-            return Err(("namespace".into(), "use only letters, digits and `_`, not starting with a digit".into()));
+            return Err((
+                "namespace".into(),
+                "use only letters, digits and `_`, not starting with a digit".into(),
+            ));
         }
         Ok(())
     }
@@ -64,19 +70,29 @@ pub struct PrometheusExporter {
 
 async fn scrape(State(store): State<Arc<Mutex<Store>>>) -> impl IntoResponse {
     let body = store.lock().unwrap_or_else(|e| e.into_inner()).render();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 impl PrometheusExporter {
     /// Binds the scrape endpoint now and serves it.
     pub async fn bind(cfg: &Config, ctx: &BuildContext) -> Result<Self, BuildError> {
-        let listener = tokio::net::TcpListener::bind(&cfg.endpoint).await.map_err(|source| BuildError::Bind {
-            id: format!("exporters.{}.endpoint", ctx.id),
-            addr: cfg.endpoint.clone(),
-            source,
-        })?;
+        let listener = tokio::net::TcpListener::bind(&cfg.endpoint)
+            .await
+            .map_err(|source| BuildError::Bind {
+                id: format!("exporters.{}.endpoint", ctx.id),
+                addr: cfg.endpoint.clone(),
+                source,
+            })?;
         let store = Arc::new(Mutex::new(Store::new(cfg)));
-        let app = Router::new().route("/metrics", get(scrape)).with_state(store.clone());
+        let app = Router::new()
+            .route("/metrics", get(scrape))
+            .with_state(store.clone());
         let id = ctx.id.clone();
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -93,7 +109,10 @@ impl PrometheusExporter {
 impl Exporter for PrometheusExporter {
     fn export(&mut self, batch: Batch) -> BoxFuture<'_, Result<(), ExportError>> {
         if let Batch::Metrics(m) = &batch {
-            self.store.lock().unwrap_or_else(|e| e.into_inner()).update(m);
+            self.store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .update(m);
         }
         Box::pin(async { Ok(()) })
     }

@@ -6,7 +6,11 @@
 pub fn sanitize(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 1);
     for c in name.chars() {
-        let c = if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' };
+        let c = if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            c
+        } else {
+            '_'
+        };
         if c == '_' && out.ends_with('_') {
             continue;
         }
@@ -48,9 +52,10 @@ fn unit_suffix(unit: &str) -> Option<&'static str> {
 pub fn metric_name(namespace: &str, name: &str, unit: &str, counter: bool) -> String {
     let mut n = sanitize(name);
     if let Some(suffix) = unit_suffix(unit)
-        && !n.ends_with(suffix) {
-            n = format!("{n}_{suffix}");
-        }
+        && !n.ends_with(suffix)
+    {
+        n = format!("{n}_{suffix}");
+    }
     if counter && !n.ends_with("_total") {
         n.push_str("_total");
     }
@@ -59,12 +64,18 @@ pub fn metric_name(namespace: &str, name: &str, unit: &str, counter: bool) -> St
     if !counter && ["_count", "_sum", "_bucket"].iter().any(|s| n.ends_with(s)) {
         n.push_str("_value");
     }
-    if namespace.is_empty() { n } else { format!("{namespace}_{n}") }
+    if namespace.is_empty() {
+        n
+    } else {
+        format!("{namespace}_{n}")
+    }
 }
 
 /// Escapes a label value for the text format.
 pub fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Escapes HELP text.
@@ -78,12 +89,24 @@ mod tests {
 
     #[test]
     fn converts_names_units_and_counters() {
-        assert_eq!(metric_name("", "system.cpu.time", "s", true), "system_cpu_time_seconds_total");
-        assert_eq!(metric_name("", "system.memory.usage", "By", false), "system_memory_usage_bytes");
+        assert_eq!(
+            metric_name("", "system.cpu.time", "s", true),
+            "system_cpu_time_seconds_total"
+        );
+        assert_eq!(
+            metric_name("", "system.memory.usage", "By", false),
+            "system_memory_usage_bytes"
+        );
         assert_eq!(metric_name("node", "load.1m", "1", false), "node_load_1m");
-        assert_eq!(metric_name("", "http.requests_total", "{request}", true), "http_requests_total");
+        assert_eq!(
+            metric_name("", "http.requests_total", "{request}", true),
+            "http_requests_total"
+        );
         assert_eq!(sanitize("1bad..name"), "_1bad_name");
-        assert_eq!(metric_name("", "system.cpu.logical.count", "{cpu}", false), "system_cpu_logical_count_value");
+        assert_eq!(
+            metric_name("", "system.cpu.logical.count", "{cpu}", false),
+            "system_cpu_logical_count_value"
+        );
         assert_eq!(metric_name("", "ops.count", "1", true), "ops_count_total");
         assert_eq!(label("__x.y"), "_x_y");
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");

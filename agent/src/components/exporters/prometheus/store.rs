@@ -4,7 +4,9 @@ use super::Config;
 use super::naming::{escape_help, escape_label, label, metric_name};
 use crate::model::Metrics;
 use crate::model::common::{KeyValue, any_value::Value};
-use crate::model::metrics::{AggregationTemporality, NumberDataPoint, metric::Data, number_data_point};
+use crate::model::metrics::{
+    AggregationTemporality, NumberDataPoint, metric::Data, number_data_point,
+};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -74,7 +76,12 @@ fn label_set(resource: &[KeyValue], attrs: &[KeyValue], extra: Option<(&str, Str
     }
     let mut s = String::new();
     for (i, (k, v)) in m.iter().enumerate() {
-        let _ = write!(s, "{}{k}=\"{}\"", if i == 0 { "" } else { "," }, escape_label(v));
+        let _ = write!(
+            s,
+            "{}{k}=\"{}\"",
+            if i == 0 { "" } else { "," },
+            escape_label(v)
+        );
     }
     s
 }
@@ -91,7 +98,11 @@ fn fmt_f64(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         v.to_string()
     }
@@ -127,22 +138,34 @@ impl Store {
                 _ => &[],
             };
             for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
-                let help = if m.description.is_empty() { m.name.clone() } else { m.description.clone() };
+                let help = if m.description.is_empty() {
+                    m.name.clone()
+                } else {
+                    m.description.clone()
+                };
                 match &m.data {
                     Some(Data::Gauge(g)) => {
                         let name = metric_name(&self.namespace, &m.name, &m.unit, false);
                         self.numbers(name, Type::Gauge, &help, res, &g.data_points, false, now);
                     }
                     Some(Data::Sum(s)) => {
-                        let kind = if s.is_monotonic { Type::Counter } else { Type::Gauge };
+                        let kind = if s.is_monotonic {
+                            Type::Counter
+                        } else {
+                            Type::Gauge
+                        };
                         let name = metric_name(&self.namespace, &m.name, &m.unit, s.is_monotonic);
-                        let delta = s.aggregation_temporality == AggregationTemporality::Delta as i32;
+                        let delta =
+                            s.aggregation_temporality == AggregationTemporality::Delta as i32;
                         self.numbers(name, kind, &help, res, &s.data_points, delta, now);
                     }
                     Some(Data::Histogram(h)) => {
                         let name = metric_name(&self.namespace, &m.name, &m.unit, false);
-                        let delta = h.aggregation_temporality == AggregationTemporality::Delta as i32;
-                        let Some(f) = self.family(name, Type::Histogram, &help) else { continue };
+                        let delta =
+                            h.aggregation_temporality == AggregationTemporality::Delta as i32;
+                        let Some(f) = self.family(name, Type::Histogram, &help) else {
+                            continue;
+                        };
                         for p in &h.data_points {
                             if p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
                                 continue; // malformed point: nothing sensible to show
@@ -155,14 +178,27 @@ impl Store {
                                 count: p.count,
                             };
                             let merged = match (delta, f.series.get(&key)) {
-                                (true, Some((Sample::Histogram { bounds, counts, sum, count }, _))) if *bounds == p.explicit_bounds => {
-                                    Sample::Histogram {
-                                        bounds: bounds.clone(),
-                                        counts: counts.iter().zip(&p.bucket_counts).map(|(a, b)| a + b).collect(),
-                                        sum: sum + p.sum.unwrap_or(0.0),
-                                        count: count + p.count,
-                                    }
-                                }
+                                (
+                                    true,
+                                    Some((
+                                        Sample::Histogram {
+                                            bounds,
+                                            counts,
+                                            sum,
+                                            count,
+                                        },
+                                        _,
+                                    )),
+                                ) if *bounds == p.explicit_bounds => Sample::Histogram {
+                                    bounds: bounds.clone(),
+                                    counts: counts
+                                        .iter()
+                                        .zip(&p.bucket_counts)
+                                        .map(|(a, b)| a + b)
+                                        .collect(),
+                                    sum: sum + p.sum.unwrap_or(0.0),
+                                    count: count + p.count,
+                                },
                                 _ => new,
                             };
                             f.series.insert(key, (merged, now));
@@ -175,15 +211,25 @@ impl Store {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn numbers(&mut self, name: String, kind: Type, help: &str, res: &[KeyValue], points: &[NumberDataPoint], delta: bool, now: Instant) {
-        let Some(f) = self.family(name, kind, help) else { return };
+    fn numbers(
+        &mut self,
+        name: String,
+        kind: Type,
+        help: &str,
+        res: &[KeyValue],
+        points: &[NumberDataPoint],
+        delta: bool,
+        now: Instant,
+    ) {
+        let Some(f) = self.family(name, kind, help) else {
+            return;
+        };
         for p in points {
             let key = label_set(res, &p.attributes, None);
             let mut v = number(p);
-            if delta
-                && let Some((Sample::Number(old), _)) = f.series.get(&key) {
-                    v += old;
-                }
+            if delta && let Some((Sample::Number(old), _)) = f.series.get(&key) {
+                v += old;
+            }
             f.series.insert(key, (Sample::Number(v), now));
         }
     }
@@ -202,18 +248,35 @@ impl Store {
             for (labels, (sample, _)) in &f.series {
                 match sample {
                     Sample::Number(v) => {
-                        let l = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+                        let l = if labels.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{{{labels}}}")
+                        };
                         let _ = writeln!(out, "{name}{l} {}", fmt_f64(*v));
                     }
-                    Sample::Histogram { bounds, counts, sum, count } => {
+                    Sample::Histogram {
+                        bounds,
+                        counts,
+                        sum,
+                        count,
+                    } => {
                         let sep = if labels.is_empty() { "" } else { "," };
                         let mut cum = 0u64;
                         for (b, c) in bounds.iter().zip(counts) {
                             cum += c;
-                            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cum}", fmt_f64(*b));
+                            let _ = writeln!(
+                                out,
+                                "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cum}",
+                                fmt_f64(*b)
+                            );
                         }
                         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-                        let l = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+                        let l = if labels.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{{{labels}}}")
+                        };
                         let _ = writeln!(out, "{name}_sum{l} {}", fmt_f64(*sum));
                         let _ = writeln!(out, "{name}_count{l} {count}");
                     }
@@ -227,13 +290,18 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::metrics::{Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics};
+    use crate::model::metrics::{
+        Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
+    };
     use crate::model::{attr_str, gauge_f64, sum_i64};
 
     fn batch(metrics: Vec<Metric>) -> Metrics {
         Metrics {
             resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
+                scope_metrics: vec![ScopeMetrics {
+                    metrics,
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         }
@@ -259,17 +327,46 @@ mod tests {
             ..Default::default()
         };
         s.update(&batch(vec![
-            gauge_f64("system.memory.usage", "Memory in use.", "By", 1, vec![(vec![attr_str("state", "used")], 42.0)]),
-            sum_i64("system.cpu.time", "", "s", true, 0, 1, vec![(vec![attr_str("cpu", "cpu0")], 7)]),
+            gauge_f64(
+                "system.memory.usage",
+                "Memory in use.",
+                "By",
+                1,
+                vec![(vec![attr_str("state", "used")], 42.0)],
+            ),
+            sum_i64(
+                "system.cpu.time",
+                "",
+                "s",
+                true,
+                0,
+                1,
+                vec![(vec![attr_str("cpu", "cpu0")], 7)],
+            ),
             hist,
         ]));
         let text = s.render();
         assert!(text.contains("# TYPE system_memory_usage_bytes gauge\nsystem_memory_usage_bytes{state=\"used\"} 42\n"), "{text}");
-        assert!(text.contains("# HELP system_cpu_time_seconds_total system.cpu.time\n"), "{text}");
-        assert!(text.contains("system_cpu_time_seconds_total{cpu=\"cpu0\"} 7\n"), "{text}");
-        assert!(text.contains("req_latency_seconds_bucket{route=\"/a\",le=\"1\"} 4\n"), "{text}");
-        assert!(text.contains("req_latency_seconds_bucket{route=\"/a\",le=\"+Inf\"} 5\n"), "{text}");
-        assert!(text.contains("req_latency_seconds_count{route=\"/a\"} 5\n"), "{text}");
+        assert!(
+            text.contains("# HELP system_cpu_time_seconds_total system.cpu.time\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("system_cpu_time_seconds_total{cpu=\"cpu0\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("req_latency_seconds_bucket{route=\"/a\",le=\"1\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("req_latency_seconds_bucket{route=\"/a\",le=\"+Inf\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("req_latency_seconds_count{route=\"/a\"} 5\n"),
+            "{text}"
+        );
     }
 
     #[test]
