@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the bird's eye view and the code map.
 
+pub mod bpf;
 pub mod cli;
 pub mod components;
 pub mod config;

@@ -44,6 +44,9 @@ pub fn execute(
         })?;
         tokio::spawn(telemetry::serve(listener, telemetry.clone()));
         let service = pipeline::start(&config, telemetry.clone()).await.map_err(build_failure)?;
+        if !config.plugins.is_empty() {
+            crate::bpf::start(&telemetry.registry); // eBPF observers of the plugins (degrade, never fail)
+        }
         let metrics = PluginMetrics::new(&telemetry.registry);
         let manager = Arc::new(Manager::start(&config.plugins, metrics).map_err(|e| match e {
             ManagerError::NotRoot(_) => Failure::new(exit::NO_PERM, e.to_string()),
@@ -65,6 +68,7 @@ pub fn execute(
         tracing::info!(signal, "shutting down: draining pipelines");
         service.stop().await;
         manager.stop_all().await;
+        crate::bpf::stop();
         if !config.plugins.is_empty() {
             let _ = std::fs::remove_file(&config.service.admin.socket);
         }

@@ -67,10 +67,10 @@ fn normalise_input(v: &mut Value) {
                     }
                 }
             });
-        } else if string_field(k) {
-            if let Value::Number(n) = child {
-                *child = Value::String(n.to_string());
-            }
+        } else if string_field(k)
+            && let Value::Number(n) = child
+        {
+            *child = Value::String(n.to_string());
         }
     });
 }

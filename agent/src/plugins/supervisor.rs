@@ -381,6 +381,7 @@ impl Supervisor {
             .run_in(&*cg, &scratch, requests, restart_requested)
             .await;
         cleanup(&*cg, Some(&scratch));
+        crate::bpf::plugin_stopped(&self.name);
         end
     }
 
@@ -438,6 +439,7 @@ impl Supervisor {
             }
         };
         drop(plugin_end);
+        crate::bpf::plugin_started(&self.name, child.id(), || cg.pids());
         let started = Instant::now();
         self.set(|s| {
             s.started_at = Some(now_unix());

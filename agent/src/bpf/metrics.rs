@@ -1,0 +1,121 @@
+//! Prometheus surface of the observers, read from the BPF maps at scrape time (so counters are
+//! as exact as the maps): a [`Collector`] holding only a `Weak` to the observers.
+//!
+//! - `srediag_bpf_observer_up{observer}`: 1 when the observer's programs are attached;
+//! - `srediag_bpf_map_memory_bytes{map}`: kernel memory of each map (fdinfo `memlock`);
+//! - `srediag_bpf_plugin_cpu_seconds_total{plugin}`: on-CPU time from `sched_switch`;
+//! - `srediag_plugin_seccomp_violations_total{plugin,syscall,action}`;
+//! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record.
+
+use std::collections::BTreeMap;
+use std::sync::Weak;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{CounterVec, IntCounterVec, IntGaugeVec, Opts};
+
+use super::{Inner, OBSERVERS};
+
+pub(super) struct BpfCollector {
+    inner: Weak<Inner>,
+    up: IntGaugeVec,
+    memory: IntGaugeVec,
+    cpu: CounterVec,
+    violations: IntCounterVec,
+    dropped: IntCounterVec,
+}
+
+impl BpfCollector {
+    pub(super) fn new(inner: Weak<Inner>) -> BpfCollector {
+        let o = Opts::new;
+        BpfCollector {
+            inner,
+            up: IntGaugeVec::new(
+                o("srediag_bpf_observer_up", "1 when the eBPF observer's programs are attached, 0 when it is degraded away (see the log or srediag probe for why)."),
+                &["observer"],
+            )
+            .expect("static metric"),
+            memory: IntGaugeVec::new(o("srediag_bpf_map_memory_bytes", "Kernel memory of each srediag BPF map."), &["map"]).expect("static metric"),
+            cpu: CounterVec::new(
+                o("srediag_bpf_plugin_cpu_seconds_total", "On-CPU time of the plugin's processes, measured by the sched_switch BPF program."),
+                &["plugin"],
+            )
+            .expect("static metric"),
+            violations: IntCounterVec::new(
+                o("srediag_plugin_seccomp_violations_total", "Syscalls the plugin's seccomp profile refused, seen from the kernel (trap and kill actions)."),
+                &["plugin", "syscall", "action"],
+            )
+            .expect("static metric"),
+            dropped: IntCounterVec::new(
+                o("srediag_bpf_dropped_total", "Records the BPF programs could not keep: pids_map_full (a fork not followed), ring_buffer_full (an event lost; its counter kept), violation_map_full (a violation not counted)."),
+                &["reason"],
+            )
+            .expect("static metric"),
+        }
+    }
+
+    fn refresh(&self) {
+        let Some(inner) = self.inner.upgrade() else {
+            for o in OBSERVERS {
+                self.up.with_label_values(&[o]).set(0);
+            }
+            return;
+        };
+        for s in &inner.statuses {
+            self.up.with_label_values(&[s.name]).set(i64::from(s.up));
+        }
+        for (map, bytes) in &inner.map_memory {
+            self.memory.with_label_values(&[map]).set(*bytes as i64);
+        }
+        for (id, name) in inner.plugins() {
+            if let Some(t) = inner.cpu_time(id) {
+                let c = self.cpu.with_label_values(&[&name]);
+                let delta = t.as_secs_f64() - c.get();
+                if delta > 0.0 {
+                    c.inc_by(delta);
+                }
+            }
+        }
+        let mut by_labels: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
+        for v in inner.violations() {
+            *by_labels
+                .entry((inner.plugin_name(v.plugin_id), v.syscall, v.action.as_str()))
+                .or_default() += v.count;
+        }
+        for ((plugin, syscall, action), n) in by_labels {
+            let c = self
+                .violations
+                .with_label_values(&[&plugin, &syscall, action]);
+            if n > c.get() {
+                c.inc_by(n - c.get());
+            }
+        }
+        for (reason, n) in inner.dropped() {
+            let c = self.dropped.with_label_values(&[reason]);
+            if n > c.get() {
+                c.inc_by(n - c.get());
+            }
+        }
+    }
+}
+
+impl Collector for BpfCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut d = self.up.desc();
+        d.extend(self.memory.desc());
+        d.extend(self.cpu.desc());
+        d.extend(self.violations.desc());
+        d.extend(self.dropped.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.refresh();
+        let mut m = self.up.collect();
+        m.extend(self.memory.collect());
+        m.extend(self.cpu.collect());
+        m.extend(self.violations.collect());
+        m.extend(self.dropped.collect());
+        m
+    }
+}

@@ -1,0 +1,666 @@
+//! eBPF observers: srediag watches its own plugins from the kernel.
+//!
+//! One BPF object (`ebpf/observers.bpf.c`, compiled by `agent/build.rs`, embedded here) carries
+//! every program and map; [`Observers::load`] loads it with CO-RE against the running kernel's BTF
+//! and attaches, per kernel hook, the best variant that works (`tp_btf`, else `raw_tp`; see
+//! `object.rs`). Each observer degrades on its own and says why ([`Observers::status`], the log,
+//! `srediag_bpf_observer_up`); nothing here can stop the agent.
+//!
+//! | observer           | hooks                                        | maps                           |
+//! |--------------------|----------------------------------------------|--------------------------------|
+//! | `process_tracking` | `sched_process_fork`, `sched_process_exit`   | `srediag_pids` (tgid → plugin) |
+//! | `cpu`              | `sched_switch`                               | `srediag_cpu`, `srediag_cpust`, `srediag_thr` |
+//! | `seccomp`          | `signal_generate`, `sched_process_exit`      | `srediag_viol`, `srediag_sigsys` |
+//! | `events`           | (userspace reader of the ring buffer)        | `srediag_events`               |
+//!
+//! Lifetime: nothing is pinned. Dropping [`Observers`] detaches every program and closes every
+//! map (the kernel frees maps once the programs using them are gone, after an RCU grace period).
+//!
+//! Wiring ([`start`], [`stop`], [`plugin_started`], [`plugin_stopped`]): the agent keeps one
+//! process-wide instance so the supervisor needs a single call at spawn and one at exit.
+
+pub mod abi;
+mod cpu;
+mod events;
+mod metrics;
+mod object;
+mod seccomp;
+mod tracking;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::{Btf, Ebpf, EbpfLoader};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+pub use events::Violation;
+pub use seccomp::{Action, ViolationCount};
+
+use abi::{CpuState, ViolationKey};
+
+/// The observers, in display order (`observer` label values).
+pub const OBSERVERS: [&str; 4] = ["process_tracking", "cpu", "seccomp", "events"];
+
+/// Whether one observer runs, how, and why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObserverStatus {
+    /// One of [`OBSERVERS`].
+    pub name: &'static str,
+    /// Its programs are attached (for `events`: the ring buffer reader runs).
+    pub up: bool,
+    /// How its hooks are attached (`tp_btf sched_switch`), when up.
+    pub attach: Vec<String>,
+    /// Why it is down, or what is missing while up (e.g. descendants not followed).
+    pub reason: Option<String>,
+}
+
+/// Loader options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Skip `tp_btf` and attach the `raw_tp` variants (tests of the fallback path).
+    pub raw_tp_only: bool,
+}
+
+/// Errors of the userspace API.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    /// The BPF object is not loaded (see [`Observers::status`]).
+    #[error("eBPF observers are not loaded: {reason}")]
+    NotLoaded {
+        /// Why loading failed.
+        reason: String,
+    },
+    /// Plugin ids are `1..MAX_PLUGINS`.
+    #[error("plugin id {id} is outside 1..{max}")]
+    PluginId {
+        /// The id given.
+        id: u32,
+        /// The exclusive upper bound.
+        max: u32,
+    },
+    /// Every plugin id is taken.
+    #[error("no free plugin id for {name}: {max} plugins already have one")]
+    NoFreeId {
+        /// The plugin.
+        name: String,
+        /// How many ids exist.
+        max: u32,
+    },
+    /// A map operation failed.
+    #[error("bpf map {map}: {source}")]
+    Map {
+        /// The map.
+        map: &'static str,
+        /// What aya reported.
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// Everything that exists only when the object loaded.
+struct Loaded {
+    // Field order is drop order: programs and links first, then the maps.
+    _ebpf: Ebpf,
+    pids: HashMap<MapData, u32, u32>,
+    cpu: PerCpuArray<MapData, u64>,
+    cpust: PerCpuArray<MapData, CpuState>,
+    viol: PerCpuHashMap<MapData, ViolationKey, u64>,
+    stats: PerCpuArray<MapData, u64>,
+    ring: Option<RingBuf<MapData>>,
+    program_ids: Vec<u32>,
+}
+
+/// Shared by [`Observers`], the metrics collector and the event reader (these two hold `Weak`s).
+struct Inner {
+    state: Mutex<Option<Loaded>>,
+    statuses: Vec<ObserverStatus>,
+    map_memory: Vec<(&'static str, u64)>,
+    /// Plugin id → name, and name → id; ids are never reused for another name.
+    plugins: Mutex<BTreeMap<u32, String>>,
+    syscalls: seccomp::Names,
+    events: broadcast::Sender<Violation>,
+    received: AtomicU64,
+}
+
+impl Inner {
+    fn plugin_name(&self, id: u32) -> String {
+        let plugins = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        plugins
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("id-{id}"))
+    }
+
+    fn plugins(&self) -> Vec<(u32, String)> {
+        let plugins = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        plugins.iter().map(|(id, n)| (*id, n.clone())).collect()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Loaded) -> T) -> Option<T> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.as_mut().map(f)
+    }
+
+    fn cpu_time(&self, plugin_id: u32) -> Option<Duration> {
+        self.with(|l| cpu::time(&l.cpu, &l.cpust, plugin_id).ok())
+            .flatten()
+    }
+
+    fn violations(&self) -> Vec<ViolationCount> {
+        self.with(|l| seccomp::counts(&l.viol, &self.syscalls))
+            .unwrap_or_default()
+    }
+
+    fn dropped(&self) -> Vec<(&'static str, u64)> {
+        self.with(|l| {
+            abi::STATS
+                .iter()
+                .map(|(i, reason)| {
+                    (
+                        *reason,
+                        l.stats.get(i, 0).map(|v| v.iter().sum()).unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// The loaded observers. Dropping it detaches every program and frees every map.
+pub struct Observers {
+    inner: Arc<Inner>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Observers {
+    fn drop(&mut self) {
+        if let Some(r) = self.reader.take() {
+            r.abort();
+        }
+        // Close programs, links and maps now, even if a collector or the reader still holds a
+        // (Weak) reference to `inner`.
+        let loaded = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(loaded);
+    }
+}
+
+/// `memlock` of an fd's `/proc/self/fdinfo` entry: the kernel memory of a BPF map.
+fn memlock(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn down(name: &'static str, reason: &str) -> ObserverStatus {
+    ObserverStatus {
+        name,
+        up: false,
+        attach: Vec::new(),
+        reason: Some(reason.to_owned()),
+    }
+}
+
+macro_rules! take_map {
+    ($ebpf:expr, $name:literal) => {
+        $ebpf
+            .take_map($name)
+            .ok_or_else(|| format!("map {} missing from the object", $name))
+            .and_then(|m| m.try_into().map_err(|e| format!("map {}: {e}", $name)))
+    };
+}
+
+impl Observers {
+    /// Loads the BPF object and attaches what this kernel allows. Never fails: an observer that
+    /// cannot run is reported down with its reason (all of them when the object cannot load,
+    /// e.g. without root or without kernel BTF). Starts the event reader when called inside a
+    /// tokio runtime.
+    pub fn load(opts: Options) -> Observers {
+        let (sender, _) = broadcast::channel(events::CHANNEL_CAPACITY);
+        let mut inner = Inner {
+            state: Mutex::new(None),
+            statuses: Vec::new(),
+            map_memory: Vec::new(),
+            plugins: Mutex::new(BTreeMap::new()),
+            syscalls: seccomp::Names::default(),
+            events: sender,
+            received: AtomicU64::new(0),
+        };
+        let (loaded, mut statuses) = match Self::load_object(opts) {
+            Ok((loaded, statuses)) => (Some(loaded), statuses),
+            Err(reason) => (None, OBSERVERS.iter().map(|o| down(o, &reason)).collect()),
+        };
+        let mut reader = None;
+        if let Some(l) = &loaded {
+            inner.map_memory = Self::memory(l);
+            let status = match &l.ring {
+                None => down(
+                    "events",
+                    "the ring buffer map srediag_events could not be opened",
+                ),
+                Some(ring) => match events::Reader::new(ring.as_fd()) {
+                    Ok(r) => {
+                        reader = Some(r);
+                        ObserverStatus {
+                            name: "events",
+                            up: true,
+                            attach: vec!["ring buffer srediag_events".into()],
+                            reason: None,
+                        }
+                    }
+                    Err(e) => down(
+                        "events",
+                        &format!("no event reader (needs a tokio runtime): {e}"),
+                    ),
+                },
+            };
+            statuses.push(status);
+        }
+        inner.statuses = statuses;
+        *inner.state.lock().unwrap_or_else(|e| e.into_inner()) = loaded;
+        let inner = Arc::new(inner);
+        let reader = reader.map(|r| r.spawn(Arc::downgrade(&inner)));
+        Observers { inner, reader }
+    }
+
+    fn load_object(opts: Options) -> Result<(Loaded, Vec<ObserverStatus>), String> {
+        let btf = Btf::from_sys_fs().map_err(|e| {
+            format!(
+                "no kernel BTF (/sys/kernel/btf/vmlinux: {e}): CO-RE programs cannot be relocated"
+            )
+        })?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(object::OBJECT)
+            .map_err(|e| {
+                let why = object::describe(&e);
+                // SAFETY: geteuid has no preconditions.
+                let hint = if unsafe { libc::geteuid() } != 0 {
+                    " (needs root: CAP_BPF, CAP_PERFMON)"
+                } else {
+                    ""
+                };
+                format!("cannot load the BPF object: {why}{hint}")
+            })?;
+        let raw = opts.raw_tp_only;
+        let fork = object::attach(&mut ebpf, &btf, object::FORK, raw);
+        let exit = object::attach(&mut ebpf, &btf, object::EXIT, raw);
+        let switch = object::attach(&mut ebpf, &btf, object::SWITCH, raw);
+        let signal = object::attach(&mut ebpf, &btf, object::SIGNAL, raw);
+        drop(btf);
+
+        let attached = |r: &[&Result<String, String>]| -> Vec<String> {
+            r.iter().filter_map(|x| x.as_ref().ok().cloned()).collect()
+        };
+        let errors = |r: &[&Result<String, String>]| -> Option<String> {
+            let e: Vec<String> = r.iter().filter_map(|x| x.as_ref().err().cloned()).collect();
+            (!e.is_empty()).then(|| e.join("; "))
+        };
+        let tracking_ok = fork.is_ok() && exit.is_ok();
+        let statuses = vec![
+            ObserverStatus {
+                name: "process_tracking",
+                up: tracking_ok,
+                attach: attached(&[&fork, &exit]),
+                reason: errors(&[&fork, &exit]).map(|e| {
+                    format!("{e} (only the pids the agent registers are tracked: no descendants, no removal at exit)")
+                }),
+            },
+            ObserverStatus {
+                name: "cpu",
+                up: switch.is_ok(),
+                attach: attached(&[&switch]),
+                reason: errors(&[&switch]).or_else(|| {
+                    (!tracking_ok).then(|| "up, but descendants of the registered pids are not counted".to_owned())
+                }),
+            },
+            ObserverStatus {
+                name: "seccomp",
+                up: signal.is_ok(),
+                attach: attached(&[&signal, &exit]),
+                reason: match (&signal, &exit) {
+                    (Err(e), _) => Some(format!("{e} (trap and kill violations are not counted)")),
+                    (Ok(_), Err(_)) => Some("up, but kill_thread violations of multi-threaded plugins are not counted (no sched_process_exit hook)".into()),
+                    (Ok(_), Ok(_)) => Some("errno-action violations are invisible to the kernel hooks used (no signal, no sys_enter): see docs".into()),
+                },
+            },
+        ];
+
+        let mut program_ids: Vec<u32> = ebpf
+            .programs()
+            .filter_map(|(_, p)| p.info().ok().map(|i| i.id()))
+            .collect();
+        program_ids.sort_unstable();
+        let ring: Result<RingBuf<MapData>, String> = take_map!(ebpf, "srediag_events");
+        let loaded = Loaded {
+            pids: take_map!(ebpf, "srediag_pids")?,
+            cpu: take_map!(ebpf, "srediag_cpu")?,
+            cpust: take_map!(ebpf, "srediag_cpust")?,
+            viol: take_map!(ebpf, "srediag_viol")?,
+            stats: take_map!(ebpf, "srediag_stats")?,
+            ring: ring.ok(),
+            program_ids,
+            _ebpf: ebpf,
+        };
+        Ok((loaded, statuses))
+    }
+
+    fn memory(l: &Loaded) -> Vec<(&'static str, u64)> {
+        use aya::maps::IterableMap;
+        let mut out = vec![
+            ("srediag_pids", memlock(l.pids.map().fd().as_fd())),
+            ("srediag_cpu", memlock(l.cpu.map().fd().as_fd())),
+            ("srediag_cpust", memlock(l.cpust.map().fd().as_fd())),
+            ("srediag_viol", memlock(l.viol.map().fd().as_fd())),
+            ("srediag_stats", memlock(l.stats.map().fd().as_fd())),
+        ];
+        if let Some(r) = &l.ring {
+            out.push(("srediag_events", memlock(r.as_fd())));
+        }
+        if let Some(m) = l._ebpf.map("srediag_sigsys")
+            && let Ok(h) = HashMap::<&MapData, u32, u32>::try_from(m)
+        {
+            out.push(("srediag_sigsys", memlock(h.map().fd().as_fd())));
+        }
+        if let Some(m) = l._ebpf.map("srediag_thr")
+            && let Ok(h) = HashMap::<&MapData, u32, u64>::try_from(m)
+        {
+            out.push(("srediag_thr", memlock(h.map().fd().as_fd())));
+        }
+        out.into_iter()
+            .filter_map(|(n, b)| b.map(|b| (n, b)))
+            .collect()
+    }
+
+    /// Whether the BPF object is loaded (some observers may still be down).
+    pub fn is_loaded(&self) -> bool {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Every observer's status, in [`OBSERVERS`] order.
+    pub fn status(&self) -> Vec<ObserverStatus> {
+        let mut s = self.inner.statuses.clone();
+        s.sort_by_key(|s| OBSERVERS.iter().position(|o| *o == s.name));
+        s
+    }
+
+    fn loaded<T>(&self, f: impl FnOnce(&mut Loaded) -> T) -> Result<T, BpfError> {
+        self.inner.with(f).ok_or_else(|| BpfError::NotLoaded {
+            reason: self
+                .inner
+                .statuses
+                .iter()
+                .find_map(|s| s.reason.clone())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The id `name` has, or a new one (`1..MAX_PLUGINS`); stable for the agent's lifetime, so
+    /// a restarted plugin continues its counters.
+    pub fn plugin_id(&self, name: &str) -> Result<u32, BpfError> {
+        let mut plugins = self.inner.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, _)) = plugins.iter().find(|(_, n)| n.as_str() == name) {
+            return Ok(*id);
+        }
+        let id = (1..abi::MAX_PLUGINS)
+            .find(|id| !plugins.contains_key(id))
+            .ok_or_else(|| BpfError::NoFreeId {
+                name: name.to_owned(),
+                max: abi::MAX_PLUGINS - 1,
+            })?;
+        plugins.insert(id, name.to_owned());
+        Ok(id)
+    }
+
+    /// Tracks `pids` (host pids) as plugin `plugin_id` named `name`; their descendants follow
+    /// through fork. Insert the parent-most process first (see `tracking.rs`).
+    pub fn register(&self, plugin_id: u32, name: &str, pids: &[u32]) -> Result<(), BpfError> {
+        if plugin_id == 0 || plugin_id >= abi::MAX_PLUGINS {
+            return Err(BpfError::PluginId {
+                id: plugin_id,
+                max: abi::MAX_PLUGINS,
+            });
+        }
+        self.inner
+            .plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(plugin_id, name.to_owned());
+        self.loaded(|l| tracking::insert(&mut l.pids, plugin_id, pids))?
+            .map_err(|source| BpfError::Map {
+                map: "srediag_pids",
+                source,
+            })
+    }
+
+    /// Stops tracking every process of `plugin_id` (normally they are gone already: the kernel
+    /// removes exiting processes). Its counters and name stay. Returns how many were removed.
+    pub fn unregister(&self, plugin_id: u32) -> Result<usize, BpfError> {
+        self.loaded(|l| tracking::remove_plugin(&mut l.pids, plugin_id))
+    }
+
+    /// The host pids tracked for `plugin_id`, sorted.
+    pub fn tracked_pids(&self, plugin_id: u32) -> Vec<u32> {
+        self.inner
+            .with(|l| tracking::pids_of(&l.pids, plugin_id))
+            .unwrap_or_default()
+    }
+
+    /// On-CPU time of `plugin_id` since the observers loaded (including slices still running).
+    pub fn cpu_time(&self, plugin_id: u32) -> Option<Duration> {
+        self.inner.cpu_time(plugin_id)
+    }
+
+    /// Every violation counter, summed over CPUs.
+    pub fn violations(&self) -> Vec<ViolationCount> {
+        self.inner.violations()
+    }
+
+    /// What the kernel side could not record, by reason.
+    pub fn dropped(&self) -> Vec<(&'static str, u64)> {
+        self.inner.dropped()
+    }
+
+    /// A live stream of violations (empty when the event reader is down).
+    pub fn subscribe(&self) -> broadcast::Receiver<Violation> {
+        self.inner.events.subscribe()
+    }
+
+    /// Ring buffer records read so far.
+    pub fn events_received(&self) -> u64 {
+        self.inner
+            .received
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Kernel memory of each map.
+    pub fn map_memory(&self) -> Vec<(&'static str, u64)> {
+        self.inner.map_memory.clone()
+    }
+
+    /// Kernel ids of the loaded programs (attached or not), e.g. to check they are gone later.
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.inner
+            .with(|l| l.program_ids.clone())
+            .unwrap_or_default()
+    }
+
+    /// Registers the `srediag_bpf_*` and `srediag_plugin_seccomp_violations_total` metrics,
+    /// read from the maps at each scrape. The collector holds a `Weak`: it does not keep the
+    /// maps alive, and reports every observer down once `self` is dropped.
+    pub fn register_metrics(
+        &self,
+        registry: &prometheus::Registry,
+    ) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(metrics::BpfCollector::new(Arc::downgrade(
+            &self.inner,
+        ))))
+    }
+}
+
+// ---- process-wide instance: the hooks the agent calls ---------------------------------------
+
+static GLOBAL: Mutex<Option<Arc<Observers>>> = Mutex::new(None);
+
+fn global() -> Option<Arc<Observers>> {
+    GLOBAL.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Loads the observers, registers their metrics in `registry`, logs what runs and why not, and
+/// keeps them as the process-wide instance the plugin hooks use (until [`stop`]). Call inside the
+/// tokio runtime (the event reader runs on it). Never fails: missing eBPF is logged and reported
+/// by `srediag_bpf_observer_up`.
+pub fn start(registry: &prometheus::Registry) {
+    let started = std::time::Instant::now();
+    let obs = Arc::new(Observers::load(Options::default()));
+    if let Err(e) = obs.register_metrics(registry) {
+        tracing::warn!(error = %e, "cannot register the eBPF observer metrics");
+    }
+    for s in obs.status() {
+        if s.up {
+            tracing::info!(observer = s.name, attach = ?s.attach, note = s.reason.as_deref().unwrap_or(""), "eBPF observer up");
+        } else {
+            tracing::warn!(
+                observer = s.name,
+                reason = s.reason.as_deref().unwrap_or(""),
+                "eBPF observer down"
+            );
+        }
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "eBPF observers loaded");
+    *GLOBAL.lock().unwrap_or_else(|e| e.into_inner()) = Some(obs);
+}
+
+/// The process-wide instance, when [`start`] ran (e.g. for CLI surfaces).
+pub fn observers() -> Option<Arc<Observers>> {
+    global()
+}
+
+/// Drops the process-wide instance: programs detach, maps are freed (once no other `Arc` is held).
+pub fn stop() {
+    let obs = GLOBAL.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(obs);
+}
+
+/// Supervisor hook, right after the sandbox helper was spawned: tracks the helper (whose fork
+/// of the plugin the kernel then follows) and the current members of the plugin's cgroup
+/// (`members` is called after the helper is tracked, so nothing forked in between is missed).
+/// Logs and carries on when eBPF is unavailable.
+pub fn plugin_started(name: &str, helper_pid: u32, members: impl FnOnce() -> Vec<u32>) {
+    let Some(obs) = global() else { return };
+    if !obs.is_loaded() {
+        return;
+    }
+    let result = obs.plugin_id(name).and_then(|id| {
+        obs.register(id, name, &[helper_pid])?;
+        obs.register(id, name, &members())
+    });
+    if let Err(e) = result {
+        tracing::warn!(plugin = %name, error = %e, "eBPF: cannot track the plugin's processes");
+    }
+}
+
+/// Supervisor hook, after the plugin's processes were reaped: forgets any pid still tracked.
+pub fn plugin_stopped(name: &str) {
+    let Some(obs) = global() else { return };
+    if !obs.is_loaded() {
+        return;
+    }
+    if let Ok(id) = obs.plugin_id(name) {
+        match obs.unregister(id) {
+            Ok(n) if n > 0 => {
+                tracing::debug!(plugin = %name, pids = n, "eBPF: untracked leftover pids")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(plugin = %name, error = %e, "eBPF: cannot untrack the plugin"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(r: &prometheus::Registry) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&r.gather())
+            .unwrap()
+    }
+
+    /// Runs with or without privileges: unprivileged, every observer is down with a reason.
+    #[test]
+    fn metrics_say_which_observers_run_and_outlive_them() {
+        let registry = prometheus::Registry::new();
+        let obs = Observers::load(Options::default());
+        obs.register_metrics(&registry).unwrap();
+        let status = obs.status();
+        println!("{status:#?}");
+        assert_eq!(status.iter().map(|s| s.name).collect::<Vec<_>>(), OBSERVERS);
+        // Outside a tokio runtime there is no event reader.
+        let events = status.iter().find(|s| s.name == "events").unwrap();
+        assert!(!events.up && events.reason.is_some(), "{events:?}");
+        let text = render(&registry);
+        for o in OBSERVERS {
+            assert!(
+                text.contains(&format!("srediag_bpf_observer_up{{observer=\"{o}\"}}")),
+                "{text}"
+            );
+        }
+        if obs.is_loaded() {
+            assert!(
+                text.contains("srediag_bpf_map_memory_bytes{map=\"srediag_pids\"}"),
+                "{text}"
+            );
+        } else {
+            assert!(
+                status.iter().all(|s| !s.up && s.reason.is_some()),
+                "{status:?}"
+            );
+        }
+        drop(obs);
+        let text = render(&registry);
+        assert!(
+            text.contains("srediag_bpf_observer_up{observer=\"cpu\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn plugin_ids_are_stable_and_bounded() {
+        let obs = Observers::load(Options::default());
+        let a = obs.plugin_id("a").unwrap();
+        let b = obs.plugin_id("b").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(obs.plugin_id("a").unwrap(), a);
+        assert!(matches!(
+            obs.register(0, "x", &[1]),
+            Err(BpfError::PluginId { .. })
+        ));
+        assert!(matches!(
+            obs.register(abi::MAX_PLUGINS, "x", &[1]),
+            Err(BpfError::PluginId { .. })
+        ));
+        for i in 0..abi::MAX_PLUGINS {
+            let _ = obs.plugin_id(&format!("p{i}"));
+        }
+        assert!(matches!(
+            obs.plugin_id("one-too-many"),
+            Err(BpfError::NoFreeId { .. })
+        ));
+    }
+}

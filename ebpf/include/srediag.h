@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * The ABI between srediag's BPF programs and the agent: constants, map keys and values, and the
+ * events written to the ring buffer. This header is the single source of truth:
+ * - agent/build.rs turns every `#define SREDIAG_<NAME> <integer>` into a Rust constant and the
+ *   layout clang computes for every `struct srediag_*` (size and top-level field offsets) into
+ *   Rust constants;
+ * - agent/src/bpf/abi.rs mirrors the structs with #[repr(C)] and asserts at compile time that
+ *   sizes and offsets equal those constants.
+ * Include vmlinux.h first (the __u32-style types). Keep every struct free of implicit padding
+ * (explicit `pad` fields): map keys are hashed byte for byte.
+ */
+#ifndef __SREDIAG_H__
+#define __SREDIAG_H__
+
+/* Plugin ids are small integers chosen by the agent: 1..SREDIAG_MAX_PLUGINS-1 (0 = none). */
+#define SREDIAG_MAX_PLUGINS 256
+/* Tracked processes (tgid -> plugin id) across all plugins. */
+#define SREDIAG_MAX_PIDS 4096
+/* Set in a srediag_pids value once the process's last thread passed sched_process_exit: it
+ * still runs its exit path (exit_mm, exit_files: charged to the plugin) and is removed at its
+ * final switch-out. */
+#define SREDIAG_PID_DYING 0x80000000
+/* Threads of tracked processes with a CPU baseline (LRU: a leaked entry ages out). */
+#define SREDIAG_MAX_THREADS 4096
+/* Distinct (plugin, syscall, arch, action) violation counters. */
+#define SREDIAG_MAX_VIOLATION_KEYS 1024
+/* Ring buffer bytes: a power of two and a multiple of the page size. */
+#define SREDIAG_EVENTS_BYTES 262144
+
+/* srediag_violation_key.action / srediag_event.action */
+#define SREDIAG_ACTION_TRAP 1        /* SECCOMP_RET_TRAP: SIGSYS, a handler may continue */
+#define SREDIAG_ACTION_KILL 2        /* SECCOMP_RET_KILL_PROCESS, or KILL_THREAD of the last thread */
+#define SREDIAG_ACTION_KILL_THREAD 3 /* SECCOMP_RET_KILL_THREAD in a multi-threaded process */
+
+/* srediag_event.source: which hook saw it */
+#define SREDIAG_SOURCE_SIGNAL 1 /* signal_generate: SIGSYS with si_code SYS_SECCOMP */
+#define SREDIAG_SOURCE_EXIT 2   /* sched_process_exit: exit by SIGSYS, seccomp mode DEAD, no signal */
+
+/* srediag_event.kind */
+#define SREDIAG_EVENT_VIOLATION 1
+
+/* Indices of the per-CPU srediag_stats array (things the kernel side could not record). */
+#define SREDIAG_STAT_PIDS_FULL 0       /* a fork of a tracked process found srediag_pids full */
+#define SREDIAG_STAT_EVENTS_DROPPED 1  /* the ring buffer was full: event lost (counter kept) */
+#define SREDIAG_STAT_VIOLATIONS_FULL 2 /* srediag_viol full: violation counted in no key */
+#define SREDIAG_STAT_CPU_UNMATCHED 3 /* a switch-out not matching the recorded switch-in */
+#define SREDIAG_STAT_COUNT 4
+
+/* Kernel values used by the programs (uapi, stable). */
+#define SREDIAG_SIGSYS 31
+#define SREDIAG_SYS_SECCOMP 1         /* si_code of a seccomp SIGSYS */
+#define SREDIAG_SECCOMP_MODE_DEAD 3   /* task->seccomp.mode after a KILL action */
+#define SREDIAG_TASK_DEAD 0x80        /* sched_switch prev_state of a task's final switch */
+#define SREDIAG_AUDIT_ARCH_X86_64 0xC000003E
+
+/* srediag_cpust value: the tracked task on this CPU now (per-CPU array, one entry). */
+struct srediag_cpu_state {
+	__u64 since_ns;   /* bpf_ktime_get_ns() when it was switched in */
+	__u64 runtime_ns; /* its se.sum_exec_runtime then (the kernel's own CPU accounting) */
+	__u32 plugin_id;  /* 0: not a tracked process */
+	__u32 tid;        /* the task switched in: only its switch-out is charged */
+};
+
+/* srediag_viol key (per-CPU hash; value: __u64 count). */
+struct srediag_violation_key {
+	__u32 plugin_id;
+	__s32 syscall_nr;
+	__u32 arch;      /* AUDIT_ARCH_* of the call */
+	__u32 action;    /* SREDIAG_ACTION_* */
+};
+
+/* A ring buffer record. */
+struct srediag_event {
+	__u32 kind;       /* SREDIAG_EVENT_* */
+	__u32 action;     /* SREDIAG_ACTION_* */
+	__u64 ktime_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 tgid;       /* host pid of the process */
+	__u32 tid;        /* host tid of the thread */
+	__u32 plugin_id;
+	__s32 syscall_nr; /* -1 when unknown */
+	__u32 arch;       /* AUDIT_ARCH_* */
+	__u32 source;     /* SREDIAG_SOURCE_* */
+	char comm[16];
+};
+
+#endif /* __SREDIAG_H__ */

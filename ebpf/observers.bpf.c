@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/*
+ * srediag's plugin observers, one object so every program shares the maps:
+ *
+ *   tracking   sched_process_fork / sched_process_exit keep srediag_pids (tgid -> plugin id):
+ *              the agent writes the plugin's helper and plugin pids, the kernel adds every
+ *              descendant at fork, marks a process dying when its last thread exits and
+ *              removes it at that thread's final switch-out (sched_switch).
+ *   cpu        sched_switch charges the growth of a tracked task's se.sum_exec_runtime since
+ *              it was last charged (srediag_thr; at first since its switch-in, remembered per
+ *              CPU in srediag_cpust) to its plugin id, in srediag_cpu.
+ *   seccomp    signal_generate (SIGSYS, si_code SYS_SECCOMP) for TRAP and KILL actions, and
+ *              sched_process_exit (exit by SIGSYS with seccomp mode DEAD and no such signal) for
+ *              KILL_THREAD in a multi-threaded process: a per-CPU counter per (plugin, syscall,
+ *              arch, action) plus an event in srediag_events.
+ *
+ * Every hook exists twice: tp_btf (typed arguments, direct loads; preferred) and raw_tp
+ * (arguments read with bpf_probe_read_kernel; kernels or setups without tp_btf). The agent
+ * loads one of each pair. Neither needs tracefs. The cost every other task on the host pays:
+ * sched_switch one per-CPU array lookup, one field load and one hash lookup (none when
+ * switching to idle);
+ * fork and exit one hash lookup; signal_generate one compare (SIGSYS).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "srediag.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SREDIAG_MAX_PIDS);
+	__type(key, __u32);   /* tgid */
+	__type(value, __u32); /* plugin id */
+} srediag_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SREDIAG_MAX_PLUGINS);
+	__type(key, __u32);   /* plugin id */
+	__type(value, __u64); /* on-CPU ns */
+} srediag_cpu SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct srediag_cpu_state);
+} srediag_cpust SEC(".maps");
+
+/* Per tracked thread: its se.sum_exec_runtime when last charged. Charging from here (not from
+ * the switch-in value) also catches runtime the scheduler adds while the task is off-CPU or
+ * during a slice whose switch-in was not seen, at the thread's next charged switch-out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SREDIAG_MAX_THREADS);
+	__type(key, __u32);   /* tid */
+	__type(value, __u64); /* ns */
+} srediag_thr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SREDIAG_MAX_VIOLATION_KEYS);
+	__type(key, struct srediag_violation_key);
+	__type(value, __u64);
+} srediag_viol SEC(".maps");
+
+/* Threads whose seccomp SIGSYS was counted by signal_generate (KILL actions), so their exit is
+ * not counted a second time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);   /* tid */
+	__type(value, __u32);
+} srediag_sigsys SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SREDIAG_EVENTS_BYTES);
+} srediag_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SREDIAG_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} srediag_stats SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&srediag_stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+/* ---- cpu ---------------------------------------------------------------------------------- */
+
+/* A task field: a direct (CO-RE relocated) load from a tp_btf argument, a probe read from a
+ * raw_tp one. `btf` is a constant in every caller, so only one branch is compiled in. */
+#define TASK_FIELD(btf, t, field) ((btf) ? (t)->field : BPF_CORE_READ(t, field))
+
+/* At sched_switch, prev's se.sum_exec_runtime is up to date (pick_next_task ran update_curr).
+ * Charging its growth since the switch-in, rather than wall time, gives exactly what the kernel
+ * accounts (rusage, cgroup cpuacct): it excludes time stolen by the hypervisor and, with
+ * IRQ_TIME_ACCOUNTING, interrupts. Fields are read only when needed: a switch between two
+ * untracked tasks costs one per-CPU array lookup, one load and one hash lookup. */
+static __always_inline void on_switch(struct task_struct *prev, struct task_struct *next,
+				      __u32 prev_state, bool btf)
+{
+	__u32 zero = 0;
+	struct srediag_cpu_state *st = bpf_map_lookup_elem(&srediag_cpust, &zero);
+	if (!st)
+		return;
+	__u32 next_tgid = TASK_FIELD(btf, next, tgid);
+	__u32 *next_id = 0;
+	if (next_tgid) /* not the idle task */
+		next_id = bpf_map_lookup_elem(&srediag_pids, &next_tgid);
+	__u32 prev_id = st->plugin_id;
+	if (!prev_id && !next_id)
+		return;
+	if (prev_id) {
+		/* Charge only the task that was switched in: if a switch was ever missed (a program
+		 * skipped for recursion), nothing else is charged to a plugin that left the CPU. */
+		__u32 prev_tid = TASK_FIELD(btf, prev, pid);
+		if (st->tid == prev_tid) {
+			__u64 runtime = TASK_FIELD(btf, prev, se.sum_exec_runtime);
+			__u64 *base = bpf_map_lookup_elem(&srediag_thr, &prev_tid);
+			__u64 from = base ? *base : st->runtime_ns;
+			__u64 *acc = bpf_map_lookup_elem(&srediag_cpu, &prev_id);
+			if (acc && runtime > from)
+				*acc += runtime - from;
+			if (prev_state & SREDIAG_TASK_DEAD)
+				bpf_map_delete_elem(&srediag_thr, &prev_tid);
+			else if (base)
+				*base = runtime;
+			else
+				bpf_map_update_elem(&srediag_thr, &prev_tid, &runtime, BPF_ANY);
+		} else {
+			stat_inc(SREDIAG_STAT_CPU_UNMATCHED);
+		}
+		if (prev_state & SREDIAG_TASK_DEAD) {
+			/* The final switch-out of a tracked task: forget a process whose last thread
+			 * is gone (marked dying by sched_process_exit). */
+			__u32 prev_tgid = TASK_FIELD(btf, prev, tgid);
+			__u32 *v = bpf_map_lookup_elem(&srediag_pids, &prev_tgid);
+			if (v && (*v & SREDIAG_PID_DYING))
+				bpf_map_delete_elem(&srediag_pids, &prev_tgid);
+		}
+	}
+	if (next_id) {
+		st->plugin_id = *next_id & ~SREDIAG_PID_DYING;
+		st->tid = TASK_FIELD(btf, next, pid);
+		st->since_ns = bpf_ktime_get_ns();
+		st->runtime_ns = TASK_FIELD(btf, next, se.sum_exec_runtime);
+	} else {
+		st->plugin_id = 0;
+	}
+}
+
+/* sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
+ * unsigned int prev_state) */
+SEC("tp_btf/sched_switch")
+int srediag_switch(__u64 *ctx)
+{
+	on_switch((struct task_struct *)ctx[1], (struct task_struct *)ctx[2], (__u32)ctx[3], true);
+	return 0;
+}
+
+SEC("raw_tp/sched_switch")
+int srediag_rswitch(__u64 *ctx)
+{
+	on_switch((struct task_struct *)ctx[1], (struct task_struct *)ctx[2], (__u32)ctx[3], false);
+	return 0;
+}
+
+/* ---- tracking ----------------------------------------------------------------------------- */
+
+static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
+{
+	if (parent_tgid == child_tgid) /* a new thread: its process is already tracked or not */
+		return;
+	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &parent_tgid);
+	if (!id)
+		return;
+	__u32 v = *id & ~SREDIAG_PID_DYING;
+	if (bpf_map_update_elem(&srediag_pids, &child_tgid, &v, BPF_ANY))
+		stat_inc(SREDIAG_STAT_PIDS_FULL);
+}
+
+/* sched_process_fork(struct task_struct *parent, struct task_struct *child) */
+SEC("tp_btf/sched_process_fork")
+int srediag_fork(__u64 *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx[0];
+	struct task_struct *child = (struct task_struct *)ctx[1];
+	on_fork(parent->tgid, child->tgid);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_fork")
+int srediag_rfork(__u64 *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx[0];
+	struct task_struct *child = (struct task_struct *)ctx[1];
+	on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(child, tgid));
+	return 0;
+}
+
+/* ---- seccomp ------------------------------------------------------------------------------ */
+
+static __always_inline void count_violation(struct task_struct *task, __u32 tgid, __u32 tid,
+					    __u32 plugin_id, __s32 nr, __u32 arch, __u32 action,
+					    __u32 source)
+{
+	struct srediag_violation_key key = {
+		.plugin_id = plugin_id,
+		.syscall_nr = nr,
+		.arch = arch,
+		.action = action,
+	};
+	__u64 *count = bpf_map_lookup_elem(&srediag_viol, &key);
+	if (count) {
+		*count += 1;
+	} else {
+		__u64 one = 1;
+		if (bpf_map_update_elem(&srediag_viol, &key, &one, BPF_NOEXIST)) {
+			/* Created meanwhile by another CPU (EEXIST), or the map is full. */
+			count = bpf_map_lookup_elem(&srediag_viol, &key);
+			if (count)
+				*count += 1;
+			else
+				stat_inc(SREDIAG_STAT_VIOLATIONS_FULL);
+		}
+	}
+
+	struct srediag_event *ev = bpf_ringbuf_reserve(&srediag_events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(SREDIAG_STAT_EVENTS_DROPPED);
+		return;
+	}
+	ev->kind = SREDIAG_EVENT_VIOLATION;
+	ev->action = action;
+	ev->ktime_ns = bpf_ktime_get_ns();
+	ev->tgid = tgid;
+	ev->tid = tid;
+	ev->plugin_id = plugin_id;
+	ev->syscall_nr = nr;
+	ev->arch = arch;
+	ev->source = source;
+	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/* signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task, int group,
+ * int result). `info` may be SEND_SIG_NOINFO (0) or SEND_SIG_PRIV (1). */
+static __always_inline void on_signal(int sig, struct kernel_siginfo *info, struct task_struct *task)
+{
+	if (sig != SREDIAG_SIGSYS || (unsigned long)info <= 1)
+		return;
+	if (BPF_CORE_READ(info, si_code) != SREDIAG_SYS_SECCOMP)
+		return;
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &tgid);
+	if (!id)
+		return;
+	__u32 plugin_id = *id & ~SREDIAG_PID_DYING;
+	__u32 tid = BPF_CORE_READ(task, pid);
+	__s32 nr = BPF_CORE_READ(info, _sifields._sigsys._syscall);
+	__u32 arch = BPF_CORE_READ(info, _sifields._sigsys._arch);
+	/* KILL_* set the mode to DEAD before forcing the signal; TRAP leaves it FILTER. */
+	__u32 action = SREDIAG_ACTION_TRAP;
+	if (BPF_CORE_READ(task, seccomp.mode) == SREDIAG_SECCOMP_MODE_DEAD) {
+		action = SREDIAG_ACTION_KILL;
+		__u32 one = 1;
+		bpf_map_update_elem(&srediag_sigsys, &tid, &one, BPF_ANY);
+	}
+	count_violation(task, tgid, tid, plugin_id, nr, arch, action, SREDIAG_SOURCE_SIGNAL);
+}
+
+SEC("tp_btf/signal_generate")
+int srediag_signal(__u64 *ctx)
+{
+	on_signal((int)ctx[0], (struct kernel_siginfo *)ctx[1], (struct task_struct *)ctx[2]);
+	return 0;
+}
+
+SEC("raw_tp/signal_generate")
+int srediag_rsignal(__u64 *ctx)
+{
+	on_signal((int)ctx[0], (struct kernel_siginfo *)ctx[1], (struct task_struct *)ctx[2]);
+	return 0;
+}
+
+/* ---- exit (tracking + seccomp KILL_THREAD) ------------------------------------------------- */
+
+/* sched_process_exit(struct task_struct *p[, bool group_dead]) runs in the exiting task
+ * (current), after exit_code is set and signal->live decremented. */
+static __always_inline void on_exit(struct task_struct *task, __u32 tgid)
+{
+	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &tgid);
+	if (!id)
+		return;
+	__u32 plugin_id = *id & ~SREDIAG_PID_DYING;
+	__u32 tid = BPF_CORE_READ(task, pid);
+	int code = BPF_CORE_READ(task, exit_code);
+	if ((code & 0x7f) == SREDIAG_SIGSYS &&
+	    BPF_CORE_READ(task, seccomp.mode) == SREDIAG_SECCOMP_MODE_DEAD) {
+		if (bpf_map_lookup_elem(&srediag_sigsys, &tid)) {
+			bpf_map_delete_elem(&srediag_sigsys, &tid); /* counted by signal_generate */
+		} else {
+			/* KILL_THREAD of one thread among several: do_exit(SIGSYS) in the middle of
+			 * the syscall, whose number is still in the task's saved registers. */
+			__s32 nr = -1;
+			struct task_struct *cur = bpf_get_current_task_btf();
+			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(cur);
+			if (regs)
+				nr = (__s32)BPF_CORE_READ(regs, orig_ax);
+			count_violation(task, tgid, tid, plugin_id, nr, SREDIAG_AUDIT_ARCH_X86_64,
+					SREDIAG_ACTION_KILL_THREAD, SREDIAG_SOURCE_EXIT);
+		}
+	}
+	/* The last thread: keep tracking it through the rest of do_exit (exit_mm, exit_files run
+	 * after this tracepoint since 6.16) and let its final switch-out remove it. */
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		*id = plugin_id | SREDIAG_PID_DYING;
+}
+
+SEC("tp_btf/sched_process_exit")
+int srediag_exit(__u64 *ctx)
+{
+	struct task_struct *task = (struct task_struct *)ctx[0];
+	on_exit(task, task->tgid);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int srediag_rexit(__u64 *ctx)
+{
+	struct task_struct *task = (struct task_struct *)ctx[0];
+	on_exit(task, BPF_CORE_READ(task, tgid));
+	return 0;
+}
