@@ -8,3 +8,4 @@ pub mod manager;
 pub mod metrics;
 pub mod sandbox;
 pub mod supervisor;
+pub mod trust;
