@@ -223,34 +223,16 @@ impl Ruleset {
     pub fn build(spec: &LandlockSpec) -> Result<Ruleset, LandlockError> {
         let abi = match abi_version() {
             Ok(v) if v >= 1 => v,
-            Ok(v) => return degraded_or_fail(spec, format!("landlock ABI {v}")),
-            Err(e) => {
-                return degraded_or_fail(
-                    spec,
-                    format!(
-                        "landlock unavailable ({})",
-                        std::io::Error::from_raw_os_error(e)
-                    ),
-                );
+            // No Landlock at all: `enforcement` fails closed, or allows an inert ruleset.
+            _ => {
+                let why = match enforcement(spec)? {
+                    Enforcement::Degraded(w) => w,
+                    Enforcement::Full { abi } => format!("landlock ABI {abi}"),
+                };
+                return degraded_or_fail(spec, why);
             }
         };
-        let mut missing = Vec::new();
-        if abi < 4 && !spec.network {
-            missing.push("TCP bind/connect rules need ABI 4");
-        }
-        if abi < 6 {
-            missing.push("signal and abstract-socket scoping need ABI 6");
-        }
-        let enforcement = if missing.is_empty() {
-            Enforcement::Full { abi }
-        } else if spec.allow_degraded {
-            Enforcement::Degraded(missing.join("; "))
-        } else {
-            return Err(LandlockError::Unsupported(format!(
-                "kernel ABI {abi}: {}",
-                missing.join("; ")
-            )));
-        };
+        let enforcement = enforcement(spec)?;
         let handled_fs = fs_rights(abi);
         let attr = RulesetAttr {
             handled_access_fs: handled_fs,

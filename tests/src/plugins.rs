@@ -1,0 +1,134 @@
+//! Helpers for the plugin tests (`plugin_lifecycle.rs`, `plugin_sandbox.rs`): root checks,
+//! serialisation of tests that share host-global state, plugin binaries, agent configs with
+//! plugins, and the admin socket.
+
+use crate::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const SCRATCH_ROOT: &str = "/run/srediag/plugins";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by the plugin test files.
+
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// True when the test may run: root. Otherwise prints why it skips, or fails under `CI=true`.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs root (the plugin sandbox uses namespaces, cgroups and a uid switch); \
+         CI=true never skips it"
+    );
+    eprintln!(
+        "skipping {test}: needs root (the plugin sandbox uses namespaces, cgroups and a uid \
+         switch); run the tests as root, CI does"
+    );
+    false
+}
+
+/// A binary of the `srediag-test-plugins` crate, next to the `srediag` binary under test.
+pub fn plugin_bin(name: &str) -> PathBuf {
+    let bin = agent_bin();
+    let p = bin.parent().expect("binary has a directory").join(name);
+    assert!(
+        p.is_file(),
+        "{} not found: `cargo build --workspace --bins` builds the test plugins next to {}",
+        p.display(),
+        bin.display()
+    );
+    p
+}
+
+/// An agent configuration: one quiet metrics pipeline, the admin socket, and `plugins` (YAML
+/// mapping entries indented by two spaces).
+pub fn agent_config(admin: &Path, tel: u16, plugins: &str) -> String {
+    format!(
+        r#"receivers:
+  hostmetrics:
+    collection_interval: 60s
+exporters:
+  debug: {{}}
+plugins:
+{plugins}
+service:
+  admin:
+    socket: {admin}
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{tel}
+  pipelines:
+    metrics:
+      receivers: [hostmetrics]
+      exporters: [debug]
+"#,
+        admin = admin.display()
+    )
+}
+
+/// Starts the agent and waits for `/-/ready` and for its admin socket (`/-/ready` can come first).
+pub fn start_agent(dir: &Path, config: &str, tel: u16, admin: &Path) -> Agent {
+    let agent = Agent::start(dir, config, tel);
+    poll_until(Duration::from_secs(10), "the admin socket", || {
+        std::os::unix::net::UnixStream::connect(admin).ok()
+    });
+    agent
+}
+
+/// `srediag plugin list --socket S -o json`.
+pub fn plugin_list(admin: &Path) -> Vec<Value> {
+    let out = srediag(
+        &[
+            "plugin",
+            "list",
+            "--socket",
+            &admin.display().to_string(),
+            "-o",
+            "json",
+        ],
+        Duration::from_secs(15),
+    );
+    out.assert_no_panic();
+    assert_eq!(out.code(), 0, "srediag plugin list failed:\n{}", out.stderr);
+    match serde_json::from_str(&out.stdout) {
+        Ok(Value::Array(a)) => a,
+        other => panic!(
+            "plugin list -o json is not an array: {other:?}\n{}",
+            out.stdout
+        ),
+    }
+}
+
+pub fn plugin_status(admin: &Path, name: &str) -> Value {
+    plugin_list(admin)
+        .into_iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("plugin {name} missing from `srediag plugin list`"))
+}
+
+/// Waits until plugin `name` is in one of `states` (with a pid when `ready`); returns its status.
+pub fn wait_state(admin: &Path, name: &str, states: &[&str], timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = plugin_status(admin, name);
+        if states.iter().any(|st| s["state"] == *st) && (s["state"] != "ready" || s["pid"].is_u64())
+        {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "plugin {name} not in {states:?} within {timeout:?}; last status: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
