@@ -53,12 +53,13 @@ pub async fn start(
                 metrics: telemetry.exporter(id, Signal::Metrics),
                 errors: telemetry.component("exporter", id),
             };
-            exporters.push(tokio::spawn(run_exporter(
-                exporter,
-                rx,
-                stage,
-                abandon_rx.clone(),
-            )));
+            let run = run_exporter(exporter, rx, stage, abandon_rx.clone());
+            exporters.push(watched(
+                &telemetry,
+                format!("exporter/{id}"),
+                shutdown_rx.clone(),
+                run,
+            ));
             exporter_inputs.insert(id.clone(), tx);
         }
     }
@@ -84,7 +85,13 @@ pub async fn start(
             let qcfg = c.queue.clone().unwrap_or_default();
             let (tx, rx) = queue(&qcfg, telemetry.queue("processor", id, name, qcfg.capacity));
             let counters = telemetry.processor(id, name, signal);
-            processors.push(tokio::spawn(run_processor(processor, rx, next, counters)));
+            let run = run_processor(processor, rx, next, counters);
+            processors.push(watched(
+                &telemetry,
+                format!("processor/{id}"),
+                shutdown_rx.clone(),
+                run,
+            ));
             next = Fanout::new(vec![tx]);
         }
         let targets = next.into_targets();
@@ -116,11 +123,19 @@ pub async fn start(
                 .map(|t| (Fanout::new(t), telemetry.receiver(id, s)))
         };
         let out = ReceiverOutput::new(slot(Signal::Logs), slot(Signal::Metrics));
-        built.push((receiver, out));
+        built.push(((id.clone(), receiver), out));
     }
     let receivers = built
         .into_iter()
-        .map(|(r, out)| tokio::spawn(r.run(out, shutdown_rx.clone())))
+        .map(|((id, r), out)| {
+            let run = r.run(out, shutdown_rx.clone());
+            watched(
+                &telemetry,
+                format!("receiver/{id}"),
+                shutdown_rx.clone(),
+                run,
+            )
+        })
         .collect();
     telemetry.health.set_ready(true);
     Ok(RunningService {
@@ -131,6 +146,30 @@ pub async fn start(
         exporters,
         drain_timeout: config.service.shutdown_timeout,
         telemetry,
+    })
+}
+
+/// Spawns a stage and watches it: a stage that panics, or ends before shutdown was asked for, marks
+/// the agent unhealthy (`/-/healthy` answers 503 naming it) and is logged.
+pub(super) fn watched(
+    telemetry: &Arc<Telemetry>,
+    what: String,
+    shutdown: watch::Receiver<bool>,
+    fut: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    let telemetry = telemetry.clone();
+    tokio::spawn(async move {
+        let result = tokio::spawn(fut).await;
+        let failure = match result {
+            Err(e) if e.is_panic() => Some(format!("{what}: panicked")),
+            Err(e) => Some(format!("{what}: {e}")),
+            Ok(()) if !*shutdown.borrow() => Some(format!("{what}: stopped unexpectedly")),
+            Ok(()) => None,
+        };
+        if let Some(f) = failure {
+            tracing::error!(component = %what, "pipeline component failed; /-/healthy reports it");
+            telemetry.health.component_failed(f);
+        }
     })
 }
 

@@ -235,3 +235,41 @@ async fn fanout_delivers_a_copy_to_every_target_and_refuses_when_closed() {
     assert_eq!(out.send(logs(3)).await, Err(Refused::ShuttingDown));
     assert_eq!(metric(&t, "srediag_receiver_refused_items_total", "r"), 3);
 }
+
+/// A receiver that gives up at once (as a crashed listener would).
+struct Quitter;
+
+impl Receiver for Quitter {
+    fn run(self: Box<Self>, _out: ReceiverOutput, _shutdown: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn a_stage_ending_before_shutdown_makes_the_agent_unhealthy() {
+    let t = Telemetry::new();
+    let (tx, rx) = watch::channel(false);
+    let out = ReceiverOutput::new(None, None);
+    let h = super::build::watched(
+        &t,
+        "receiver/quitter".into(),
+        rx.clone(),
+        Box::new(Quitter).run(out.clone(), rx.clone()),
+    );
+    h.await.unwrap();
+    assert_eq!(
+        t.health.failures(),
+        ["receiver/quitter: stopped unexpectedly"]
+    );
+    // The same ending after shutdown was asked for is normal.
+    let t2 = Telemetry::new();
+    tx.send(true).unwrap();
+    let h = super::build::watched(
+        &t2,
+        "receiver/quitter".into(),
+        rx.clone(),
+        Box::new(Quitter).run(out, rx),
+    );
+    h.await.unwrap();
+    assert!(t2.health.failures().is_empty());
+}

@@ -94,9 +94,13 @@ impl PrometheusExporter {
             .route("/metrics", get(scrape))
             .with_state(store.clone());
         let id = ctx.id.clone();
+        let telemetry = ctx.telemetry.clone();
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(exporter = %id, error = %e, "scrape endpoint failed");
+                telemetry
+                    .health
+                    .component_failed(format!("exporter/{id}: scrape endpoint failed: {e}"));
             }
         });
         Ok(PrometheusExporter {
