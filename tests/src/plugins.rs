@@ -4,6 +4,7 @@
 
 use crate::*;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -131,4 +132,18 @@ pub fn wait_state(admin: &Path, name: &str, states: &[&str], timeout: Duration) 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The open fds of `pid` and what they point to.
+pub fn proc_fds(pid: u64) -> BTreeMap<i32, String> {
+    let dir = format!("/proc/{pid}/fd");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?.display().to_string();
+            Some((fd, target))
+        })
+        .collect()
 }

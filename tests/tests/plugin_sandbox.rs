@@ -85,20 +85,6 @@ fn proc_status(pid: u64) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The open fds of `pid` and what they point to.
-fn proc_fds(pid: u64) -> BTreeMap<i32, String> {
-    let dir = format!("/proc/{pid}/fd");
-    fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
-        .flatten()
-        .filter_map(|e| {
-            let fd = e.file_name().to_str()?.parse().ok()?;
-            let target = fs::read_link(e.path()).ok()?.display().to_string();
-            Some((fd, target))
-        })
-        .collect()
-}
-
 /// The cgroup directories of plugin `name` that exist (any hierarchy).
 fn plugin_cgroups(name: &str) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {

@@ -155,6 +155,14 @@ impl Supervisor {
         f(&mut s);
     }
 
+    /// Counts a start that failed (`srediag_plugin_load_total{status="failed"}`).
+    fn load_failed(&self) {
+        self.metrics
+            .load
+            .with_label_values(&[&self.name, "failed"])
+            .inc();
+    }
+
     fn state(&self, state: &str) {
         self.metrics.set_state(&self.name, state);
         self.set(|s| s.state = state.to_string());
@@ -353,10 +361,7 @@ impl Supervisor {
             s.capabilities.clear();
         });
         let fail = |code: &str, what: String| {
-            self.metrics
-                .load
-                .with_label_values(&[&self.name, "failed"])
-                .inc();
+            self.load_failed();
             self.set(|s| s.error = Some(format!("{code}: {what}")));
             End::Failed("start", format!("{code}: {what}"))
         };
@@ -395,10 +400,7 @@ impl Supervisor {
         let spec = match self.spec(cg, scratch) {
             Ok(s) => s,
             Err(e) => {
-                self.metrics
-                    .load
-                    .with_label_values(&[&self.name, "failed"])
-                    .inc();
+                self.load_failed();
                 return End::Failed("start", format!("{}: {e}", codes::SANDBOX));
             }
         };
@@ -409,10 +411,7 @@ impl Supervisor {
                 tracing::error!(plugin = %self.name, %why, "SANDBOX DEGRADED: Landlock cannot enforce every rule; running anyway because sandbox.allow_degraded is true");
             }
             Err(e) => {
-                self.metrics
-                    .load
-                    .with_label_values(&[&self.name, "failed"])
-                    .inc();
+                self.load_failed();
                 return End::Failed("start", format!("{}: {e}", codes::SANDBOX));
             }
         }
@@ -424,10 +423,7 @@ impl Supervisor {
         let Spawned { mut child, pidfd } = match spawn::spawn(&spec, &plugin_end) {
             Ok(s) => s,
             Err(e) => {
-                self.metrics
-                    .load
-                    .with_label_values(&[&self.name, "failed"])
-                    .inc();
+                self.load_failed();
                 return End::Failed(
                     "start",
                     format!(
@@ -487,10 +483,7 @@ impl Supervisor {
             Err(_) => {
                 let _ = cg.kill_all();
                 let _ = reap(&mut child);
-                self.metrics
-                    .load
-                    .with_label_values(&[&self.name, "failed"])
-                    .inc();
+                self.load_failed();
                 return End::Failed(
                     "start",
                     format!(
