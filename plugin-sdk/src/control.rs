@@ -69,6 +69,8 @@ pub enum PluginMsg {
         capabilities: Vec<String>,
         /// The SDK version it was built with.
         sdk_version: String,
+        /// [`crate::wire::WIRE_SCHEMA_VERSION`] of the plugin's SDK (the data path's schema).
+        schema_version: u32,
     },
     /// `init` and `register` succeeded; the plugin serves.
     Ready {},
@@ -76,6 +78,13 @@ pub enum PluginMsg {
     HeartbeatAck {
         /// The heartbeat's sequence number.
         seq: u64,
+    },
+    /// The answer to [`AgentMsg::Invoke`].
+    InvokeResult {
+        /// The request's id.
+        id: u64,
+        /// The verb's output, or why it failed.
+        result: Result<crate::component::Output, String>,
     },
     /// A runtime error the plugin survived (counted in `srediag_plugin_runtime_errors_total`).
     Error {
@@ -96,6 +105,18 @@ pub enum AgentMsg {
         protocol_version: u32,
         /// The plugin's settings from the agent's configuration (`plugins.<id>.config`).
         config: serde_json::Value,
+        /// The shared-memory rings, when the plugin's component is in a pipeline.
+        #[serde(default)]
+        data_path: Option<DataPathInfo>,
+    },
+    /// Run a diagnostics verb (`srediag diagnose <verb>`); answer with `invoke_result`.
+    Invoke {
+        /// Request id to echo.
+        id: u64,
+        /// The verb.
+        verb: String,
+        /// Arguments by name, already checked against the verb's declaration.
+        args: std::collections::BTreeMap<String, serde_json::Value>,
     },
     /// The handshake is refused.
     Reject {
@@ -115,6 +136,25 @@ pub enum AgentMsg {
         grace_ms: u64,
     },
 }
+
+/// Where the data path's rings are (fds the agent passed at spawn) and their probe ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataPathInfo {
+    /// fd of the agent→plugin ring's memfd (the plugin consumes).
+    pub to_plugin_fd: i32,
+    /// fd of the plugin→agent ring's memfd (the plugin produces).
+    pub from_plugin_fd: i32,
+    /// Probe id of the agent→plugin ring (the first argument of the SDK's probe sites).
+    pub to_plugin_ring: u64,
+    /// Probe id of the plugin→agent ring.
+    pub from_plugin_ring: u64,
+}
+
+/// The agent→plugin ring's memfd in the plugin.
+pub const TO_PLUGIN_FD: i32 = 5;
+/// The plugin→agent ring's memfd in the plugin.
+pub const FROM_PLUGIN_FD: i32 = 6;
 
 /// Encodes a message as one packet.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
@@ -153,6 +193,7 @@ mod tests {
             plugin_type: PluginType::Processor,
             capabilities: vec!["processor/x".into()],
             sdk_version: "0.1.0".into(),
+            schema_version: 1,
         };
         let bytes = encode(&m);
         assert_eq!(decode::<PluginMsg>(&bytes).unwrap(), m);

@@ -22,9 +22,15 @@
 //! }
 //! ```
 
+pub mod component;
 pub mod control;
+pub mod data;
+mod datapath;
+pub mod probe;
 pub mod ring;
 mod runtime;
+pub mod wire;
 
+pub use component::{Diagnostics, Emit, Exporter, Extension, Output, Processor, Receiver, Verb};
 pub use control::{AgentMsg, PROTOCOL_VERSION, PluginMsg, PluginType};
-pub use runtime::{Context, Plugin, PluginError, PluginInfo, Registry, run};
+pub use runtime::{Context, Plugin, PluginError, PluginInfo, Registry, run, serve_processor};

@@ -1,8 +1,11 @@
 //! The plugin side of the lifecycle: handshake, heartbeats, shutdown.
 
+use crate::component::{Diagnostics, Exporter, Processor, Receiver};
 use crate::control::{
     self, AgentMsg, CONTROL_FD, MAX_MESSAGE, PROTOCOL_VERSION, PluginMsg, PluginType,
 };
+use crate::datapath::{self, DataComponent, Rings};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,15 +38,26 @@ pub struct Context {
     pub config: serde_json::Value,
 }
 
-/// Components a plugin registers (the seed's `CollectorFactory`). Pipeline components arrive with
-/// the shared-memory data path; the lifecycle does not depend on them.
-#[derive(Debug, Default)]
+/// Components a plugin registers (the seed's `CollectorFactory`): at most one data component
+/// (processor, exporter or receiver: the one its pipeline entry `plugin/<name>` runs) and any
+/// number of diagnostics and extension capabilities.
+#[derive(Default)]
 pub struct Registry {
     names: Vec<String>,
+    data: Option<DataComponent>,
+    diagnostics: Option<Box<dyn Diagnostics>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
-    /// Records a component name (e.g. `processor/vectorhash`).
+    /// Records a component name (e.g. `extension/healthcheck`).
     pub fn component(&mut self, name: &str) {
         self.names.push(name.to_string());
     }
@@ -51,6 +65,53 @@ impl Registry {
     /// The registered component names.
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    fn set_data(&mut self, name: String, c: DataComponent) -> Result<(), PluginError> {
+        if self.data.is_some() {
+            return Err(PluginError(format!(
+                "{name}: a plugin provides at most one processor, exporter or receiver"
+            )));
+        }
+        self.names.push(name);
+        self.data = Some(c);
+        Ok(())
+    }
+
+    /// Registers the processor (`processor/<name>`).
+    pub fn processor(
+        &mut self,
+        name: &str,
+        p: impl Processor + 'static,
+    ) -> Result<(), PluginError> {
+        self.set_data(
+            format!("processor/{name}"),
+            DataComponent::Processor(Box::new(p)),
+        )
+    }
+
+    /// Registers the exporter (`exporter/<name>`).
+    pub fn exporter(&mut self, name: &str, e: impl Exporter + 'static) -> Result<(), PluginError> {
+        self.set_data(
+            format!("exporter/{name}"),
+            DataComponent::Exporter(Box::new(e)),
+        )
+    }
+
+    /// Registers the receiver (`receiver/<name>`).
+    pub fn receiver(&mut self, name: &str, r: impl Receiver + 'static) -> Result<(), PluginError> {
+        self.set_data(
+            format!("receiver/{name}"),
+            DataComponent::Receiver(Box::new(r)),
+        )
+    }
+
+    /// Registers diagnostics verbs (`diag/<verb>` each).
+    pub fn diagnostics(&mut self, d: impl Diagnostics + 'static) {
+        for v in d.verbs() {
+            self.names.push(format!("diag/{}", v.name));
+        }
+        self.diagnostics = Some(Box::new(d));
     }
 }
 
@@ -159,6 +220,7 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
         plugin_type: info.plugin_type,
         capabilities: plugin.capabilities(),
         sdk_version: env!("CARGO_PKG_VERSION").to_string(),
+        schema_version: crate::wire::WIRE_SCHEMA_VERSION,
     };
     if let Err(e) = send(&hello) {
         fail(
@@ -169,9 +231,11 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
         );
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    let config = loop {
+    let (config, data_path) = loop {
         match recv(Duration::from_millis(200)) {
-            Ok(Some(AgentMsg::Welcome { config, .. })) => break config,
+            Ok(Some(AgentMsg::Welcome {
+                config, data_path, ..
+            })) => break (config, data_path),
             Ok(Some(AgentMsg::Reject { code, message })) => {
                 fail(&info, &format!("rejected by the agent: {code}: {message}"))
             }
@@ -195,9 +259,44 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
         });
         fail(&info, &format!("init failed: {e}"));
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut data_thread = None;
+    match (data_path, registry.data.take()) {
+        (Some(dp), Some(component)) => {
+            let rings = match Rings::open(dp) {
+                Ok(r) => r,
+                Err(e) => fail(&info, &format!("data path: {e}")),
+            };
+            let stop = stop.clone();
+            let t = std::thread::Builder::new()
+                .name("srediag-data".into())
+                .spawn(move || {
+                    datapath::serve(rings, component, stop, &|m| {
+                        let _ = send(&PluginMsg::Error { message: m });
+                    })
+                });
+            match t {
+                Ok(t) => data_thread = Some(t),
+                Err(e) => fail(&info, &format!("data path thread: {e}")),
+            }
+        }
+        (Some(_), None) => fail(
+            &info,
+            "the agent runs this plugin in a pipeline, but it registered no processor, exporter or receiver",
+        ),
+        (None, _) => {}
+    }
+    let mut diagnostics = registry.diagnostics.take();
     if let Err(e) = send(&PluginMsg::Ready {}) {
         fail(&info, &e);
     }
+    let finish = |plugin: &mut P, data_thread: Option<std::thread::JoinHandle<()>>| -> i32 {
+        stop.store(true, Ordering::SeqCst);
+        if let Some(t) = data_thread {
+            let _ = t.join();
+        }
+        if plugin.shutdown(&ctx).is_ok() { 0 } else { 1 }
+    };
     loop {
         if TERM.load(Ordering::SeqCst) {
             break;
@@ -209,10 +308,17 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
                     break;
                 }
             }
+            Ok(Some(AgentMsg::Invoke { id, verb, args })) => {
+                let result = match diagnostics.as_mut() {
+                    Some(d) => d.invoke(&verb, &args).map_err(|e| e.0),
+                    None => Err(format!("{} has no diagnostics verbs", info.name)),
+                };
+                let _ = send(&PluginMsg::InvokeResult { id, result });
+            }
             Ok(Some(AgentMsg::Shutdown { .. })) => {
-                let r = plugin.shutdown(&ctx);
+                let code = finish(&mut plugin, data_thread.take());
                 let _ = send(&PluginMsg::ShutdownAck {});
-                std::process::exit(if r.is_ok() { 0 } else { 1 });
+                std::process::exit(code);
             }
             Ok(Some(other)) => {
                 let _ = send(&PluginMsg::Error {
@@ -222,6 +328,61 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
             Err(_) => break,
         }
     }
-    let r = plugin.shutdown(&ctx);
-    std::process::exit(if r.is_ok() { 0 } else { 1 })
+    let code = finish(&mut plugin, data_thread.take());
+    std::process::exit(code)
+}
+
+/// A plugin made of one processor built from the agent's settings: the one-line entry point.
+///
+/// ```no_run
+/// use srediag_plugin_sdk::{Context, PluginError, Processor, data::Records};
+/// struct Passthrough;
+/// impl Processor for Passthrough {
+///     fn process(&mut self, r: Records) -> Result<Records, PluginError> { Ok(r) }
+/// }
+/// fn main() {
+///     srediag_plugin_sdk::serve_processor("passthrough", env!("CARGO_PKG_VERSION"), |_ctx: &Context| Ok(Passthrough))
+/// }
+/// ```
+pub fn serve_processor<P, F>(name: &str, version: &str, factory: F) -> !
+where
+    P: Processor + 'static,
+    F: FnOnce(&Context) -> Result<P, PluginError>,
+{
+    struct One<P, F> {
+        name: String,
+        factory: Option<F>,
+        built: Option<P>,
+    }
+    impl<P: Processor + 'static, F: FnOnce(&Context) -> Result<P, PluginError>> Plugin for One<P, F> {
+        fn init(&mut self, ctx: &Context) -> Result<(), PluginError> {
+            let f = self
+                .factory
+                .take()
+                .ok_or_else(|| PluginError("init ran twice".into()))?;
+            self.built = Some(f(ctx)?);
+            Ok(())
+        }
+        fn register(&mut self, r: &mut Registry) -> Result<(), PluginError> {
+            let p = self
+                .built
+                .take()
+                .ok_or_else(|| PluginError("register before init".into()))?;
+            r.processor(&self.name, p)
+        }
+        fn capabilities(&self) -> Vec<String> {
+            vec![format!("processor/{}", self.name)]
+        }
+        fn shutdown(&mut self, _ctx: &Context) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+    run(
+        PluginInfo::new(name, version, PluginType::Processor),
+        One {
+            name: name.to_string(),
+            factory: Some(factory),
+            built: None,
+        },
+    )
 }

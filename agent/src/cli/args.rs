@@ -49,8 +49,8 @@ pub enum Command {
     Validate(RequiredConfigArg),
     /// Print the effective configuration (defaults filled in, `${env:…}` expanded).
     PrintConfig(ConfigArg),
-    /// List built-in components with their kind, signals and stability.
-    Components,
+    /// List built-in components (kind, signals, stability) and the configuration's plugins.
+    Components(ConfigArg),
     /// Report what this host supports for srediag (eBPF, cgroups, Landlock, seccomp).
     Probe,
     /// Print version and build information.

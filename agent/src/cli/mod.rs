@@ -27,7 +27,7 @@ pub fn execute(cli: Cli) -> CmdResult {
         Command::Run(c) => run::execute(c.config, cli.log_level, cli.log_format),
         Command::Validate(c) => validate::execute(c.config, out),
         Command::PrintConfig(c) => print_config::execute(c.config, out),
-        Command::Components => components::execute(out),
+        Command::Components(c) => components::execute(c.config, out),
         Command::Probe => probe::execute(out),
         Command::Version => version::execute(out),
         Command::Plugin(PluginCommand::List(s)) => plugin::list(&s.socket, out),

@@ -43,12 +43,16 @@ pub fn execute(
             )
         })?;
         tokio::spawn(telemetry::serve(listener, telemetry.clone()));
-        let service = pipeline::start(&config, telemetry.clone()).await.map_err(build_failure)?;
+        let links = crate::plugins::datapath::links(
+            &config,
+            &crate::plugins::datapath::DataPathMetrics::new(Some(&telemetry.registry)),
+        );
+        let service = pipeline::start(&config, telemetry.clone(), &links).await.map_err(build_failure)?;
         if !config.plugins.is_empty() {
             crate::bpf::start(&telemetry.registry); // eBPF observers of the plugins (degrade, never fail)
         }
         let metrics = PluginMetrics::new(&telemetry.registry);
-        let manager = Arc::new(Manager::start(&config.plugins, metrics).map_err(|e| match e {
+        let manager = Arc::new(Manager::start(&config.plugins, metrics, &links).map_err(|e| match e {
             ManagerError::NotRoot(_) => Failure::new(exit::NO_PERM, e.to_string()),
             ManagerError::Cgroup(_) => Failure::new(exit::UNAVAILABLE, e.to_string()),
         })?);

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
     let mut used: BTreeSet<(Kind, String)> = BTreeSet::new();
+    let mut plugin_users: std::collections::BTreeMap<String, String> = Default::default();
     if config.service.pipelines.is_empty() {
         ctx.error_at_value("service.pipelines", "no pipeline defined: add one, e.g. `metrics: {receivers: [hostmetrics], exporters: [debug]}`".into());
     }
@@ -32,6 +33,10 @@ pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
                 let path = format!("{lpath}[{i}]");
                 if !seen.insert(id.as_str()) {
                     ctx.error_at_value(&path, format!("`{id}` is listed twice in this pipeline"));
+                    continue;
+                }
+                if let Some(plugin) = id.strip_prefix(crate::plugins::datapath::PLUGIN_PREFIX) {
+                    check_plugin_entry(config, ctx, kind, plugin, &path, name, &mut plugin_users);
                     continue;
                 }
                 if ctx.broken.contains(&(kind, id.clone())) {
@@ -131,6 +136,61 @@ pub(super) fn validate(config: &Config, ctx: &mut Ctx) {
         ctx.error_at_value(
             "service.telemetry.logs.level",
             format!("invalid log level: {e}"),
+        );
+    }
+}
+
+/// `plugin/<name>` in a pipeline: a configured plugin of the right type, in one pipeline only.
+fn check_plugin_entry(
+    config: &Config,
+    ctx: &mut Ctx,
+    kind: Kind,
+    plugin: &str,
+    path: &str,
+    pipeline: &str,
+    users: &mut std::collections::BTreeMap<String, String>,
+) {
+    let Some(pc) = config.plugins.get(plugin) else {
+        let defined: Vec<&str> = config.plugins.keys().map(String::as_str).collect();
+        ctx.error_at_value(
+            path,
+            format!(
+                "plugin `{plugin}` is not defined under `plugins` (defined: {})",
+                if defined.is_empty() {
+                    "none".to_string()
+                } else {
+                    defined.join(", ")
+                }
+            ),
+        );
+        return;
+    };
+    if kind != Kind::Processor {
+        ctx.error_at_value(
+            path,
+            format!(
+                "plugin {}s cannot be listed in a pipeline yet (only processor plugins run on the data path in this version)",
+                kind.as_str()
+            ),
+        );
+        return;
+    }
+    if pc.plugin_type != srediag_plugin_sdk::PluginType::Processor {
+        ctx.error_at_value(
+            path,
+            format!(
+                "plugin `{plugin}` is a {} plugin; only processor plugins can be listed under processors",
+                pc.plugin_type.as_str()
+            ),
+        );
+        return;
+    }
+    if let Some(first) = users.insert(plugin.to_string(), pipeline.to_string()) {
+        ctx.error_at_value(
+            path,
+            format!(
+                "plugin `{plugin}` is already used by pipeline `{first}`; a plugin serves one pipeline (configure a second plugin entry with the same path for another pipeline)"
+            ),
         );
     }
 }

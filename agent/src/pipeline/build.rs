@@ -27,6 +27,7 @@ pub struct RunningService {
 pub async fn start(
     config: &Config,
     telemetry: Arc<Telemetry>,
+    links: &crate::plugins::datapath::Links,
 ) -> Result<RunningService, BuildError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (abandon, abandon_rx) = watch::channel(false);
@@ -80,6 +81,28 @@ pub async fn start(
                 .collect(),
         );
         for id in pipeline.processors.iter().rev() {
+            if let Some(plugin) = id.strip_prefix(crate::plugins::datapath::PLUGIN_PREFIX) {
+                let link = links
+                    .get(plugin)
+                    .cloned()
+                    .ok_or_else(|| BuildError::Invalid {
+                        id: id.clone(),
+                        message: format!("plugin `{plugin}` is not defined under `plugins`"),
+                    })?;
+                let qcfg = super::QueueConfig::default();
+                let (tx, rx) = queue(&qcfg, telemetry.queue("processor", id, name, qcfg.capacity));
+                let counters = telemetry.processor(id, name, signal);
+                let run =
+                    super::plugin_stage::run_plugin_processor(link, rx, next, counters, signal);
+                processors.push(watched(
+                    &telemetry,
+                    format!("processor/{id}"),
+                    shutdown_rx.clone(),
+                    run,
+                ));
+                next = Fanout::new(vec![tx]);
+                continue;
+            }
             let c = component(config, Kind::Processor, id)?;
             let processor = components::processors::build(&c.config, &ctx(id))?;
             let qcfg = c.queue.clone().unwrap_or_default();

@@ -9,6 +9,7 @@
 
 mod build;
 mod fanout;
+mod plugin_stage;
 mod queue;
 mod stage;
 

@@ -20,7 +20,7 @@ pub struct PluginConfig {
     #[serde(rename = "type")]
     pub plugin_type: PluginType,
     /// Settings passed to the plugin in the handshake. Default `{}`.
-    #[serde(default)]
+    #[serde(default = "empty_object")]
     pub config: serde_json::Value,
     /// Command-line arguments. Default none.
     #[serde(default)]
@@ -53,9 +53,16 @@ pub struct PluginConfig {
     /// Liveness checks.
     #[serde(default)]
     pub heartbeat: HeartbeatConfig,
+    /// The shared-memory data path, used when a pipeline lists `plugin/<name>`.
+    #[serde(default)]
+    pub data_path: DataPathConfig,
     /// Time between the shutdown request and SIGKILL of the plugin's cgroup. Default 5s.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
 }
 
 fn default_grace() -> Duration {
@@ -136,6 +143,50 @@ fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 
 fn opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     bytes(d).map(Some)
+}
+
+/// `data_path`: the two shared-memory rings between the agent and the plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataPathConfig {
+    /// Size of each ring's data area (a power of two, 4KiB–1GiB). Default 4MiB.
+    #[serde(deserialize_with = "bytes")]
+    pub ring_capacity: u64,
+    /// Largest frame (one encoded batch); at most half the ring. Default 1MiB. A batch that does
+    /// not fit is split; a single record that does not fit is dropped and counted (`oversize`).
+    #[serde(deserialize_with = "bytes")]
+    pub max_frame: u64,
+    /// Pipeline batches are cut into batches of at most this many log records or metrics before
+    /// they cross. Default 1024.
+    pub max_batch_records: usize,
+    /// Most batches sent and not yet answered (the in-flight window). A plugin that stops
+    /// answering holds at most this many; beyond it the pipeline's queue policy (block or drop)
+    /// applies. It also bounds the duplicates a crash can cause. Default 32.
+    pub max_in_flight: usize,
+    /// Spin this long before sleeping when waiting on a ring (spin-then-block); `0s` (default)
+    /// sleeps at once.
+    #[serde(with = "humantime_serde")]
+    pub spin: Duration,
+    /// Malformed frames or impossible ring indices from the plugin before it is quarantined.
+    /// Default 16.
+    pub quarantine_after_malformed: u64,
+    /// Probe-site sampling for the IPC latency observer: batches whose sequence number is a
+    /// multiple of this fire the SDK's probe sites; 0 (default) = off. Changeable at run time.
+    pub probe_sampling: u32,
+}
+
+impl Default for DataPathConfig {
+    fn default() -> Self {
+        DataPathConfig {
+            ring_capacity: 4 << 20,
+            max_frame: 1 << 20,
+            max_batch_records: 1024,
+            max_in_flight: 32,
+            spin: Duration::ZERO,
+            quarantine_after_malformed: 16,
+            probe_sampling: 0,
+        }
+    }
 }
 
 /// `sandbox`.

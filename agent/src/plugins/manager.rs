@@ -39,7 +39,11 @@ pub struct Manager {
 impl Manager {
     /// Cleans what a previous agent left (cgroups, scratch directories; says so), then starts a
     /// supervisor per plugin.
-    pub fn start(plugins: &Plugins, metrics: PluginMetrics) -> Result<Manager, ManagerError> {
+    pub fn start(
+        plugins: &Plugins,
+        metrics: PluginMetrics,
+        links: &crate::plugins::datapath::Links,
+    ) -> Result<Manager, ManagerError> {
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         if euid != 0 {
@@ -111,6 +115,7 @@ impl Manager {
                 metrics: metrics.clone(),
                 cgroups: driver.clone(),
                 scratch_root: scratch_root.clone(),
+                link: links.get(name).cloned(),
             };
             tokio::spawn(sup.run(rx));
             out.insert(name.clone(), Entry { status, tx });

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod datapath;
 pub mod manager;
 pub mod metrics;
 pub mod sandbox;

@@ -12,6 +12,7 @@ use super::sandbox::spawn::{self, Spawned};
 use super::sandbox::spec::SandboxSpec;
 use serde::Serialize;
 use srediag_plugin_sdk::control::{AgentMsg, PROTOCOL_VERSION, PluginMsg};
+use srediag_plugin_sdk::wire::WIRE_SCHEMA_VERSION;
 use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,8 @@ enum End {
     Crashed(&'static str, String),
     /// Could not start (handshake refused): reason label and message. Counts as a crash.
     Failed(&'static str, String),
+    /// Broke the data path's rules too often: quarantined at once, whatever the crash count.
+    Quarantine(String),
 }
 
 /// Stable error codes (seed §9), printed with every plugin failure.
@@ -93,6 +96,8 @@ pub mod codes {
     pub const SANDBOX: &str = "SRD-P008";
     /// Quarantined after repeated crashes.
     pub const QUARANTINE: &str = "SRD-P007";
+    /// Malformed frames or impossible ring indices on the data path.
+    pub const MALFORMED: &str = "SRD-P009";
 }
 
 /// A supervisor's fixed inputs.
@@ -109,6 +114,8 @@ pub struct Supervisor {
     pub cgroups: Arc<dyn CgroupDriver>,
     /// Parent of the scratch directories (`/run/srediag/plugins`).
     pub scratch_root: PathBuf,
+    /// The shared-memory data path, when a pipeline uses this plugin.
+    pub link: Option<Arc<crate::plugins::datapath::Link>>,
 }
 
 /// The cgroup limits of a plugin's settings (`memory.high` defaults to 80% of `memory.max`).
@@ -196,6 +203,38 @@ impl Supervisor {
                     consecutive = 0;
                     restart_requested = Some(at);
                     continue;
+                }
+                End::Quarantine(detail) => {
+                    tracing::error!(plugin = %self.name, %detail, "plugin quarantined");
+                    self.set(|s| {
+                        s.last_exit = Some(format!("malformed: {detail}"));
+                        s.pid = None;
+                        s.uptime_seconds = None;
+                        s.error = Some(format!("{}: {detail}", codes::MALFORMED));
+                    });
+                    self.metrics
+                        .restarts
+                        .with_label_values(&[&self.name, "malformed"])
+                        .inc();
+                    self.state("quarantined");
+                    match requests.recv().await {
+                        Some(Request::Restart) => {
+                            if let Some(l) = &self.link {
+                                l.clear_quarantine();
+                            }
+                            restart_requested = Some(Instant::now());
+                            crashes.clear();
+                            consecutive = 0;
+                            self.set(|s| s.restarts += 1);
+                            continue;
+                        }
+                        Some(Request::Stop(done)) => {
+                            self.state("stopped");
+                            let _ = done.send(());
+                            return;
+                        }
+                        None => return,
+                    }
                 }
                 End::Crashed(reason, detail) | End::Failed(reason, detail) => {
                     tracing::error!(plugin = %self.name, reason, %detail, "plugin ended");
@@ -385,6 +424,10 @@ impl Supervisor {
         let end = self
             .run_in(&*cg, &scratch, requests, restart_requested)
             .await;
+        if let Some(l) = &self.link {
+            // The process is gone: drain what it published, keep what it did not answer.
+            tokio::task::block_in_place(|| l.detach());
+        }
         cleanup(&*cg, Some(&scratch));
         crate::bpf::plugin_stopped(&self.name);
         end
@@ -419,8 +462,18 @@ impl Supervisor {
             Ok(p) => p,
             Err(e) => return End::Failed("start", format!("{}: socketpair: {e}", codes::SANDBOX)),
         };
+        let prepared = match self.link.as_ref().map(|l| l.prepare()).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                self.load_failed();
+                return End::Failed("start", format!("{}: data path rings: {e}", codes::SANDBOX));
+            }
+        };
         let oom_before = cg.oom_kills().unwrap_or(0);
-        let Spawned { mut child, pidfd } = match spawn::spawn(&spec, &plugin_end) {
+        let data_fds = prepared
+            .as_ref()
+            .map(|p| (p.to_plugin.memfd(), p.from_plugin.memfd()));
+        let Spawned { mut child, pidfd } = match spawn::spawn(&spec, &plugin_end, data_fds) {
             Ok(s) => s,
             Err(e) => {
                 self.load_failed();
@@ -465,7 +518,10 @@ impl Supervisor {
             }
         };
         // Handshake.
-        let hs = tokio::time::timeout(self.cfg.heartbeat.startup_timeout, self.handshake(&ctl));
+        let hs = tokio::time::timeout(
+            self.cfg.heartbeat.startup_timeout,
+            self.handshake(&ctl, prepared.as_ref().map(|p| p.info)),
+        );
         let hs = tokio::select! {
             r = hs => r,
             _ = exited.readable() => Ok(Err(End::Crashed("crash", "exited before the handshake finished".into()))),
@@ -494,6 +550,13 @@ impl Supervisor {
                 );
             }
         }
+        if let (Some(link), Some(p)) = (&self.link, prepared)
+            && let Err(e) = link.attach(p)
+        {
+            let _ = cg.kill_all();
+            let _ = reap(&mut child);
+            return End::Failed("start", format!("{}: data path: {e}", codes::SANDBOX));
+        }
         self.metrics
             .load
             .with_label_values(&[&self.name, "loaded"])
@@ -520,9 +583,21 @@ impl Supervisor {
         let mut last_ack = Instant::now();
         let mut cpu_last = 0u64;
         let mut ctl_open = true;
+        let quarantine = async {
+            match &self.link {
+                Some(l) => l.quarantine_requested().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(quarantine);
         let end = loop {
             tokio::select! {
                 _ = exited.readable() => break End::Crashed("crash", String::new()),
+                _ = &mut quarantine => {
+                    let _ = cg.kill_all();
+                    let n = self.link.as_ref().map(|l| l.violations()).unwrap_or(0);
+                    break End::Quarantine(format!("{n} malformed frames or ring indices on the data path (data_path.quarantine_after_malformed); fix the plugin, then `srediag plugin restart {}`", self.name));
+                }
                 m = ctl.recv(), if ctl_open => match m {
                     Ok(Some(PluginMsg::HeartbeatAck { seq: s })) if s == seq => last_ack = Instant::now(),
                     Ok(Some(PluginMsg::HeartbeatAck { .. })) => {}
@@ -588,7 +663,11 @@ impl Supervisor {
         self.classify(end, status, cg, oom_before)
     }
 
-    async fn handshake(&self, ctl: &ControlChannel) -> Result<(), End> {
+    async fn handshake(
+        &self,
+        ctl: &ControlChannel,
+        data_path: Option<srediag_plugin_sdk::control::DataPathInfo>,
+    ) -> Result<(), End> {
         let hello = match ctl.recv().await {
             Ok(Some(m)) => m,
             Ok(None) => {
@@ -606,6 +685,7 @@ impl Supervisor {
             plugin_type,
             capabilities,
             sdk_version,
+            schema_version,
         } = hello
         else {
             return Err(self.reject(ctl, codes::ABI, "the first message must be hello".into()));
@@ -616,6 +696,16 @@ impl Supervisor {
                 codes::ABI,
                 format!(
                     "protocol version mismatch: plugin {name} {version} speaks {protocol_version} (sdk {sdk_version}), this agent speaks {PROTOCOL_VERSION}; rebuild the plugin against srediag-plugin-sdk {}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        if schema_version != WIRE_SCHEMA_VERSION {
+            return Err(self.reject(
+                ctl,
+                codes::ABI,
+                format!(
+                    "wire schema mismatch: plugin {name} {version} uses data schema {schema_version} (sdk {sdk_version}), this agent uses {WIRE_SCHEMA_VERSION}; rebuild the plugin against srediag-plugin-sdk {}",
                     env!("CARGO_PKG_VERSION")
                 ),
             ));
@@ -642,6 +732,7 @@ impl Supervisor {
         ctl.send(&AgentMsg::Welcome {
             protocol_version: PROTOCOL_VERSION,
             config: self.cfg.config.clone(),
+            data_path,
         })
         .map_err(|e| End::Crashed("crash", format!("control socket: {e}")))?;
         loop {
@@ -731,7 +822,7 @@ impl Supervisor {
             Some(s) => format!("{s}"),
             None => "status unknown".into(),
         };
-        if let End::Failed(..) = end {
+        if let End::Failed(..) | End::Quarantine(_) = end {
             return end;
         }
         if oom > 0 {

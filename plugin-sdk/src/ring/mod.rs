@@ -293,25 +293,25 @@ impl Ring {
         self.shared.max_frame
     }
 
-    /// Sets the header's `probe_enabled` word (the agent turns the SDK's probe sites on and off).
-    pub fn set_probe_enabled(&self, on: bool) {
+    /// Sets the header's probe sampling word: the SDK's probe sites fire for batches whose `seq`
+    /// is a multiple of `every` (`0` switches them off). The agent writes it; either side reads it.
+    pub fn set_probe_sampling(&self, every: u32) {
         self.shared
             .mem
             .header()
             .probe_enabled
             .0
-            .store(on as u32, std::sync::atomic::Ordering::Relaxed);
+            .store(every, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether the agent enabled probe sites (one relaxed load; cheap enough for every publish).
-    pub fn probe_enabled(&self) -> bool {
+    /// The probe sampling period (one relaxed load; cheap enough for every batch).
+    pub fn probe_sampling(&self) -> u32 {
         self.shared
             .mem
             .header()
             .probe_enabled
             .0
             .load(std::sync::atomic::Ordering::Relaxed)
-            != 0
     }
 
     /// The producer end; once per `Ring`.

@@ -455,9 +455,9 @@ fn random_garbage_never_panics_and_is_counted() {
 #[test]
 fn probe_flag_round_trips() {
     let r = ring(4096, 64);
-    assert!(!r.probe_enabled());
-    r.set_probe_enabled(true);
-    assert!(r.probe_enabled());
+    assert_eq!(r.probe_sampling(), 0);
+    r.set_probe_sampling(16);
+    assert_eq!(r.probe_sampling(), 16);
     assert_eq!(
         r.shared
             .mem
@@ -465,6 +465,6 @@ fn probe_flag_round_trips() {
             .probe_enabled
             .0
             .load(Ordering::Relaxed),
-        1
+        16
     );
 }

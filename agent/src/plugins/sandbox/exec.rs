@@ -129,6 +129,8 @@ fn supervise(pid: libc::pid_t, uid: u32, gid: u32, plugin: &str) -> ! {
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
         libc::close(srediag_plugin_sdk::control::CONTROL_FD);
+        libc::close(srediag_plugin_sdk::control::TO_PLUGIN_FD);
+        libc::close(srediag_plugin_sdk::control::FROM_PLUGIN_FD);
         libc::close(0);
         libc::close(1);
     }

@@ -9,9 +9,9 @@
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked exits.
 
 use super::spec::{SPEC_FD, SandboxSpec};
-use srediag_plugin_sdk::control::CONTROL_FD;
+use srediag_plugin_sdk::control::{CONTROL_FD, FROM_PLUGIN_FD, TO_PLUGIN_FD};
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
@@ -52,8 +52,12 @@ pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
 }
 
 /// Starts the helper with `control` as its fd 3 and the spec on fd 4; stdout and stderr are
-/// pipes for the agent's log.
-pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> {
+/// pipes for the agent's log. `data` (the ring memfds) lands on fds 5 and 6.
+pub fn spawn(
+    spec: &SandboxSpec,
+    control: &OwnedFd,
+    data: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+) -> std::io::Result<Spawned> {
     let json = serde_json::to_vec(spec).map_err(std::io::Error::other)?;
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds.
@@ -72,6 +76,14 @@ pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> 
     drop(rd);
     let ctl_fd = dup_high(control.as_raw_fd())?;
     let (ctl, spc) = (ctl_fd.as_raw_fd(), spec_fd.as_raw_fd());
+    let data_fds = match data {
+        Some((a, b)) => Some((dup_high(a.as_raw_fd())?, dup_high(b.as_raw_fd())?)),
+        None => None,
+    };
+    let data_raw = data_fds
+        .as_ref()
+        .map(|(a, b)| (a.as_raw_fd(), b.as_raw_fd()));
+    let first_closed: u32 = if data_raw.is_some() { 7 } else { 5 };
     let mut cmd = Command::new(helper_program());
     cmd.arg0("srediag-sandbox")
         .arg("__sandbox-exec")
@@ -85,9 +97,21 @@ pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> 
             if libc::dup2(ctl, CONTROL_FD) < 0 || libc::dup2(spc, SPEC_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // Everything from fd 5 up closes at exec (std's own exec-error pipe keeps working).
+            if let Some((a, b)) = data_raw
+                && (libc::dup2(a, TO_PLUGIN_FD) < 0 || libc::dup2(b, FROM_PLUGIN_FD) < 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Everything above the passed fds closes at exec (std's own exec-error pipe keeps
+            // working).
             const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-            if libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+            if libc::syscall(
+                libc::SYS_close_range,
+                first_closed,
+                u32::MAX,
+                CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::setsid() < 0 {
@@ -109,6 +133,7 @@ pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> 
     let child = cmd.spawn()?;
     drop(ctl_fd);
     drop(spec_fd);
+    drop(data_fds);
     let pidfd = pidfd_open(child.id())?;
     Ok(Spawned { child, pidfd })
 }
@@ -132,10 +157,10 @@ pub fn control_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Keeps fds 3 and 4 open in the agent (on /dev/null when free), so that the pipe `std` creates
+/// Keeps fds 3 to 6 open in the agent (on /dev/null when free), so that the pipe `std` creates
 /// while spawning can never land on the numbers the helper's fds are moved to.
 pub fn reserve_low_fds() {
-    for fd in [CONTROL_FD, SPEC_FD] {
+    for fd in [CONTROL_FD, SPEC_FD, TO_PLUGIN_FD, FROM_PLUGIN_FD] {
         // SAFETY: F_GETFD only queries; open returns the lowest free fd.
         unsafe {
             if libc::fcntl(fd, libc::F_GETFD) < 0 {

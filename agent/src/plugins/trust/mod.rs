@@ -207,9 +207,8 @@ pub struct HostInfo {
     pub kernel_features: BTreeSet<String>,
 }
 
-/// The wire-schema version this agent speaks. (To move into the SDK next to
-/// `PROTOCOL_VERSION` when the data path lands.)
-pub const WIRE_SCHEMA_VERSION: u32 = 1;
+/// The wire-schema version this agent speaks (defined by the SDK, next to the schema).
+pub use srediag_plugin_sdk::wire::WIRE_SCHEMA_VERSION;
 
 /// Kernel features a manifest may name.
 pub const KNOWN_KERNEL_FEATURES: [&str; 4] = ["btf", "cgroup2", "landlock", "seccomp"];

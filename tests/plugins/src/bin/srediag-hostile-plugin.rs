@@ -37,9 +37,12 @@
 //! sandbox already failed (and then the test fails too).
 
 use serde_json::{Map, Value, json};
-use srediag_plugin_sdk::{Context, Plugin, PluginError, PluginInfo, PluginType, Registry};
+use srediag_plugin_sdk::wire::WIRE_SCHEMA_VERSION;
+use srediag_plugin_sdk::{
+    Context, PROTOCOL_VERSION, Plugin, PluginError, PluginInfo, PluginType, Registry,
+};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Prints one `HOSTILE {...}` line (flushed) and waits `pace`.
 #[derive(Clone, Copy)]
@@ -952,6 +955,7 @@ fn run_final(r: &Reporter, cfg: &Value, what: &str) {
         "membomb" => membomb(r),
         "cpuspin" => cpuspin(r, cfg),
         "fdbomb" => fdbomb(r),
+        "ringwriter" => ringwriter(r, cfg),
         _ => {}
     }
 }
@@ -998,6 +1002,103 @@ fn wait_trigger(name: &str, cfg: &mut Value) {
 
 struct Hostile;
 
+struct Passthrough;
+
+impl srediag_plugin_sdk::Processor for Passthrough {
+    fn process(
+        &mut self,
+        records: srediag_plugin_sdk::data::Records,
+    ) -> Result<srediag_plugin_sdk::data::Records, PluginError> {
+        Ok(records)
+    }
+}
+
+/// `final: ringwriter`: maps the plugin→agent ring (fd 6) a second time and, for `ring_ms`
+/// milliseconds (default 3000), writes random producer indices, random frame headers and random
+/// bytes into it while the agent reads — what a compromised plugin could do.
+fn ringwriter(r: &Reporter, cfg: &Value) {
+    use srediag_plugin_sdk::control::FROM_PLUGIN_FD;
+    // SAFETY: zeroed stat is a valid out-parameter; fstat of the inherited ring fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(FROM_PLUGIN_FD, &mut st) } != 0 || st.st_size < 8192 {
+        r.info(
+            "ringwriter",
+            "fstat",
+            json!({"ok": false, "errno": errno()}),
+        );
+        return;
+    }
+    let len = st.st_size as usize;
+    // SAFETY: a fresh shared mapping of the ring memfd; only raw volatile writes follow.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            FROM_PLUGIN_FD,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        r.info("ringwriter", "mmap", json!({"ok": false, "errno": errno()}));
+        return;
+    }
+    let base = base.cast::<u8>();
+    let until = Instant::now() + Duration::from_millis(cfg["ring_ms"].as_u64().unwrap_or(3000));
+    let mut x = 0x2545_f491_4f6c_dd1du64 ^ std::process::id() as u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut writes = 0u64;
+    const TAIL: usize = 64; // layout: producer line at 64, `tail` first
+    const DATA: usize = 4096;
+    while Instant::now() < until {
+        let v = next();
+        // SAFETY: every offset is inside the mapping (`TAIL + 8 <= DATA < len`, data writes are
+        // reduced modulo the data area); volatile because the agent reads concurrently.
+        unsafe {
+            match v % 4 {
+                0 => std::ptr::write_volatile(base.add(TAIL).cast::<u64>(), next()),
+                1 => {
+                    let off = DATA + (next() as usize % (len - DATA - 8)) / 8 * 8;
+                    std::ptr::write_volatile(base.add(off).cast::<u64>(), next());
+                }
+                2 => {
+                    // A plausible frame header (small length, a known tag) over random bytes,
+                    // published by moving `tail` just past it.
+                    let off = DATA;
+                    std::ptr::write_volatile(
+                        base.add(off).cast::<u32>(),
+                        (next() % 256) as u32 + 1,
+                    );
+                    std::ptr::write_volatile(base.add(off + 4).cast::<u32>(), 2);
+                    let cur = std::ptr::read_volatile(base.add(TAIL).cast::<u64>());
+                    std::ptr::write_volatile(
+                        base.add(TAIL).cast::<u64>(),
+                        cur.wrapping_add(next() % 512),
+                    );
+                }
+                _ => {
+                    for i in 0..64 {
+                        let off = DATA + ((next() as usize + i) % (len - DATA));
+                        std::ptr::write_volatile(base.add(off), next() as u8);
+                    }
+                }
+            }
+        }
+        writes += 1;
+        if writes.is_multiple_of(64) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    r.info("ringwriter", "done", json!({"writes": writes}));
+}
+
 impl Plugin for Hostile {
     fn init(&mut self, ctx: &Context) -> Result<(), PluginError> {
         let mut cfg = ctx.config.clone();
@@ -1035,8 +1136,9 @@ impl Plugin for Hostile {
     }
 
     fn register(&mut self, r: &mut Registry) -> Result<(), PluginError> {
-        r.component("processor/hostile");
-        Ok(())
+        // A well-behaved processor on the data path (pass-through); `final: ringwriter` scribbles
+        // over its ring at the same time.
+        r.processor("hostile", Passthrough)
     }
 
     fn capabilities(&self) -> Vec<String> {
@@ -1048,9 +1150,10 @@ impl Plugin for Hostile {
     }
 }
 
-/// `--protocol-version N`: a handshake with another protocol version (what a plugin built
-/// against an incompatible SDK sends). Prints the agent's answer and exits 1.
-fn skewed_handshake(version: u32) -> ! {
+/// `--protocol-version N` / `--schema-version N`: a handshake with another protocol or wire
+/// schema version (what a plugin built against an incompatible SDK sends). Prints the agent's
+/// answer and exits 1.
+fn skewed_handshake(version: u32, schema_version: u32) -> ! {
     use srediag_plugin_sdk::control::{self, AgentMsg, CONTROL_FD, MAX_MESSAGE, PluginMsg};
     let hello = control::encode(&PluginMsg::Hello {
         protocol_version: version,
@@ -1059,6 +1162,7 @@ fn skewed_handshake(version: u32) -> ! {
         plugin_type: PluginType::Processor,
         capabilities: vec![],
         sdk_version: format!("skewed-{version}"),
+        schema_version,
     });
     // SAFETY: sending a live buffer on the inherited control socket.
     let n = unsafe {
@@ -1114,8 +1218,11 @@ fn skewed_handshake(version: u32) -> ! {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--protocol-version") {
-        skewed_handshake(args.get(2).and_then(|v| v.parse().ok()).unwrap_or(u32::MAX));
+    let n = || args.get(2).and_then(|v| v.parse().ok()).unwrap_or(u32::MAX);
+    match args.get(1).map(String::as_str) {
+        Some("--protocol-version") => skewed_handshake(n(), WIRE_SCHEMA_VERSION),
+        Some("--schema-version") => skewed_handshake(PROTOCOL_VERSION, n()),
+        _ => {}
     }
     srediag_plugin_sdk::run(
         PluginInfo::new(

@@ -1,0 +1,48 @@
+//! The agent's side of the shared-memory data path (seed §4).
+//!
+//! A [`Link`] connects one pipeline stage (`processors: [plugin/<name>]`) to one plugin across its
+//! restarts. The stage submits batches; the link numbers them (`seq`), keeps each one until the
+//! plugin answers it (the in-flight window, `data_path.max_in_flight`) and hands it to the
+//! current incarnation of the plugin. Each incarnation gets two fresh rings (agent→plugin and
+//! plugin→agent, memfds sealed against resizing) and two I/O threads ([`io`]): a writer that
+//! encodes and publishes, a reader that copies frames out, verifies and decodes them. When the
+//! plugin dies, the reader first drains what it had published, then every batch still in flight
+//! is re-sent to the next incarnation: no accepted record is lost, and duplicates (only the
+//! leading parts of a split result) are bounded by the window and counted.
+//!
+//! Everything the plugin writes is hostile: malformed frames, impossible indices, answers to a
+//! `seq` that is not in flight are counted, and past `quarantine_after_malformed` the link asks
+//! the supervisor to quarantine the plugin.
+
+mod io;
+mod link;
+mod metrics;
+
+pub use link::{Link, Output, Prepared};
+pub use metrics::DataPathMetrics;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The links of every plugin a pipeline uses, by plugin name.
+pub type Links = BTreeMap<String, Arc<Link>>;
+
+/// Creates a link for each plugin that a pipeline references as `plugin/<name>`.
+pub fn links(config: &crate::config::Config, metrics: &DataPathMetrics) -> Links {
+    let mut out = Links::new();
+    for p in config.service.pipelines.values() {
+        for id in p.receivers.iter().chain(&p.processors).chain(&p.exporters) {
+            if let Some(name) = id.strip_prefix(PLUGIN_PREFIX)
+                && let Some(pc) = config.plugins.get(name)
+            {
+                out.entry(name.to_string()).or_insert_with(|| {
+                    Arc::new(Link::new(name, pc.data_path.clone(), metrics.clone()))
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Pipeline entries naming a plugin start with this.
+pub const PLUGIN_PREFIX: &str = "plugin/";

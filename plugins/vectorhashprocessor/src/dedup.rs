@@ -1,0 +1,257 @@
+//! The dedup window: content hashes seen recently, bounded in time and in memory.
+
+use crate::hash;
+use serde::{Deserialize, Serialize};
+use srediag_plugin_sdk::data::{Records, metrics};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `plugins.<name>.config` of this plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// A record whose hash was seen less than this long ago is a duplicate. Default 10 s.
+    pub window_seconds: f64,
+    /// Memory budget: most hashes remembered (about 48 bytes each). Beyond it the oldest are
+    /// forgotten early (counted as evictions). Default 100000 (~5 MB).
+    pub max_entries: usize,
+    /// Include log timestamps in a log record's identity. Default false: the same line logged
+    /// again within the window is a duplicate. Metric points always include their timestamps.
+    pub log_timestamps: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            window_seconds: 10.0,
+            max_entries: 100_000,
+            log_timestamps: false,
+        }
+    }
+}
+
+/// Counters, served by `diag/dedup-stats`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Stats {
+    /// Log records and metric points seen.
+    pub records_seen: u64,
+    /// Of those, dropped as duplicates.
+    pub duplicates_dropped: u64,
+    /// Hashes in the window now.
+    pub entries: u64,
+    /// Hashes forgotten early because of `max_entries`.
+    pub evictions: u64,
+}
+
+/// The window.
+pub struct Dedup {
+    window: Duration,
+    max_entries: usize,
+    log_timestamps: bool,
+    seen: HashMap<u64, Instant>,
+    order: VecDeque<(Instant, u64)>,
+    stats: Arc<Mutex<Stats>>,
+    local: Stats,
+}
+
+impl Dedup {
+    pub fn new(s: Settings, stats: Arc<Mutex<Stats>>) -> Dedup {
+        Dedup {
+            window: Duration::from_secs_f64(s.window_seconds.clamp(0.0, 86_400.0)),
+            max_entries: s.max_entries.max(1),
+            log_timestamps: s.log_timestamps,
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+            stats,
+            local: Stats::default(),
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(t, h)) = self.order.front() {
+            if now.duration_since(t) <= self.window && self.seen.len() <= self.max_entries {
+                break;
+            }
+            self.order.pop_front();
+            if self.seen.get(&h) == Some(&t) {
+                self.seen.remove(&h);
+                if now.duration_since(t) <= self.window {
+                    self.local.evictions += 1;
+                }
+            }
+        }
+    }
+
+    /// True when `h` is new (and remembers it); false for a duplicate within the window.
+    fn admit(&mut self, h: u64, now: Instant) -> bool {
+        self.local.records_seen += 1;
+        if let Some(t) = self.seen.get(&h)
+            && now.duration_since(*t) <= self.window
+        {
+            self.local.duplicates_dropped += 1;
+            return false;
+        }
+        self.seen.insert(h, now);
+        self.order.push_back((now, h));
+        self.expire(now);
+        true
+    }
+
+    /// Drops duplicates from `records`; containers left empty are removed.
+    pub fn filter(&mut self, records: Records) -> Records {
+        let now = Instant::now();
+        self.expire(now);
+        let out = match records {
+            Records::Logs(mut l) => {
+                for rl in &mut l.resource_logs {
+                    for sl in &mut rl.scope_logs {
+                        let base = hash::context(&rl.resource, &sl.scope);
+                        let with_time = self.log_timestamps;
+                        sl.log_records
+                            .retain(|r| self.admit(hash::log_record(base, r, with_time), now));
+                    }
+                    rl.scope_logs.retain(|s| !s.log_records.is_empty());
+                }
+                l.resource_logs.retain(|r| !r.scope_logs.is_empty());
+                Records::Logs(l)
+            }
+            Records::Metrics(mut m) => {
+                for rm in &mut m.resource_metrics {
+                    for sm in &mut rm.scope_metrics {
+                        let base = hash::context(&rm.resource, &sm.scope);
+                        for metric in &mut sm.metrics {
+                            self.filter_points(base, metric, now);
+                        }
+                        sm.metrics
+                            .retain(|x| srediag_plugin_sdk::data::metric_points(x) > 0);
+                    }
+                    rm.scope_metrics.retain(|s| !s.metrics.is_empty());
+                }
+                m.resource_metrics.retain(|r| !r.scope_metrics.is_empty());
+                Records::Metrics(m)
+            }
+        };
+        self.local.entries = self.seen.len() as u64;
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.local;
+        out
+    }
+
+    fn filter_points(&mut self, base: u64, m: &mut metrics::Metric, now: Instant) {
+        use metrics::metric::Data;
+        let n = srediag_plugin_sdk::data::metric_points(m);
+        let keep: Vec<bool> = (0..n)
+            .map(|i| hash::metric_point(base, m, i).is_none_or(|h| self.admit(h, now)))
+            .collect();
+        fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        match &mut m.data {
+            Some(Data::Gauge(g)) => retain(&mut g.data_points, &keep),
+            Some(Data::Sum(s)) => retain(&mut s.data_points, &keep),
+            Some(Data::Histogram(h)) => retain(&mut h.data_points, &keep),
+            Some(Data::ExponentialHistogram(h)) => retain(&mut h.data_points, &keep),
+            Some(Data::Summary(s)) => retain(&mut s.data_points, &keep),
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use srediag_plugin_sdk::data::{Logs, common, logs};
+
+    fn log(body: &str, t: u64) -> logs::LogRecord {
+        logs::LogRecord {
+            time_unix_nano: t,
+            body: Some(common::AnyValue {
+                value: Some(common::any_value::Value::StringValue(body.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn batch(records: Vec<logs::LogRecord>) -> Records {
+        Records::Logs(Logs {
+            resource_logs: vec![logs::ResourceLogs {
+                scope_logs: vec![logs::ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    fn bodies(r: &Records) -> Vec<String> {
+        let Records::Logs(l) = r else { panic!() };
+        l.resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .map(|r| format!("{:?}", r.body.as_ref().unwrap().value.as_ref().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn drops_repeats_within_the_window_and_keeps_everything_else_in_order() {
+        let stats = Arc::default();
+        let mut d = Dedup::new(Settings::default(), stats);
+        let out = d.filter(batch(vec![
+            log("a", 1),
+            log("b", 2),
+            log("a", 3),
+            log("c", 4),
+        ]));
+        assert_eq!(bodies(&out).len(), 3);
+        assert!(bodies(&out)[2].contains("\"c\""));
+        let out = d.filter(batch(vec![log("b", 9), log("d", 9)]));
+        assert_eq!(bodies(&out).len(), 1);
+        assert_eq!(d.local.duplicates_dropped, 2);
+        assert_eq!(d.local.records_seen, 6);
+        // Everything dropped: the containers go too.
+        let Records::Logs(l) = d.filter(batch(vec![log("a", 10)])) else {
+            panic!()
+        };
+        assert!(l.resource_logs.is_empty());
+    }
+
+    #[test]
+    fn window_expiry_and_memory_budget() {
+        let s = Settings {
+            window_seconds: 0.05,
+            max_entries: 3,
+            log_timestamps: false,
+        };
+        let mut d = Dedup::new(s, Arc::default());
+        d.filter(batch(vec![log("a", 1)]));
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(
+            bodies(&d.filter(batch(vec![log("a", 2)]))).len(),
+            1,
+            "expired"
+        );
+        let out = d.filter(batch((0..10).map(|i| log(&i.to_string(), 0)).collect()));
+        assert_eq!(bodies(&out).len(), 10);
+        assert!(d.seen.len() <= 3, "{}", d.seen.len());
+        assert!(d.local.evictions >= 7);
+    }
+
+    #[test]
+    fn timestamps_count_only_when_asked() {
+        let s = Settings {
+            log_timestamps: true,
+            ..Settings::default()
+        };
+        let mut d = Dedup::new(s, Arc::default());
+        assert_eq!(
+            bodies(&d.filter(batch(vec![log("a", 1), log("a", 2), log("a", 1)]))).len(),
+            2
+        );
+    }
+}
