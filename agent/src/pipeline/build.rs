@@ -89,7 +89,7 @@ pub async fn start(
                         id: id.clone(),
                         message: format!("plugin `{plugin}` is not defined under `plugins`"),
                     })?;
-                let qcfg = super::QueueConfig::default();
+                let qcfg = link.cfg.queue.clone();
                 let (tx, rx) = queue(&qcfg, telemetry.queue("processor", id, name, qcfg.capacity));
                 let counters = telemetry.processor(id, name, signal);
                 let run =

@@ -173,6 +173,10 @@ pub struct DataPathConfig {
     /// Probe-site sampling for the IPC latency observer: batches whose sequence number is a
     /// multiple of this fire the SDK's probe sites; 0 (default) = off. Changeable at run time.
     pub probe_sampling: u32,
+    /// The queue in front of the plugin's pipeline stage (as `processors.<id>.queue`): what
+    /// happens when the plugin falls behind and the in-flight window is full. Default 64
+    /// batches, `block`.
+    pub queue: crate::pipeline::QueueConfig,
 }
 
 impl Default for DataPathConfig {
@@ -185,6 +189,7 @@ impl Default for DataPathConfig {
             spin: Duration::ZERO,
             quarantine_after_malformed: 16,
             probe_sampling: 0,
+            queue: crate::pipeline::QueueConfig::default(),
         }
     }
 }

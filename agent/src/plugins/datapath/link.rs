@@ -31,6 +31,8 @@ struct InFlight {
     _permit: Arc<OwnedSemaphorePermit>,
     /// Items already forwarded from `Partial` answers (duplicated if the batch is re-sent).
     forwarded: u64,
+    /// Handed to an incarnation at least once (a re-send counts as a redelivery).
+    sent: bool,
 }
 
 struct Attached {
@@ -131,21 +133,23 @@ impl Link {
     fn insert(&self, g: &mut Inner, records: Arc<Records>, permit: Arc<OwnedSemaphorePermit>) {
         g.next_seq += 1;
         let seq = g.next_seq;
+        let sent = match &g.attached {
+            Some(a) => a.to_io.send((seq, records.clone())).is_ok(),
+            None => false,
+        };
         g.in_flight.insert(
             seq,
             InFlight {
-                records: records.clone(),
+                records,
                 _permit: permit,
                 forwarded: 0,
+                sent,
             },
         );
         self.metrics
             .in_flight
             .with_label_values(&[&self.name])
             .set(g.in_flight.len() as i64);
-        if let Some(a) = &g.attached {
-            let _ = a.to_io.send((seq, records));
-        }
     }
 
     /// Batches sent and not answered.
@@ -193,9 +197,9 @@ impl Link {
         )?;
         let mut g = self.lock();
         let mut resent = 0;
-        for (seq, f) in &g.in_flight {
+        for (seq, f) in g.in_flight.iter_mut() {
             let _ = tx.send((*seq, f.records.clone()));
-            resent += 1;
+            resent += u64::from(std::mem::replace(&mut f.sent, true));
         }
         if resent > 0 {
             self.metrics

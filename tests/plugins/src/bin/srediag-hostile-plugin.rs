@@ -1000,15 +1000,22 @@ fn wait_trigger(name: &str, cfg: &mut Value) {
     }
 }
 
-struct Hostile;
+struct Hostile {
+    stall: Duration,
+}
 
-struct Passthrough;
+/// Passes records through; `stall_ms` in the configuration makes its first batch take that
+/// long (a plugin that falls behind).
+struct Passthrough {
+    stall: Duration,
+}
 
 impl srediag_plugin_sdk::Processor for Passthrough {
     fn process(
         &mut self,
         records: srediag_plugin_sdk::data::Records,
     ) -> Result<srediag_plugin_sdk::data::Records, PluginError> {
+        std::thread::sleep(std::mem::take(&mut self.stall));
         Ok(records)
     }
 }
@@ -1102,6 +1109,7 @@ fn ringwriter(r: &Reporter, cfg: &Value) {
 impl Plugin for Hostile {
     fn init(&mut self, ctx: &Context) -> Result<(), PluginError> {
         let mut cfg = ctx.config.clone();
+        self.stall = Duration::from_millis(cfg["stall_ms"].as_u64().unwrap_or(0));
         let r = Reporter {
             pace: Duration::from_millis(cfg["pace_ms"].as_u64().unwrap_or(12)),
         };
@@ -1138,7 +1146,7 @@ impl Plugin for Hostile {
     fn register(&mut self, r: &mut Registry) -> Result<(), PluginError> {
         // A well-behaved processor on the data path (pass-through); `final: ringwriter` scribbles
         // over its ring at the same time.
-        r.processor("hostile", Passthrough)
+        r.processor("hostile", Passthrough { stall: self.stall })
     }
 
     fn capabilities(&self) -> Vec<String> {
@@ -1230,6 +1238,8 @@ fn main() {
             env!("CARGO_PKG_VERSION"),
             PluginType::Processor,
         ),
-        Hostile,
+        Hostile {
+            stall: Duration::ZERO,
+        },
     )
 }
