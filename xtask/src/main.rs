@@ -10,6 +10,7 @@
 mod bench;
 mod bench_plugin;
 mod deps;
+mod flatc;
 mod httpc;
 
 use std::path::{Path, PathBuf};
@@ -39,8 +40,15 @@ enum Cmd {
         #[arg(long)]
         build_only: bool,
     },
-    /// The full check CI runs: deps, fmt, clippy, build, cargo test --workspace.
+    /// The full check CI runs: deps, fmt, clippy, generated-code freshness, build, cargo test
+    /// --workspace.
     Test,
+    /// Regenerate the FlatBuffers code of the data path (`--check`: fail when it is stale).
+    Flatc {
+        /// Compare instead of writing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Build the release agent and run it in the foreground (as root): `srediag run ARGS…`.
     Run {
         /// Arguments for `srediag run` (none: the embedded default config).
@@ -85,6 +93,7 @@ fn main() {
             deps::Scope::All
         }),
         Cmd::Test => test(),
+        Cmd::Flatc { check } => flatc::flatc_cmd(check),
         Cmd::Run { args } => run(&args),
         Cmd::Bench {
             which: BenchCmd::Pipeline(a),
@@ -177,6 +186,7 @@ fn test() -> Result<()> {
                 "warnings",
             ]))
         })?;
+        step(&mut times, "flatc --check", || flatc::flatc_cmd(true))?;
         step(&mut times, "cargo build", || {
             run_cmd(cargo().args(["build", "--workspace", "--bins"]))
         })?;
