@@ -15,6 +15,16 @@ pub trait Processor: Send {
     /// Handles one batch and returns what to pass on (possibly empty). An error drops this
     /// batch's records: the agent counts them as failed and does not re-send them.
     fn process(&mut self, records: Records) -> Result<Records, PluginError>;
+
+    /// For processors that only drop items (filters, deduplication): one flag per item (log
+    /// record or metric data point, in order) saying whether it passes. When this returns
+    /// `Some`, `process` is not called and only the flags cross back to the agent, which applies
+    /// them to its own copy of the batch: the records are not encoded a second time. Default
+    /// `None`.
+    fn keep(&mut self, records: &Records) -> Option<Result<Vec<bool>, PluginError>> {
+        let _ = records;
+        None
+    }
 }
 
 /// Consumes records (`exporters: [plugin/<name>]`).

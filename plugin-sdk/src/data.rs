@@ -165,3 +165,53 @@ fn split_metrics(m: Metrics, max: usize) -> Vec<Metrics> {
     }
     out
 }
+
+impl Records {
+    /// Keeps the items (log records, or metric data points, in the order of [`Records::items`])
+    /// whose flag in `keep` is true; containers left empty are removed. `None` when `keep` does
+    /// not have exactly one flag per item.
+    pub fn retain_items(mut self, keep: &[bool]) -> Option<Records> {
+        if keep.len() as u64 != self.items() {
+            return None;
+        }
+        let mut i = 0usize;
+        let mut next = || {
+            i += 1;
+            keep[i - 1]
+        };
+        match &mut self {
+            Records::Logs(l) => {
+                for rl in &mut l.resource_logs {
+                    for sl in &mut rl.scope_logs {
+                        sl.log_records.retain(|_| next());
+                    }
+                    rl.scope_logs.retain(|s| !s.log_records.is_empty());
+                }
+                l.resource_logs.retain(|r| !r.scope_logs.is_empty());
+            }
+            Records::Metrics(m) => {
+                use metrics::metric::Data;
+                for rm in &mut m.resource_metrics {
+                    for sm in &mut rm.scope_metrics {
+                        for metric in &mut sm.metrics {
+                            match &mut metric.data {
+                                Some(Data::Gauge(g)) => g.data_points.retain(|_| next()),
+                                Some(Data::Sum(s)) => s.data_points.retain(|_| next()),
+                                Some(Data::Histogram(h)) => h.data_points.retain(|_| next()),
+                                Some(Data::ExponentialHistogram(h)) => {
+                                    h.data_points.retain(|_| next())
+                                }
+                                Some(Data::Summary(s)) => s.data_points.retain(|_| next()),
+                                None => {}
+                            }
+                        }
+                        sm.metrics.retain(|x| metric_points(x) > 0);
+                    }
+                    rm.scope_metrics.retain(|s| !s.metrics.is_empty());
+                }
+                m.resource_metrics.retain(|r| !r.scope_metrics.is_empty());
+            }
+        }
+        Some(self)
+    }
+}

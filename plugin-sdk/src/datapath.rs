@@ -119,10 +119,14 @@ impl Sender {
             .map_err(|e| PluginError(e.to_string()))?
             .to_vec();
         self.push(tag, &bytes, limit)?;
+        self.probe(seq, items);
+        Ok(())
+    }
+
+    fn probe(&self, seq: u64, items: u64) {
         if sampled(self.ring.probe_sampling(), seq) {
             srediag_probe_publish(self.ring_id, seq, items);
         }
-        Ok(())
     }
 }
 

@@ -82,6 +82,13 @@ enum BenchCmd {
         #[arg(long)]
         network: bool,
     },
+    /// B3 plugin tax: vectorhashprocessor's dedup in-process vs as a sandboxed plugin on the
+    /// shared-memory data path (as root).
+    Tax {
+        /// Arguments for the example (`--records N`, `--batch N`, `--rounds N`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
@@ -104,6 +111,9 @@ fn main() {
         Cmd::Bench {
             which: BenchCmd::Plugin { runs, network },
         } => bench_plugin::plugin(&root(), runs, network),
+        Cmd::Bench {
+            which: BenchCmd::Tax { args },
+        } => tax_bench(&args),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
@@ -225,6 +235,41 @@ fn run(args: &[String]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let err = cmd.exec();
     Err(err).with_context(|| format!("exec {}", bin.display()))
+}
+
+/// `cargo xtask bench tax`: builds the release agent (the sandbox helper), the plugin and the
+/// example, then runs the example.
+fn tax_bench(args: &[String]) -> Result<()> {
+    let root = root();
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "srediag",
+        "--bin",
+        "srediag",
+        "--example",
+        "plugin_tax",
+    ]))?;
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "srediag-vectorhashprocessor",
+        "--bins",
+    ]))?;
+    let st = Command::new(root.join("target/release/examples/plugin_tax"))
+        .arg(root.join("target/release/vectorhashprocessor"))
+        .args(args)
+        .env(
+            "SREDIAG_SANDBOX_HELPER",
+            root.join("target/release/srediag"),
+        )
+        .status()?;
+    if !st.success() {
+        bail!("plugin tax benchmark failed");
+    }
+    Ok(())
 }
 
 /// `cargo xtask bench ipc`: runs the ring benchmark example in release.

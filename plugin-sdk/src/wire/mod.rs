@@ -49,6 +49,10 @@ pub enum Tag {
     /// in one frame; a `Result` frame ends it. Parts already forwarded are duplicated if the plugin
     /// dies before the `Result` (the batch is re-sent), and counted as such.
     Partial = 5,
+    /// Plugin → agent: the answer to batch `seq` as one flag per item (payload: 8-byte LE seq,
+    /// 4-byte LE item count, then a bitmap, least significant bit first): the agent keeps the
+    /// flagged items of its own copy. It acknowledges `seq`.
+    Keep = 6,
 }
 
 impl Tag {
@@ -60,6 +64,7 @@ impl Tag {
             3 => Tag::Emit,
             4 => Tag::Fail,
             5 => Tag::Partial,
+            6 => Tag::Keep,
             _ => return None,
         })
     }
@@ -134,6 +139,42 @@ pub fn fail_payload(seq: u64, reason: &str) -> Vec<u8> {
     let mut p = seq.to_le_bytes().to_vec();
     p.extend_from_slice(&reason.as_bytes()[..reason.len().min(1024)]);
     p
+}
+
+/// The payload of a [`Tag::Keep`] frame.
+pub fn keep_payload(seq: u64, keep: &[bool]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + keep.len().div_ceil(8));
+    p.extend_from_slice(&seq.to_le_bytes());
+    p.extend_from_slice(&(keep.len() as u32).to_le_bytes());
+    for chunk in keep.chunks(8) {
+        p.push(
+            chunk
+                .iter()
+                .enumerate()
+                .fold(0u8, |b, (i, k)| b | (u8::from(*k) << i)),
+        );
+    }
+    p
+}
+
+/// Reads a [`Tag::Keep`] payload: the seq and the flags; the length must be exact.
+pub fn parse_keep_payload(p: &[u8]) -> Result<(u64, Vec<bool>), WireError> {
+    if p.len() < 12 {
+        return Err(WireError::Short(p.len()));
+    }
+    let seq = u64::from_le_bytes(p[..8].try_into().expect("8 bytes"));
+    let n = u32::from_le_bytes(p[8..12].try_into().expect("4 bytes")) as usize;
+    let bits = &p[12..];
+    if bits.len() != n.div_ceil(8) {
+        return Err(WireError::Invalid(format!(
+            "keep frame for {n} items carries {} bitmap bytes",
+            bits.len()
+        )));
+    }
+    Ok((
+        seq,
+        (0..n).map(|i| bits[i / 8] >> (i % 8) & 1 == 1).collect(),
+    ))
 }
 
 /// Reads the seq and reason of a [`Tag::Fail`] payload.

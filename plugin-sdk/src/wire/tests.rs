@@ -326,3 +326,21 @@ fn seq_payloads() {
     assert_eq!(parse_seq_payload(&p).unwrap(), (9, "boom".to_string()));
     assert!(parse_seq_payload(&[1, 2]).is_err());
 }
+
+#[test]
+fn keep_payloads_round_trip_and_reject_bad_lengths() {
+    let flags: Vec<bool> = (0..19).map(|i| i % 3 != 0).collect();
+    let p = keep_payload(77, &flags);
+    assert_eq!(parse_keep_payload(&p).unwrap(), (77, flags.clone()));
+    assert!(parse_keep_payload(&p[..p.len() - 1]).is_err());
+    let mut longer = p.clone();
+    longer.push(0);
+    assert!(parse_keep_payload(&longer).is_err());
+    assert!(parse_keep_payload(&[0; 5]).is_err());
+    // retain_items applies flags in item order and checks the count.
+    let l = Records::Logs(sample_logs(4));
+    let kept = l.clone().retain_items(&[true, false, false, true]).unwrap();
+    assert_eq!(kept.items(), 2);
+    assert!(l.clone().retain_items(&[true]).is_none());
+    assert_eq!(l.retain_items(&[false; 4]).unwrap().items(), 0);
+}

@@ -2,7 +2,7 @@
 
 use crate::hash;
 use serde::{Deserialize, Serialize};
-use srediag_plugin_sdk::data::{Records, metrics};
+use srediag_plugin_sdk::data::Records;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -98,66 +98,49 @@ impl Dedup {
         true
     }
 
-    /// Drops duplicates from `records`; containers left empty are removed.
-    pub fn filter(&mut self, records: Records) -> Records {
+    /// One flag per item of `records` (log records, or metric points, in order): true = new,
+    /// false = duplicate within the window.
+    pub fn verdicts(&mut self, records: &Records) -> Vec<bool> {
         let now = Instant::now();
         self.expire(now);
-        let out = match records {
-            Records::Logs(mut l) => {
-                for rl in &mut l.resource_logs {
-                    for sl in &mut rl.scope_logs {
+        let mut out = Vec::with_capacity(records.items() as usize);
+        match records {
+            Records::Logs(l) => {
+                for rl in &l.resource_logs {
+                    for sl in &rl.scope_logs {
                         let base = hash::context(&rl.resource, &sl.scope);
-                        let with_time = self.log_timestamps;
-                        sl.log_records
-                            .retain(|r| self.admit(hash::log_record(base, r, with_time), now));
-                    }
-                    rl.scope_logs.retain(|s| !s.log_records.is_empty());
-                }
-                l.resource_logs.retain(|r| !r.scope_logs.is_empty());
-                Records::Logs(l)
-            }
-            Records::Metrics(mut m) => {
-                for rm in &mut m.resource_metrics {
-                    for sm in &mut rm.scope_metrics {
-                        let base = hash::context(&rm.resource, &sm.scope);
-                        for metric in &mut sm.metrics {
-                            self.filter_points(base, metric, now);
+                        for r in &sl.log_records {
+                            let h = hash::log_record(base, r, self.log_timestamps);
+                            out.push(self.admit(h, now));
                         }
-                        sm.metrics
-                            .retain(|x| srediag_plugin_sdk::data::metric_points(x) > 0);
                     }
-                    rm.scope_metrics.retain(|s| !s.metrics.is_empty());
                 }
-                m.resource_metrics.retain(|r| !r.scope_metrics.is_empty());
-                Records::Metrics(m)
             }
-        };
+            Records::Metrics(m) => {
+                for rm in &m.resource_metrics {
+                    for sm in &rm.scope_metrics {
+                        let base = hash::context(&rm.resource, &sm.scope);
+                        for metric in &sm.metrics {
+                            for i in 0..srediag_plugin_sdk::data::metric_points(metric) {
+                                let keep = hash::metric_point(base, metric, i)
+                                    .is_none_or(|h| self.admit(h, now));
+                                out.push(keep);
+                            }
+                        }
+                    }
+                }
+            }
+        }
         self.local.entries = self.seen.len() as u64;
         *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.local;
         out
     }
 
-    fn filter_points(&mut self, base: u64, m: &mut metrics::Metric, now: Instant) {
-        use metrics::metric::Data;
-        let n = srediag_plugin_sdk::data::metric_points(m);
-        let keep: Vec<bool> = (0..n)
-            .map(|i| hash::metric_point(base, m, i).is_none_or(|h| self.admit(h, now)))
-            .collect();
-        fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
-            let mut i = 0;
-            v.retain(|_| {
-                i += 1;
-                keep[i - 1]
-            });
-        }
-        match &mut m.data {
-            Some(Data::Gauge(g)) => retain(&mut g.data_points, &keep),
-            Some(Data::Sum(s)) => retain(&mut s.data_points, &keep),
-            Some(Data::Histogram(h)) => retain(&mut h.data_points, &keep),
-            Some(Data::ExponentialHistogram(h)) => retain(&mut h.data_points, &keep),
-            Some(Data::Summary(s)) => retain(&mut s.data_points, &keep),
-            None => {}
-        }
+    /// Drops duplicates from `records`; containers left empty are removed.
+    pub fn filter(&mut self, records: Records) -> Records {
+        let flags = self.verdicts(&records);
+        let empty = records.empty_like();
+        records.retain_items(&flags).unwrap_or(empty)
     }
 }
 

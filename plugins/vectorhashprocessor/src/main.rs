@@ -2,15 +2,12 @@
 //! §1.2, §5), under a bounded memory budget. Capabilities: `processor/vectorhash`,
 //! `diag/dedup-stats`.
 
-mod dedup;
-mod hash;
-
-use dedup::{Dedup, Settings, Stats};
 use srediag_plugin_sdk::component::{Diagnostics, Output, Verb};
 use srediag_plugin_sdk::data::Records;
 use srediag_plugin_sdk::{
     Context, Plugin, PluginError, PluginInfo, PluginType, Processor, Registry,
 };
+use srediag_vectorhashprocessor::dedup::{Dedup, Settings, Stats};
 use std::sync::{Arc, Mutex};
 
 struct VectorHash {
@@ -23,6 +20,11 @@ struct Proc(Dedup);
 impl Processor for Proc {
     fn process(&mut self, records: Records) -> Result<Records, PluginError> {
         Ok(self.0.filter(records))
+    }
+
+    /// Deduplication only drops records: answer with flags, not a re-encoded batch.
+    fn keep(&mut self, records: &Records) -> Option<Result<Vec<bool>, PluginError>> {
+        Some(Ok(self.0.verdicts(records)))
     }
 }
 

@@ -179,6 +179,16 @@ fn read_loop(
                     }
                     Err(e) => link.violation(1, &format!("undecodable answer: {e}")),
                 },
+                Some(Tag::Keep) => match wire::parse_keep_payload(f.payload) {
+                    Ok((seq, flags)) => {
+                        counter.inc();
+                        if sampled(link.probe_sampling(), seq) {
+                            srediag_probe_consume(ring_id, seq, flags.len() as u64);
+                        }
+                        link.keep(seq, &flags);
+                    }
+                    Err(e) => link.violation(1, &format!("bad keep frame: {e}")),
+                },
                 Some(Tag::Fail) => match wire::parse_seq_payload(f.payload) {
                     Ok((seq, reason)) => {
                         counter.inc();

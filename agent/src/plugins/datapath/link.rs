@@ -324,6 +324,46 @@ impl Link {
         }
     }
 
+    /// The plugin answered `seq` with one flag per item: forward the flagged items of our copy.
+    /// A wrong number of flags is a violation (the batch stays in flight).
+    pub(super) fn keep(&self, seq: u64, flags: &[bool]) {
+        let entry = {
+            let mut g = self.lock();
+            match g.in_flight.get(&seq) {
+                Some(f) if f.records.items() == flags.len() as u64 && f.forwarded == 0 => {
+                    let e = g.in_flight.remove(&seq);
+                    self.metrics
+                        .in_flight
+                        .with_label_values(&[&self.name])
+                        .set(g.in_flight.len() as i64);
+                    e
+                }
+                Some(_) => None,
+                None => {
+                    drop(g);
+                    self.violation(
+                        1,
+                        &format!("keep flags for batch {seq}, which is not in flight"),
+                    );
+                    return;
+                }
+            }
+        };
+        let Some(f) = entry else {
+            self.violation(
+                1,
+                &format!("keep flags for batch {seq} do not match its items"),
+            );
+            return;
+        };
+        let records = Arc::try_unwrap(f.records).unwrap_or_else(|a| (*a).clone());
+        if let Some(kept) = records.retain_items(flags)
+            && kept.items() > 0
+        {
+            let _ = self.out_tx.send(Output::Records(kept));
+        }
+    }
+
     /// The plugin refused batch `seq`: its records are dropped and counted.
     pub(super) fn failed(&self, seq: u64, reason: &str) {
         let f = self.lock().in_flight.remove(&seq);
