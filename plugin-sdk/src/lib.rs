@@ -25,6 +25,8 @@
 pub mod control;
 pub mod ring;
 mod runtime;
+mod sigsys;
 
 pub use control::{AgentMsg, PROTOCOL_VERSION, PluginMsg, PluginType};
 pub use runtime::{Context, Plugin, PluginError, PluginInfo, Registry, run};
+pub use sigsys::{SigsysError, install_seccomp_errno_handler};

@@ -425,7 +425,7 @@ fn loads_and_attaches_every_observer() {
     assert_eq!(cpu.attach, vec!["tp_btf sched_switch"]);
     let mem = obs.map_memory();
     println!("map memory: {mem:?}");
-    assert_eq!(mem.len(), 8, "every map reports its memory: {mem:?}");
+    assert_eq!(mem.len(), 10, "every map reports its memory: {mem:?}");
     assert!(mem.iter().all(|(_, b)| *b > 0));
     drop(obs);
 
@@ -731,14 +731,14 @@ fn nothing_is_left_after_drop() {
     let _g = rt.enter();
     let obs = load(Options::default());
     let ids = obs.program_ids();
-    assert_eq!(ids.len(), 4, "one program per hook: {ids:?}");
+    assert_eq!(ids.len(), 6, "one program per hook: {ids:?}");
     let progs = srediag_objects("prog");
     assert!(
         ids.iter()
             .all(|id| progs.iter().any(|(p, _)| *p == u64::from(*id))),
         "{progs:?}"
     );
-    assert!(srediag_objects("map").len() >= 8);
+    assert!(srediag_objects("map").len() >= 10);
     drop(obs);
     // Programs go at once; maps once the programs' RCU grace period has passed.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -111,6 +111,13 @@ impl Inner {
         }
         let n = raw.len();
         for ev in raw {
+            if ev.kind == abi::EVENT_OOM {
+                tracing::warn!(
+                    plugin = %self.plugin_name(ev.plugin_id), pid = ev.tgid, comm = %ev.comm(),
+                    "OOM killer chose a plugin process"
+                );
+                continue;
+            }
             let Some(v) = self.violation(&ev) else {
                 continue;
             };

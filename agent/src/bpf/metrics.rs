@@ -4,6 +4,8 @@
 //! - `srediag_bpf_observer_up{observer}`: 1 when the observer's programs are attached;
 //! - `srediag_bpf_map_memory_bytes{map}`: kernel memory of each map (fdinfo `memlock`);
 //! - `srediag_bpf_plugin_cpu_seconds_total{plugin}`: on-CPU time from `sched_switch`;
+//! - `srediag_bpf_plugin_rss_bytes{plugin}`: resident memory from `rss_stat`;
+//! - `srediag_bpf_plugin_oom_kills_total{plugin}`: OOM-killer victims from `mark_victim`;
 //! - `srediag_plugin_seccomp_violations_total{plugin,syscall,action}`;
 //! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record.
 
@@ -21,6 +23,8 @@ pub(super) struct BpfCollector {
     up: IntGaugeVec,
     memory: IntGaugeVec,
     cpu: CounterVec,
+    rss: IntGaugeVec,
+    ooms: IntCounterVec,
     violations: IntCounterVec,
     dropped: IntCounterVec,
 }
@@ -41,8 +45,18 @@ impl BpfCollector {
                 &["plugin"],
             )
             .expect("static metric"),
+            rss: IntGaugeVec::new(
+                o("srediag_bpf_plugin_rss_bytes", "Resident memory (file + anon + shmem pages, as VmRSS) of the plugin's processes, from the kernel's rss_stat tracepoint. The memory cgroup's charge is srediag_plugin_memory_bytes."),
+                &["plugin"],
+            )
+            .expect("static metric"),
+            ooms: IntCounterVec::new(
+                o("srediag_bpf_plugin_oom_kills_total", "Plugin processes chosen by the OOM killer (global or memory cgroup), from the kernel's oom/mark_victim tracepoint."),
+                &["plugin"],
+            )
+            .expect("static metric"),
             violations: IntCounterVec::new(
-                o("srediag_plugin_seccomp_violations_total", "Syscalls the plugin's seccomp profile refused, seen from the kernel (trap and kill actions)."),
+                o("srediag_plugin_seccomp_violations_total", "Syscalls the plugin's seccomp profile refused, seen from the kernel (errno, trap and kill actions)."),
                 &["plugin", "syscall", "action"],
             )
             .expect("static metric"),
@@ -76,6 +90,17 @@ impl BpfCollector {
                 }
             }
         }
+        for (id, name) in inner.plugins() {
+            if let Some(b) = inner.rss_bytes(id) {
+                self.rss.with_label_values(&[&name]).set(b as i64);
+            }
+            if let Some(n) = inner.oom_kills(id) {
+                let c = self.ooms.with_label_values(&[&name]);
+                if n > c.get() {
+                    c.inc_by(n - c.get());
+                }
+            }
+        }
         let mut by_labels: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
         for v in inner.violations() {
             *by_labels
@@ -104,6 +129,8 @@ impl Collector for BpfCollector {
         let mut d = self.up.desc();
         d.extend(self.memory.desc());
         d.extend(self.cpu.desc());
+        d.extend(self.rss.desc());
+        d.extend(self.ooms.desc());
         d.extend(self.violations.desc());
         d.extend(self.dropped.desc());
         d
@@ -114,6 +141,8 @@ impl Collector for BpfCollector {
         let mut m = self.up.collect();
         m.extend(self.memory.collect());
         m.extend(self.cpu.collect());
+        m.extend(self.rss.collect());
+        m.extend(self.ooms.collect());
         m.extend(self.violations.collect());
         m.extend(self.dropped.collect());
         m

@@ -10,6 +10,7 @@
 //! |--------------------|----------------------------------------------|--------------------------------|
 //! | `process_tracking` | `sched_process_fork`, `sched_process_exit`   | `srediag_pids` (tgid → plugin) |
 //! | `cpu`              | `sched_switch`                               | `srediag_cpu`, `srediag_cpust`, `srediag_thr` |
+//! | `memory`           | `rss_stat`, `mark_victim`                    | `srediag_mem`, `srediag_ooms`  |
 //! | `seccomp`          | `signal_generate`, `sched_process_exit`      | `srediag_viol`, `srediag_sigsys` |
 //! | `events`           | (userspace reader of the ring buffer)        | `srediag_events`               |
 //!
@@ -22,6 +23,7 @@
 pub mod abi;
 mod cpu;
 mod events;
+mod memory;
 mod metrics;
 mod object;
 mod seccomp;
@@ -41,10 +43,10 @@ use tokio::sync::broadcast;
 pub use events::Violation;
 pub use seccomp::{Action, ViolationCount};
 
-use abi::{CpuState, ViolationKey};
+use abi::{CpuState, Rss, ViolationKey};
 
 /// The observers, in display order (`observer` label values).
-pub const OBSERVERS: [&str; 4] = ["process_tracking", "cpu", "seccomp", "events"];
+pub const OBSERVERS: [&str; 5] = ["process_tracking", "cpu", "memory", "seccomp", "events"];
 
 /// Whether one observer runs, how, and why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,6 +112,8 @@ struct Loaded {
     cpu: PerCpuArray<MapData, u64>,
     cpust: PerCpuArray<MapData, CpuState>,
     viol: PerCpuHashMap<MapData, ViolationKey, u64>,
+    mem: HashMap<MapData, u32, Rss>,
+    ooms: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     program_ids: Vec<u32>,
@@ -148,6 +152,15 @@ impl Inner {
 
     fn cpu_time(&self, plugin_id: u32) -> Option<Duration> {
         self.with(|l| cpu::time(&l.cpu, &l.cpust, plugin_id).ok())
+            .flatten()
+    }
+
+    fn rss_bytes(&self, plugin_id: u32) -> Option<u64> {
+        self.with(|l| memory::rss_bytes(&l.mem, plugin_id))
+    }
+
+    fn oom_kills(&self, plugin_id: u32) -> Option<u64> {
+        self.with(|l| memory::oom_kills(&l.ooms, plugin_id).ok())
             .flatten()
     }
 
@@ -298,6 +311,8 @@ impl Observers {
         let exit = object::attach(&mut ebpf, &btf, object::EXIT, raw);
         let switch = object::attach(&mut ebpf, &btf, object::SWITCH, raw);
         let signal = object::attach(&mut ebpf, &btf, object::SIGNAL, raw);
+        let rss = object::attach(&mut ebpf, &btf, object::RSS, raw);
+        let oom = object::attach(&mut ebpf, &btf, object::OOM, raw);
         drop(btf);
 
         let attached = |r: &[&Result<String, String>]| -> Vec<String> {
@@ -326,13 +341,24 @@ impl Observers {
                 }),
             },
             ObserverStatus {
+                name: "memory",
+                up: rss.is_ok() || oom.is_ok(),
+                attach: attached(&[&rss, &oom]),
+                reason: match (&rss, &oom) {
+                    (Err(r), Err(o)) => Some(format!("{r}; {o}")),
+                    (Err(r), Ok(_)) => Some(format!("up, but no RSS per plugin: {r}")),
+                    (Ok(_), Err(o)) => Some(format!("up, but OOM kills are not counted: {o}")),
+                    (Ok(_), Ok(_)) => None,
+                },
+            },
+            ObserverStatus {
                 name: "seccomp",
                 up: signal.is_ok(),
                 attach: attached(&[&signal, &exit]),
                 reason: match (&signal, &exit) {
                     (Err(e), _) => Some(format!("{e} (trap and kill violations are not counted)")),
                     (Ok(_), Err(_)) => Some("up, but kill_thread violations of multi-threaded plugins are not counted (no sched_process_exit hook)".into()),
-                    (Ok(_), Ok(_)) => Some("errno-action violations are invisible to the kernel hooks used (no signal, no sys_enter): see docs".into()),
+                    (Ok(_), Ok(_)) => Some("errno violations are counted when compiled as trap+errno (the default for plugins); kernel_errno ones are invisible (no signal, no sys_enter)".into()),
                 },
             },
         ];
@@ -348,6 +374,8 @@ impl Observers {
             cpu: take_map!(ebpf, "srediag_cpu")?,
             cpust: take_map!(ebpf, "srediag_cpust")?,
             viol: take_map!(ebpf, "srediag_viol")?,
+            mem: take_map!(ebpf, "srediag_mem")?,
+            ooms: take_map!(ebpf, "srediag_ooms")?,
             stats: take_map!(ebpf, "srediag_stats")?,
             ring: ring.ok(),
             program_ids,
@@ -363,6 +391,8 @@ impl Observers {
             ("srediag_cpu", memlock(l.cpu.map().fd().as_fd())),
             ("srediag_cpust", memlock(l.cpust.map().fd().as_fd())),
             ("srediag_viol", memlock(l.viol.map().fd().as_fd())),
+            ("srediag_mem", memlock(l.mem.map().fd().as_fd())),
+            ("srediag_ooms", memlock(l.ooms.map().fd().as_fd())),
             ("srediag_stats", memlock(l.stats.map().fd().as_fd())),
         ];
         if let Some(r) = &l.ring {
@@ -441,17 +471,26 @@ impl Observers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(plugin_id, name.to_owned());
-        self.loaded(|l| tracking::insert(&mut l.pids, plugin_id, pids))?
-            .map_err(|source| BpfError::Map {
-                map: "srediag_pids",
-                source,
-            })
+        self.loaded(|l| {
+            let r = tracking::insert(&mut l.pids, plugin_id, pids);
+            if r.is_ok() {
+                memory::seed(&mut l.mem, plugin_id, pids);
+            }
+            r
+        })?
+        .map_err(|source| BpfError::Map {
+            map: "srediag_pids",
+            source,
+        })
     }
 
     /// Stops tracking every process of `plugin_id` (normally they are gone already: the kernel
     /// removes exiting processes). Its counters and name stay. Returns how many were removed.
     pub fn unregister(&self, plugin_id: u32) -> Result<usize, BpfError> {
-        self.loaded(|l| tracking::remove_plugin(&mut l.pids, plugin_id))
+        self.loaded(|l| {
+            memory::remove_plugin(&mut l.mem, plugin_id);
+            tracking::remove_plugin(&mut l.pids, plugin_id)
+        })
     }
 
     /// The host pids tracked for `plugin_id`, sorted.
@@ -464,6 +503,16 @@ impl Observers {
     /// On-CPU time of `plugin_id` since the observers loaded (including slices still running).
     pub fn cpu_time(&self, plugin_id: u32) -> Option<Duration> {
         self.inner.cpu_time(plugin_id)
+    }
+
+    /// Resident memory of `plugin_id`'s processes (bytes), from the kernel's RSS counters.
+    pub fn rss_bytes(&self, plugin_id: u32) -> Option<u64> {
+        self.inner.rss_bytes(plugin_id)
+    }
+
+    /// OOM kills of `plugin_id`'s processes since the observers loaded.
+    pub fn oom_kills(&self, plugin_id: u32) -> Option<u64> {
+        self.inner.oom_kills(plugin_id)
     }
 
     /// Every violation counter, summed over CPUs.
