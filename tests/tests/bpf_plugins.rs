@@ -138,3 +138,99 @@ fn errno_violations_are_counted_exactly_and_the_plugin_lives() {
     assert_eq!(st["pid"], pid, "the plugin was not restarted: {st}");
     assert_eq!(st["restarts"], Value::from(0), "{st}");
 }
+
+/// `VmRSS` of `pid` in bytes.
+fn vm_rss(pid: u64) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn ppid(pid: u64) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn rss_per_plugin_matches_procfs() {
+    if !bpf_privileged("rss_per_plugin_matches_procfs") {
+        return;
+    }
+    let _s = serial();
+    let mib = 64 + random_n();
+    let r = start(
+        &test_plugin("tp-grow", &format!("{{mode: grow, mib: {mib}}}"), ""),
+        &["tp-grow"],
+    );
+    wait_log(&r.agent, "tp-grow", "grown", Duration::from_secs(10));
+    let pid = plugin_status(&r.admin, "tp-grow")["pid"]
+        .as_u64()
+        .expect("pid");
+    // The plugin and its sandbox helper (its parent) are the plugin's processes.
+    let helper = ppid(pid);
+    std::thread::sleep(Duration::from_millis(200));
+    let bpf = r
+        .agent
+        .metric("srediag_bpf_plugin_rss_bytes", &[("plugin", "tp-grow")])
+        .expect("srediag_bpf_plugin_rss_bytes{plugin=tp-grow}");
+    let procfs = (vm_rss(pid) + vm_rss(helper)) as f64;
+    let err = (bpf - procfs).abs() / procfs;
+    println!(
+        "RSS of tp-grow ({mib} MiB touched): bpf {:.2} MiB, procfs VmRSS (plugin + helper) {:.2} MiB, error {:.2}%",
+        bpf / 1048576.0,
+        procfs / 1048576.0,
+        err * 100.0
+    );
+    assert!(procfs > (mib << 20) as f64, "the plugin did grow: {procfs}");
+    assert!(err <= 0.05, "bpf {bpf} vs procfs {procfs}");
+}
+
+#[test]
+fn oom_kill_of_a_plugin_is_counted_once() {
+    if !bpf_privileged("oom_kill_of_a_plugin_is_counted_once") {
+        return;
+    }
+    let _s = serial();
+    let r = start(
+        &test_plugin(
+            "tp-oom",
+            "{mode: oom, after_ms: 300}",
+            "    limits: {memory_max: 64MiB}\n    restart: {quarantine_after: 1}\n",
+        ),
+        &["tp-oom"],
+    );
+    let before = r.agent.counter(
+        "srediag_bpf_plugin_oom_kills_total",
+        &[("plugin", "tp-oom")],
+    );
+    assert_eq!(before, 0.0);
+    wait_state(
+        &r.admin,
+        "tp-oom",
+        &["quarantined"],
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let bpf = r.agent.counter(
+        "srediag_bpf_plugin_oom_kills_total",
+        &[("plugin", "tp-oom")],
+    );
+    let cgroup = r
+        .agent
+        .counter("srediag_plugin_oom_kills_total", &[("name", "tp-oom")]);
+    println!("OOM kills of tp-oom: bpf {bpf}, cgroup oom_kill counter {cgroup}");
+    assert_eq!(bpf, 1.0, "{}", r.agent.metrics_text());
+    assert_eq!(cgroup, 1.0);
+    let log = r.agent.stderr();
+    assert_eq!(
+        log_lines(&log, "tp-oom", "OOM killer chose a plugin process").len(),
+        1,
+        "{log}"
+    );
+}
