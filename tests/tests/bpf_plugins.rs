@@ -234,3 +234,231 @@ fn oom_kill_of_a_plugin_is_counted_once() {
         "{log}"
     );
 }
+
+fn srediag_json(args: &[&str]) -> Value {
+    let out = srediag(args, Duration::from_secs(30));
+    out.assert_no_panic();
+    assert_eq!(
+        out.code(),
+        0,
+        "srediag {args:?}: {}\n{}",
+        out.stderr,
+        out.stdout
+    );
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("srediag {args:?} -o json: {e}\n{}", out.stdout))
+}
+
+/// The CLI surfaces against a running agent: `diagnose seccomp --follow` streams exactly the
+/// violations a plugin makes, `plugin list` and `top` show the kernel's per-plugin numbers,
+/// `probe` lists the agent's observers, `diagnose bpf-stats` turns run-time accounting on.
+#[test]
+fn cli_surfaces_show_what_the_kernel_saw() {
+    use std::io::BufRead;
+    if !bpf_privileged("cli_surfaces_show_what_the_kernel_saw") {
+        return;
+    }
+    let _s = serial();
+    let n = random_n();
+    let r = start(
+        &format!(
+            "{}{}",
+            test_plugin(
+                "tp-cli",
+                &format!("{{mode: violate, count: {n}, after_ms: 2000}}"),
+                "",
+            ),
+            test_plugin("tp-spin", "{mode: spin}", "    limits: {cpu_max: 0.5}\n"),
+        ),
+        &["tp-cli", "tp-spin"],
+    );
+    let sock = r.admin.display().to_string();
+
+    // Follow before the violations happen (the plugin waits 2 s).
+    let mut follow = std::process::Command::new(agent_bin())
+        .args([
+            "diagnose", "seccomp", "--follow", "-o", "json", "--socket", &sock,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while events.len() < n as usize && std::time::Instant::now() < deadline {
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(100)) {
+            events.push(v);
+        }
+    }
+    // Nothing more arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(v) = rx.try_recv() {
+        events.push(v);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    println!(
+        "diagnose seccomp --follow: {} events for {n} violations",
+        events.len()
+    );
+    assert_eq!(events.len(), n as usize, "{events:?}");
+    let pid = plugin_status(&r.admin, "tp-cli")["pid"].clone();
+    for e in &events {
+        assert_eq!(e["plugin"], "tp-cli", "{e}");
+        assert_eq!(e["syscall"], "mkdir", "{e}");
+        assert_eq!(e["action"], "errno", "{e}");
+        assert_eq!(e["pid"], pid, "{e}");
+        assert!(e["time"].as_f64().unwrap_or(0.0) > 1.7e9, "{e}");
+    }
+    // Without --follow: the recent ones.
+    let recent = srediag_json(&["diagnose", "seccomp", "-o", "json", "--socket", &sock]);
+    assert_eq!(
+        recent.as_array().map(Vec::len),
+        Some(n as usize),
+        "{recent}"
+    );
+
+    // plugin list: kernel numbers per plugin.
+    let list = plugin_list(&r.admin);
+    let cli = list.iter().find(|p| p["name"] == "tp-cli").unwrap();
+    assert_eq!(cli["kernel"]["violations"], Value::from(n), "{cli}");
+    assert!(
+        cli["kernel"]["rss_bytes"].as_u64().unwrap_or(0) > 1 << 20,
+        "{cli}"
+    );
+    let spin = list.iter().find(|p| p["name"] == "tp-spin").unwrap();
+    assert!(
+        spin["kernel"]["cpu_seconds"].as_f64().unwrap_or(0.0) > 0.1,
+        "{spin}"
+    );
+    let table = srediag(
+        &["plugin", "list", "--socket", &sock],
+        Duration::from_secs(10),
+    );
+    assert!(
+        table.stdout.contains("KCPU") && table.stdout.contains("VIOL"),
+        "{}",
+        table.stdout
+    );
+
+    // top: two refreshes, CPU% of the spinner near its 50% cap.
+    let out = srediag(
+        &[
+            "top",
+            "-n",
+            "2",
+            "--interval",
+            "1",
+            "-o",
+            "json",
+            "--socket",
+            &sock,
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let last: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    let rows = last["plugins"].as_array().unwrap();
+    let spin = rows.iter().find(|p| p["plugin"] == "tp-spin").unwrap();
+    let pct = spin["cpu_percent"]
+        .as_f64()
+        .expect("cpu_percent on the 2nd refresh");
+    println!("top: tp-spin at {pct:.1}% (cpu.max 0.5)");
+    assert!((30.0..=60.0).contains(&pct), "{spin}");
+    assert!(spin["ipc_p50_seconds"].is_null());
+    let cli_row = rows.iter().find(|p| p["plugin"] == "tp-cli").unwrap();
+    assert_eq!(cli_row["violations"], Value::from(n));
+    let table = srediag(
+        &["top", "-n", "1", "--socket", &sock],
+        Duration::from_secs(10),
+    );
+    assert!(
+        table.stdout.contains("IPC_P99") && table.stdout.contains("tp-spin"),
+        "{}",
+        table.stdout
+    );
+
+    // probe: the agent's observers.
+    let probe = srediag_json(&["probe", "-o", "json", "--socket", &sock]);
+    assert_eq!(probe["observers"]["source"], "agent", "{probe}");
+    let obs = probe["observers"]["list"].as_array().unwrap();
+    let names: Vec<&str> = obs.iter().filter_map(|o| o["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["process_tracking", "cpu", "memory", "seccomp", "events"]
+    );
+    assert!(obs.iter().all(|o| o["up"] == true), "{obs:?}");
+    assert!(
+        obs.iter().any(|o| o["attach"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("tp_btf sched_switch"))),
+        "{obs:?}"
+    );
+
+    // bpf-stats: off by default, on for the window asked, then off again.
+    assert_eq!(r.agent.metric("srediag_bpf_stats_enabled", &[]), Some(0.0));
+    let st = srediag_json(&[
+        "diagnose",
+        "bpf-stats",
+        "--seconds",
+        "1",
+        "--wait",
+        "-o",
+        "json",
+        "--socket",
+        &sock,
+    ]);
+    let progs = st["programs"].as_array().unwrap();
+    let switch = progs
+        .iter()
+        .find(|p| p["program"] == "srediag_switch")
+        .unwrap_or_else(|| panic!("{st}"));
+    println!("bpf-stats: {switch}");
+    assert!(switch["runs"].as_u64().unwrap_or(0) > 0, "{st}");
+    assert!(switch["run_seconds"].as_f64().unwrap_or(0.0) > 0.0, "{st}");
+    assert_eq!(st["stats_enabled"], false, "{st}");
+    assert_eq!(r.agent.metric("srediag_bpf_stats_enabled", &[]), Some(0.0));
+    let run = r
+        .agent
+        .metric(
+            "srediag_bpf_program_run_seconds_total",
+            &[("program", "srediag_switch")],
+        )
+        .expect("srediag_bpf_program_run_seconds_total{program=srediag_switch}");
+    assert!(run > 0.0);
+    // Off: the kernel's counters stop.
+    let runs_then = switch["runs"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let again = srediag_json(&[
+        "diagnose",
+        "bpf-stats",
+        "--seconds",
+        "0",
+        "-o",
+        "json",
+        "--socket",
+        &sock,
+    ]);
+    let runs_now = again["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["program"] == "srediag_switch")
+        .unwrap()["runs"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(runs_now, runs_then, "run counts grew with stats off");
+}

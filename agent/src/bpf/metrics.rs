@@ -7,7 +7,10 @@
 //! - `srediag_bpf_plugin_rss_bytes{plugin}`: resident memory from `rss_stat`;
 //! - `srediag_bpf_plugin_oom_kills_total{plugin}`: OOM-killer victims from `mark_victim`;
 //! - `srediag_plugin_seccomp_violations_total{plugin,syscall,action}`;
-//! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record.
+//! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record;
+//! - `srediag_bpf_program_run_seconds_total{program}`, `srediag_bpf_program_runs_total{program}`:
+//!   the kernel's run-time accounting, which grows only while `BPF_ENABLE_STATS` is held (on
+//!   demand, see `stats.rs`); `srediag_bpf_stats_enabled` says whether it is now.
 
 use std::collections::BTreeMap;
 use std::sync::Weak;
@@ -27,6 +30,9 @@ pub(super) struct BpfCollector {
     ooms: IntCounterVec,
     violations: IntCounterVec,
     dropped: IntCounterVec,
+    run_seconds: CounterVec,
+    runs: IntCounterVec,
+    stats_on: prometheus::IntGauge,
 }
 
 impl BpfCollector {
@@ -60,6 +66,17 @@ impl BpfCollector {
                 &["plugin", "syscall", "action"],
             )
             .expect("static metric"),
+            run_seconds: CounterVec::new(
+                o("srediag_bpf_program_run_seconds_total", "Time srediag's BPF programs ran, accounted by the kernel only while run-time statistics are on (srediag diagnose bpf-stats)."),
+                &["program"],
+            )
+            .expect("static metric"),
+            runs: IntCounterVec::new(
+                o("srediag_bpf_program_runs_total", "Runs of srediag's BPF programs, counted by the kernel only while run-time statistics are on."),
+                &["program"],
+            )
+            .expect("static metric"),
+            stats_on: prometheus::IntGauge::new("srediag_bpf_stats_enabled", "1 while the kernel's BPF run-time statistics (BPF_ENABLE_STATS, ~35-55 ns per program run) are on at srediag's request.").expect("static metric"),
             dropped: IntCounterVec::new(
                 o("srediag_bpf_dropped_total", "Records the BPF programs could not keep: pids_map_full (a fork not followed), ring_buffer_full (an event lost; its counter kept), violation_map_full (a violation not counted)."),
                 &["reason"],
@@ -115,6 +132,18 @@ impl BpfCollector {
                 c.inc_by(n - c.get());
             }
         }
+        self.stats_on.set(i64::from(inner.stats_on()));
+        for p in inner.program_stats() {
+            let c = self.run_seconds.with_label_values(&[&p.program]);
+            let delta = p.run_seconds - c.get();
+            if delta > 0.0 {
+                c.inc_by(delta);
+            }
+            let c = self.runs.with_label_values(&[&p.program]);
+            if p.runs > c.get() {
+                c.inc_by(p.runs - c.get());
+            }
+        }
         for (reason, n) in inner.dropped() {
             let c = self.dropped.with_label_values(&[reason]);
             if n > c.get() {
@@ -133,6 +162,9 @@ impl Collector for BpfCollector {
         d.extend(self.ooms.desc());
         d.extend(self.violations.desc());
         d.extend(self.dropped.desc());
+        d.extend(self.run_seconds.desc());
+        d.extend(self.runs.desc());
+        d.extend(self.stats_on.desc());
         d
     }
 
@@ -145,6 +177,9 @@ impl Collector for BpfCollector {
         m.extend(self.ooms.collect());
         m.extend(self.violations.collect());
         m.extend(self.dropped.collect());
+        m.extend(self.run_seconds.collect());
+        m.extend(self.runs.collect());
+        m.extend(self.stats_on.collect());
         m
     }
 }

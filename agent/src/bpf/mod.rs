@@ -27,6 +27,7 @@ mod memory;
 mod metrics;
 mod object;
 mod seccomp;
+mod stats;
 mod tracking;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,7 @@ use tokio::sync::broadcast;
 
 pub use events::Violation;
 pub use seccomp::{Action, ViolationCount};
+pub use stats::{MAX_WINDOW as STATS_MAX_WINDOW, ProgramStats};
 
 use abi::{CpuState, Rss, ViolationKey};
 
@@ -93,6 +95,12 @@ pub enum BpfError {
         /// How many ids exist.
         max: u32,
     },
+    /// BPF_ENABLE_STATS failed.
+    #[error("cannot enable BPF run-time statistics: {reason}")]
+    Stats {
+        /// Why.
+        reason: String,
+    },
     /// A map operation failed.
     #[error("bpf map {map}: {source}")]
     Map {
@@ -103,6 +111,24 @@ pub enum BpfError {
         source: aya::maps::MapError,
     },
 }
+
+/// What the kernel saw of one plugin (for `srediag plugin list` and `srediag top`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct PluginKernelStats {
+    /// On-CPU seconds (`sched_switch`).
+    pub cpu_seconds: Option<f64>,
+    /// Resident bytes (`rss_stat`).
+    pub rss_bytes: Option<u64>,
+    /// Seccomp violations, every syscall and action.
+    pub violations: u64,
+    /// OOM-killer victims (`mark_victim`).
+    pub oom_kills: Option<u64>,
+    /// Host pids tracked now.
+    pub pids: Vec<u32>,
+}
+
+/// How many recent violation events the agent keeps for `srediag diagnose seccomp`.
+pub const RECENT_EVENTS: usize = 256;
 
 /// Everything that exists only when the object loaded.
 struct Loaded {
@@ -129,6 +155,8 @@ struct Inner {
     syscalls: seccomp::Names,
     events: broadcast::Sender<Violation>,
     received: AtomicU64,
+    stats: Mutex<stats::Window>,
+    recent: Mutex<std::collections::VecDeque<Violation>>,
 }
 
 impl Inner {
@@ -162,6 +190,18 @@ impl Inner {
     fn oom_kills(&self, plugin_id: u32) -> Option<u64> {
         self.with(|l| memory::oom_kills(&l.ooms, plugin_id).ok())
             .flatten()
+    }
+
+    fn program_stats(&self) -> Vec<ProgramStats> {
+        self.with(|l| stats::programs(&l._ebpf)).unwrap_or_default()
+    }
+
+    /// Whether BPF_ENABLE_STATS is held now (closing it first when its window has passed).
+    fn stats_on(&self) -> bool {
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expire()
     }
 
     fn violations(&self) -> Vec<ViolationCount> {
@@ -249,6 +289,8 @@ impl Observers {
             syscalls: seccomp::Names::default(),
             events: sender,
             received: AtomicU64::new(0),
+            stats: Mutex::new(stats::Window::default()),
+            recent: Mutex::new(std::collections::VecDeque::new()),
         };
         let (loaded, mut statuses) = match Self::load_object(opts) {
             Ok((loaded, statuses)) => (Some(loaded), statuses),
@@ -525,6 +567,44 @@ impl Observers {
         self.inner.dropped()
     }
 
+    /// What the kernel saw of plugin `name` (`None` when eBPF is not loaded or the name was never
+    /// tracked).
+    pub fn plugin_stats(&self, name: &str) -> Option<PluginKernelStats> {
+        if !self.is_loaded() {
+            return None;
+        }
+        let id = {
+            let plugins = self.inner.plugins.lock().unwrap_or_else(|e| e.into_inner());
+            plugins
+                .iter()
+                .find(|(_, n)| n.as_str() == name)
+                .map(|(id, _)| *id)?
+        };
+        Some(PluginKernelStats {
+            cpu_seconds: self.cpu_time(id).map(|d| d.as_secs_f64()),
+            rss_bytes: self.rss_bytes(id),
+            violations: self
+                .violations()
+                .iter()
+                .filter(|v| v.plugin_id == id)
+                .map(|v| v.count)
+                .sum(),
+            oom_kills: self.oom_kills(id),
+            pids: self.tracked_pids(id),
+        })
+    }
+
+    /// The last [`RECENT_EVENTS`] violation events, oldest first.
+    pub fn recent_violations(&self) -> Vec<Violation> {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// A live stream of violations (empty when the event reader is down).
     pub fn subscribe(&self) -> broadcast::Receiver<Violation> {
         self.inner.events.subscribe()
@@ -535,6 +615,49 @@ impl Observers {
         self.inner
             .received
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns the kernel's BPF run-time accounting on for `window` (at most
+    /// [`STATS_MAX_WINDOW`]; extends a window already open) and returns how long it stays on.
+    /// It is closed by the next call to [`program_stats`](Self::program_stats), a scrape, or the
+    /// timer task started here (inside a tokio runtime), whichever comes first after the window.
+    pub fn enable_stats(&self, window: Duration) -> Result<Duration, BpfError> {
+        self.loaded(|_| ())?;
+        let left = self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open(window)
+            .map_err(|reason| BpfError::Stats { reason })?;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&self.inner);
+            rt.spawn(async move {
+                tokio::time::sleep(left + Duration::from_millis(10)).await;
+                if let Some(inner) = weak.upgrade() {
+                    inner.stats_on();
+                }
+            });
+        }
+        Ok(left)
+    }
+
+    /// Whether run-time accounting is on, and for how much longer.
+    pub fn stats_window(&self) -> (bool, Duration) {
+        let on = self.inner.stats_on();
+        let left = self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remaining();
+        (on, left)
+    }
+
+    /// Run time and run count of each loaded program (they grow only while stats are on).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.inner.stats_on();
+        self.inner.program_stats()
     }
 
     /// Kernel memory of each map.
