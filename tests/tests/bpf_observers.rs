@@ -11,6 +11,9 @@
 //! running only [`helper_process`]. A helper prints `SREDIAG:ready` and waits for a line on stdin
 //! before acting, so the test registers its pid first (modes prefixed `now:` do not wait).
 //!
+//! `agrees_with_bpftrace` cross-checks violations and CPU time with an independent tool (Debian's
+//! `bpftrace`, classic tracepoints; it mounts tracefs for the test when it is not mounted).
+//!
 //! `sched_switch_overhead` is a measurement, not a check: `cargo test -p srediag-tests --test
 //! bpf_observers -- --ignored --nocapture sched_switch_overhead`.
 
@@ -350,6 +353,20 @@ fn helper_process() {
             }
             let per_call = t0.elapsed().as_nanos() / u128::from(arg(1).max(1));
             out(format!("ns_per_call={per_call}"));
+            out(format!("eperm={eperm}"));
+        }
+        "trap_burn" => {
+            // N handled traps, then burn CPU: the bpftrace cross-check workload.
+            no_core_dumps();
+            handle_sigsys();
+            install(&filter(SYS_MKDIR as u32, 0x0003_0000));
+            let mut eperm = 0;
+            for _ in 0..arg(1) {
+                if forbidden_call() == -1 {
+                    eperm += 1;
+                }
+            }
+            burn(Duration::from_millis(arg(2)));
             out(format!("eperm={eperm}"));
         }
         "trap_die" => {
@@ -875,4 +892,126 @@ fn sched_switch_overhead() {
             }
         }
     }
+}
+
+/// tracefs at /sys/kernel/tracing for bpftrace's classic tracepoints; unmounted on drop when this
+/// test mounted it.
+struct Tracefs {
+    mounted_here: bool,
+}
+
+impl Tracefs {
+    fn ensure() -> Result<Tracefs, String> {
+        if std::path::Path::new("/sys/kernel/tracing/events/sched").exists() {
+            return Ok(Tracefs {
+                mounted_here: false,
+            });
+        }
+        let st = Command::new("mount")
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !st.success() {
+            return Err(format!("mount -t tracefs failed: {st}"));
+        }
+        Ok(Tracefs { mounted_here: true })
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = Command::new("umount").arg("/sys/kernel/tracing").status();
+        }
+    }
+}
+
+/// An independent count with Debian's bpftrace: the SIGSYS seccomp signals raised by process
+/// `pid` (signal:signal_generate, sig 31, si_code SYS_SECCOMP; generated in the violating task)
+/// and its on-CPU time (sched_switch: time since the previous switch on that CPU, at each
+/// switch-out of one of its threads: wall time on the CPU, another method than srediag's
+/// se.sum_exec_runtime). Both must agree: violations exactly, CPU within 5%.
+#[test]
+fn agrees_with_bpftrace() {
+    let _s = serial();
+    if !privileged("agrees_with_bpftrace") {
+        return;
+    }
+    if Command::new("bpftrace").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "bpftrace missing (scripts/deps.txt, test group)"
+        );
+        println!("skipped agrees_with_bpftrace: bpftrace not installed (cargo xtask deps)");
+        return;
+    }
+    let _tracefs = Tracefs::ensure().expect("tracefs for bpftrace");
+    let rt = runtime();
+    let _g = rt.enter();
+    let obs = load(Options::default());
+    let n = random_n() * 5;
+    let id = obs.plugin_id("xcheck").unwrap();
+    let mut h = Helper::spawn(&format!("trap_burn:{n}:800"));
+    let pid = h.pid();
+    obs.register(id, "xcheck", &[pid]).unwrap();
+    let script = format!(
+        r#"tracepoint:signal:signal_generate /args->sig == 31 && args->code == 1 && pid == {pid}/ {{ @viol = count(); }}
+tracepoint:sched:sched_switch {{ if (pid == {pid} && @ts[cpu] > 0) {{ @cpu = sum(nsecs - @ts[cpu]); }} @ts[cpu] = nsecs; }}
+END {{ clear(@ts); print(@viol); print(@cpu); clear(@viol); clear(@cpu); }}"#
+    );
+    let mut bt = Command::new("bpftrace")
+        .args(["-e", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut bt_out = BufReader::new(bt.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            bt_out.read_line(&mut line).unwrap() > 0,
+            "bpftrace exited before attaching"
+        );
+        if line.starts_with("Attaching") {
+            break;
+        }
+    }
+    h.go();
+    assert_eq!(h.expect("eperm"), n.to_string());
+    let (status, _) = h.wait();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(bt.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut bt_out, &mut rest).unwrap();
+    let _ = bt.wait();
+    // `@viol: N` / `@cpu: NS` (a map never updated prints nothing: 0).
+    let field = |k: &str| -> u64 {
+        rest.lines()
+            .find_map(|l| l.trim().strip_prefix(k))
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad {k} in bpftrace output: {rest}"))
+            })
+            .unwrap_or(0)
+    };
+    println!("bpftrace: {}", rest.trim());
+    let bt_viol = field("@viol:");
+    let bt_cpu = Duration::from_nanos(field("@cpu:"));
+    let ours: u64 = obs
+        .violations()
+        .iter()
+        .filter(|v| v.plugin_id == id)
+        .map(|v| v.count)
+        .sum();
+    println!("violations: made {n}, srediag {ours}, bpftrace {bt_viol}");
+    assert_eq!((ours, bt_viol), (u64::from(n), u64::from(n)));
+    assert_close(
+        "cpu vs bpftrace sched_switch",
+        obs.cpu_time(id).unwrap(),
+        bt_cpu,
+    );
 }
