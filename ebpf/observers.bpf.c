@@ -374,16 +374,24 @@ int srediag_rexit(__u64 *ctx)
  * teardown of the old mm) the mm's owner is the process. Every other task pays one load and one
  * hash lookup. The counters are read without summing their per-CPU parts: off by at most
  * (percpu batch - 1) pages per CPU and counter (~0.4 MiB per process on 2 CPUs). */
-static __always_inline void on_rss(struct mm_struct *mm)
+static __always_inline void on_rss(struct mm_struct *mm, bool btf)
 {
-	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
-	__u32 tgid;
-	if (BPF_CORE_READ(cur, mm) == mm) {
-		tgid = bpf_get_current_pid_tgid() >> 32;
-	} else if (bpf_core_field_exists(mm->owner)) {
-		tgid = BPF_CORE_READ(mm, owner, tgid);
+	/* Common case first, cheapest: the current process's own mm. One helper call, one load
+	 * (direct in tp_btf), one hash lookup for any other process. */
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mm_struct *cur_mm;
+	if (btf) {
+		cur_mm = bpf_get_current_task_btf()->mm;
 	} else {
-		return;
+		struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
+		cur_mm = BPF_CORE_READ(cur, mm);
+	}
+	if (cur_mm != mm) {
+		/* Someone else's mm (reclaim, exec's teardown of the old mm, exit after exit_mm):
+		 * charge the mm's owner process. */
+		if (!bpf_core_field_exists(mm->owner))
+			return;
+		tgid = BPF_CORE_READ(mm, owner, tgid);
 	}
 	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &tgid);
 	if (!id)
@@ -402,14 +410,14 @@ static __always_inline void on_rss(struct mm_struct *mm)
 SEC("tp_btf/rss_stat")
 int srediag_rss(__u64 *ctx)
 {
-	on_rss((struct mm_struct *)ctx[0]);
+	on_rss((struct mm_struct *)ctx[0], true);
 	return 0;
 }
 
 SEC("raw_tp/rss_stat")
 int srediag_rrss(__u64 *ctx)
 {
-	on_rss((struct mm_struct *)ctx[0]);
+	on_rss((struct mm_struct *)ctx[0], false);
 	return 0;
 }
 

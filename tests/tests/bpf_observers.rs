@@ -369,6 +369,52 @@ fn helper_process() {
             burn(Duration::from_millis(arg(2)));
             out(format!("eperm={eperm}"));
         }
+        // B4 workloads (a process that is not a plugin): each prints `ns=<elapsed>`.
+        "getppid" => {
+            let t0 = Instant::now();
+            for _ in 0..arg(1) {
+                // SAFETY: getppid has no preconditions.
+                std::hint::black_box(unsafe { libc::getppid() });
+            }
+            out(format!("ns={}", t0.elapsed().as_nanos()));
+        }
+        "pingpong" => {
+            // Both threads on CPU 0: every round trip is two context switches on one CPU, not
+            // a cross-CPU wake-up (whose latency varies by tens of µs on this VM).
+            // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+            let t = ping_pong(arg(1) as u32);
+            out(format!("ns={}", t.as_nanos()));
+        }
+        "faults" => {
+            // mmap, touch every page (a page fault and an rss_stat each), munmap: `arg(2)` rounds
+            // of `arg(1)` MiB.
+            let len = (arg(1) as usize) << 20;
+            let t0 = Instant::now();
+            for _ in 0..arg(2) {
+                // SAFETY: anonymous private mapping, touched within its length, then unmapped.
+                unsafe {
+                    let p = libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    assert_ne!(p, libc::MAP_FAILED);
+                    for off in (0..len).step_by(4096) {
+                        *p.cast::<u8>().add(off) = 1;
+                    }
+                    libc::munmap(p, len);
+                }
+            }
+            out(format!("ns={}", t0.elapsed().as_nanos()));
+        }
         "trap_die" => {
             no_core_dumps();
             install(&filter(SYS_MKDIR as u32, 0x0003_0000));
@@ -1014,4 +1060,107 @@ END {{ clear(@ts); print(@viol); print(@cpu); clear(@viol); clear(@cpu); }}"#
         obs.cpu_time(id).unwrap(),
         bt_cpu,
     );
+}
+
+/// One B4 workload in a fresh helper process (not a plugin): its elapsed time.
+fn workload(mode: &str) -> Duration {
+    let mut h = Helper::spawn(mode);
+    h.go();
+    let ns: u64 = h.expect("ns").parse().unwrap();
+    assert!(h.wait().0.success());
+    Duration::from_nanos(ns)
+}
+
+/// B4 host tax (`cargo xtask bench bpf` runs this): workloads in processes that are not plugins,
+/// with nothing attached, with srediag's observers attached (one idle process registered as a
+/// plugin, so the maps are not empty), and with a minimal raw_tp on sys_enter (the reference: the
+/// cheapest global syscall hook), alternated for `SREDIAG_B4_ROUNDS` (default 11) rounds, the
+/// order rotated each round. Prints per-workload medians and throughput ratios
+/// (detached / attached: 1.0 = no tax).
+#[test]
+#[ignore = "a benchmark (~1 min): cargo xtask bench bpf"]
+fn host_tax_b4() {
+    let _s = serial();
+    if !privileged("host_tax_b4") {
+        return;
+    }
+    let rounds: usize = std::env::var("SREDIAG_B4_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(11);
+    let workloads = [
+        ("getppid x2M", "getppid:2000000"),
+        ("pipe ping-pong x100k, 1 CPU", "pingpong:100000"),
+        ("page faults 64MiB x6", "faults:64:6"),
+    ];
+    let states = ["detached", "observers", "raw_tp ref"];
+    let rt = runtime();
+    let _g = rt.enter();
+    for (_, m) in workloads {
+        workload(m); // warm-up
+    }
+    // times[state][workload] = one Duration per round
+    let mut times = vec![vec![Vec::new(); workloads.len()]; states.len()];
+    for round in 0..rounds {
+        for k in 0..states.len() {
+            let st = (round + k) % states.len();
+            let mut idle = None;
+            let mut obs = None;
+            let mut reference = None;
+            match st {
+                1 => {
+                    let o = load(Options::default());
+                    let h = Helper::spawn("getppid:0"); // waits on stdin: an idle "plugin"
+                    let id = o.plugin_id("b4-idle").unwrap();
+                    o.register(id, "b4-idle", &[h.pid()]).unwrap();
+                    idle = Some(h);
+                    obs = Some(o);
+                }
+                2 => reference = Some(srediag::bpf::reference::Reference::attach().unwrap()),
+                _ => {}
+            }
+            for (w, (_, m)) in workloads.iter().enumerate() {
+                times[st][w].push(workload(m));
+            }
+            if let Some(r) = &reference {
+                assert!(r.hits() > 2_000_000, "the reference saw the syscalls");
+            }
+            drop(reference);
+            drop(obs);
+            drop(idle);
+        }
+        print!("round {round}:");
+        for (w, (name, _)) in workloads.iter().enumerate() {
+            print!(" {name}:");
+            for per_state in &times {
+                print!(" {:.1}ms", per_state[w][round].as_secs_f64() * 1e3);
+            }
+        }
+        println!();
+    }
+    let med = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\nB4 host tax, {rounds} rounds alternated, load average at the end: {}",
+        load_avg.trim()
+    );
+    println!("| workload | detached (median) | observers | ratio | raw_tp ref | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for (w, (name, _)) in workloads.iter().enumerate() {
+        let d = med(&times[0][w]);
+        let o = med(&times[1][w]);
+        let r = med(&times[2][w]);
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.3} | {:.1} ms | {:.3} |",
+            d.as_secs_f64() * 1e3,
+            o.as_secs_f64() * 1e3,
+            d.as_secs_f64() / o.as_secs_f64(),
+            r.as_secs_f64() * 1e3,
+            d.as_secs_f64() / r.as_secs_f64()
+        );
+    }
 }

@@ -26,6 +26,7 @@ mod events;
 mod memory;
 mod metrics;
 mod object;
+pub mod reference;
 mod seccomp;
 mod stats;
 mod tracking;
