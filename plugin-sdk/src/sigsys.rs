@@ -100,3 +100,71 @@ pub fn install_seccomp_errno_handler() -> Result<(), SigsysError> {
     }
     Ok(())
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// On the calling thread only: `mkdir` → `SECCOMP_RET_TRAP | data`, everything else allowed.
+    fn trap_mkdir(data: u16) {
+        const LD_W_ABS: u16 = 0x20;
+        const JEQ_K: u16 = 0x15;
+        const RET_K: u16 = 0x06;
+        let i = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+        let prog = [
+            i(LD_W_ABS, 0, 0, 4),
+            i(JEQ_K, 0, 3, 0xC000_003E),
+            i(LD_W_ABS, 0, 0, 0),
+            i(JEQ_K, 0, 1, libc::SYS_mkdir as u32),
+            i(RET_K, 0, 0, 0x0003_0000 | u32::from(data)),
+            i(RET_K, 0, 0, 0x7fff_0000),
+        ];
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr().cast_mut(),
+        };
+        // SAFETY: prctl and seccomp with a valid, live filter (the kernel copies it); no TSYNC:
+        // only this thread is filtered.
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            assert_eq!(
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    &raw const fprog
+                ),
+                0
+            );
+        }
+    }
+
+    fn mkdir() -> (i64, Option<i32>) {
+        // SAFETY: mkdir of a static NUL-terminated path (refused by the filter).
+        let rc = unsafe { libc::syscall(libc::SYS_mkdir, c"/srediag-sdk-test".as_ptr(), 0o700) };
+        (rc, std::io::Error::last_os_error().raw_os_error())
+    }
+
+    #[test]
+    fn a_trapped_call_returns_the_errno_from_the_filter() {
+        install_seccomp_errno_handler().unwrap();
+        let results = std::thread::spawn(|| {
+            trap_mkdir(libc::EACCES as u16);
+            (0..5).map(|_| mkdir()).collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
+        assert!(
+            results.iter().all(|r| *r == (-1, Some(libc::EACCES))),
+            "{results:?}"
+        );
+        // A plain trap (no data): EPERM.
+        let r = std::thread::spawn(|| {
+            trap_mkdir(0);
+            mkdir()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(r, (-1, Some(libc::EPERM)));
+    }
+}
