@@ -97,7 +97,7 @@ fn observers_table(o: &Observers) -> String {
         .collect();
     let source = match o.source {
         "agent" => "as running in the agent",
-        _ => "trial load by this command (no agent reachable on the admin socket)",
+        _ => "trial load by this command; no agent answered on the admin socket",
     };
     format!(
         "\neBPF observers ({source}):\n{}",
