@@ -9,7 +9,10 @@
  *   cpu        sched_switch charges the growth of a tracked task's se.sum_exec_runtime since
  *              it was last charged (srediag_thr; at first since its switch-in, remembered per
  *              CPU in srediag_cpust) to its plugin id, in srediag_cpu.
- *   seccomp    signal_generate (SIGSYS, si_code SYS_SECCOMP) for TRAP and KILL actions, and
+ *   memory     rss_stat keeps each tracked process's resident pages (srediag_mem); mark_victim
+ *              counts OOM kills per plugin (srediag_ooms) and sends an event.
+ *   seccomp    signal_generate (SIGSYS, si_code SYS_SECCOMP) for TRAP (and srediag's `errno`,
+ *              a TRAP with the errno in si_errno) and KILL actions, and
  *              sched_process_exit (exit by SIGSYS with seccomp mode DEAD and no such signal) for
  *              KILL_THREAD in a multi-threaded process: a per-CPU counter per (plugin, syscall,
  *              arch, action) plus an event in srediag_events.
@@ -74,6 +77,22 @@ struct {
 	__type(key, __u32);   /* tid */
 	__type(value, __u32);
 } srediag_sigsys SEC(".maps");
+
+/* Per tracked process: its resident pages at the last rss_stat (LRU: a leaked entry ages out). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SREDIAG_MAX_PIDS);
+	__type(key, __u32); /* tgid */
+	__type(value, struct srediag_rss);
+} srediag_mem SEC(".maps");
+
+/* OOM kills per plugin (oom/mark_victim). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SREDIAG_MAX_PLUGINS);
+	__type(key, __u32);   /* plugin id */
+	__type(value, __u64); /* victims */
+} srediag_ooms SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -144,8 +163,10 @@ static __always_inline void on_switch(struct task_struct *prev, struct task_stru
 			 * is gone (marked dying by sched_process_exit). */
 			__u32 prev_tgid = TASK_FIELD(btf, prev, tgid);
 			__u32 *v = bpf_map_lookup_elem(&srediag_pids, &prev_tgid);
-			if (v && (*v & SREDIAG_PID_DYING))
+			if (v && (*v & SREDIAG_PID_DYING)) {
 				bpf_map_delete_elem(&srediag_pids, &prev_tgid);
+				bpf_map_delete_elem(&srediag_mem, &prev_tgid);
+			}
 		}
 	}
 	if (next_id) {
@@ -268,8 +289,12 @@ static __always_inline void on_signal(int sig, struct kernel_siginfo *info, stru
 	__u32 tid = BPF_CORE_READ(task, pid);
 	__s32 nr = BPF_CORE_READ(info, _sifields._sigsys._syscall);
 	__u32 arch = BPF_CORE_READ(info, _sifields._sigsys._arch);
-	/* KILL_* set the mode to DEAD before forcing the signal; TRAP leaves it FILTER. */
+	/* KILL_* set the mode to DEAD before forcing the signal; TRAP leaves it FILTER. A TRAP
+	 * carrying data (si_errno != 0) is srediag's `errno` action: the SDK handler returns
+	 * -si_errno and the plugin continues. */
 	__u32 action = SREDIAG_ACTION_TRAP;
+	if (BPF_CORE_READ(info, si_errno) != 0)
+		action = SREDIAG_ACTION_ERRNO;
 	if (BPF_CORE_READ(task, seccomp.mode) == SREDIAG_SECCOMP_MODE_DEAD) {
 		action = SREDIAG_ACTION_KILL;
 		__u32 one = 1;
@@ -339,5 +364,103 @@ int srediag_rexit(__u64 *ctx)
 {
 	struct task_struct *task = (struct task_struct *)ctx[0];
 	on_exit(task, BPF_CORE_READ(task, tgid));
+	return 0;
+}
+
+/* ---- memory: RSS (kmem/rss_stat) and OOM kills (oom/mark_victim) --------------------------- */
+
+/* rss_stat(struct mm_struct *mm, int member) fires at every change of one of mm's RSS counters
+ * (page faults, unmaps, exit), mostly in a task using that mm; otherwise (reclaim, exec's
+ * teardown of the old mm) the mm's owner is the process. Every other task pays one load and one
+ * hash lookup. The counters are read without summing their per-CPU parts: off by at most
+ * (percpu batch - 1) pages per CPU and counter (~0.4 MiB per process on 2 CPUs). */
+static __always_inline void on_rss(struct mm_struct *mm, bool btf)
+{
+	/* Common case first, cheapest: the current process's own mm. One helper call, one load
+	 * (direct in tp_btf), one hash lookup for any other process. */
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mm_struct *cur_mm;
+	if (btf) {
+		cur_mm = bpf_get_current_task_btf()->mm;
+	} else {
+		struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
+		cur_mm = BPF_CORE_READ(cur, mm);
+	}
+	if (cur_mm != mm) {
+		/* Someone else's mm (reclaim, exec's teardown of the old mm, exit after exit_mm):
+		 * charge the mm's owner process. */
+		if (!bpf_core_field_exists(mm->owner))
+			return;
+		tgid = BPF_CORE_READ(mm, owner, tgid);
+	}
+	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &tgid);
+	if (!id)
+		return;
+	__s64 file = BPF_CORE_READ(mm, rss_stat[SREDIAG_MM_FILEPAGES].count);
+	__s64 anon = BPF_CORE_READ(mm, rss_stat[SREDIAG_MM_ANONPAGES].count);
+	__s64 shmem = BPF_CORE_READ(mm, rss_stat[SREDIAG_MM_SHMEMPAGES].count);
+	__s64 pages = (file > 0 ? file : 0) + (anon > 0 ? anon : 0) + (shmem > 0 ? shmem : 0);
+	struct srediag_rss v = {
+		.pages = (__u64)pages,
+		.plugin_id = *id & ~SREDIAG_PID_DYING,
+	};
+	bpf_map_update_elem(&srediag_mem, &tgid, &v, BPF_ANY);
+}
+
+SEC("tp_btf/rss_stat")
+int srediag_rss(__u64 *ctx)
+{
+	on_rss((struct mm_struct *)ctx[0], true);
+	return 0;
+}
+
+SEC("raw_tp/rss_stat")
+int srediag_rrss(__u64 *ctx)
+{
+	on_rss((struct mm_struct *)ctx[0], false);
+	return 0;
+}
+
+/* mark_victim(struct task_struct *task, uid_t uid): the OOM killer (global or memcg) chose
+ * `task`'s process. */
+static __always_inline void on_oom(struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &tgid);
+	if (!id)
+		return;
+	__u32 plugin_id = *id & ~SREDIAG_PID_DYING;
+	__u64 *n = bpf_map_lookup_elem(&srediag_ooms, &plugin_id);
+	if (n)
+		*n += 1;
+	struct srediag_event *ev = bpf_ringbuf_reserve(&srediag_events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(SREDIAG_STAT_EVENTS_DROPPED);
+		return;
+	}
+	ev->kind = SREDIAG_EVENT_OOM;
+	ev->action = 0;
+	ev->ktime_ns = bpf_ktime_get_ns();
+	ev->tgid = tgid;
+	ev->tid = BPF_CORE_READ(task, pid);
+	ev->plugin_id = plugin_id;
+	ev->syscall_nr = -1;
+	ev->arch = 0;
+	ev->source = 0;
+	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
+	bpf_ringbuf_submit(ev, 0);
+}
+
+SEC("tp_btf/mark_victim")
+int srediag_oom(__u64 *ctx)
+{
+	on_oom((struct task_struct *)ctx[0]);
+	return 0;
+}
+
+SEC("raw_tp/mark_victim")
+int srediag_room(__u64 *ctx)
+{
+	on_oom((struct task_struct *)ctx[0]);
 	return 0;
 }

@@ -32,6 +32,9 @@
 #define SREDIAG_ACTION_TRAP 1        /* SECCOMP_RET_TRAP: SIGSYS, a handler may continue */
 #define SREDIAG_ACTION_KILL 2        /* SECCOMP_RET_KILL_PROCESS, or KILL_THREAD of the last thread */
 #define SREDIAG_ACTION_KILL_THREAD 3 /* SECCOMP_RET_KILL_THREAD in a multi-threaded process */
+/* The `errno` action as srediag compiles it: SECCOMP_RET_TRAP with the errno in the action's
+ * data (the kernel copies it into si_errno); the plugin SDK's SIGSYS handler returns -errno. */
+#define SREDIAG_ACTION_ERRNO 4
 
 /* srediag_event.source: which hook saw it */
 #define SREDIAG_SOURCE_SIGNAL 1 /* signal_generate: SIGSYS with si_code SYS_SECCOMP */
@@ -39,6 +42,13 @@
 
 /* srediag_event.kind */
 #define SREDIAG_EVENT_VIOLATION 1
+#define SREDIAG_EVENT_OOM 2 /* the OOM killer chose a plugin process (oom/mark_victim) */
+
+/* mm_struct.rss_stat[] members (enum in linux/mm_types_task.h; stable since 2.6) that make up
+ * RSS (VmRSS = file + anon + shmem; swap entries are not resident). */
+#define SREDIAG_MM_FILEPAGES 0
+#define SREDIAG_MM_ANONPAGES 1
+#define SREDIAG_MM_SHMEMPAGES 3
 
 /* Indices of the per-CPU srediag_stats array (things the kernel side could not record). */
 #define SREDIAG_STAT_PIDS_FULL 0       /* a fork of a tracked process found srediag_pids full */
@@ -60,6 +70,14 @@ struct srediag_cpu_state {
 	__u64 runtime_ns; /* its se.sum_exec_runtime then (the kernel's own CPU accounting) */
 	__u32 plugin_id;  /* 0: not a tracked process */
 	__u32 tid;        /* the task switched in: only its switch-out is charged */
+};
+
+/* srediag_mem value (LRU hash keyed by tgid): the process's resident pages as the kernel's
+ * rss_stat counters said at its last change (kmem/rss_stat). */
+struct srediag_rss {
+	__u64 pages;     /* file + anon + shmem pages */
+	__u32 plugin_id;
+	__u32 pad;
 };
 
 /* srediag_viol key (per-CPU hash; value: __u64 count). */

@@ -12,7 +12,8 @@
  * the dump of a BTF kernel (the command above), copy the member with its exact name and type.
  * Checked against: 6.18.44 (x86_64, Firecracker). Fields used and the oldest kernel that has
  * them: task_struct.{pid,tgid,exit_code,signal,seccomp.mode,comm,se.sum_exec_runtime} (all 5.x),
- * signal_struct.live (2.6), kernel_siginfo._sigsys (4.20), pt_regs.orig_ax (x86).
+ * signal_struct.live (2.6), kernel_siginfo._sigsys (4.20), pt_regs.orig_ax (x86),
+ * task_struct.mm, mm_struct.rss_stat[] as percpu_counter (6.2), mm_struct.owner (CONFIG_MEMCG).
  */
 #ifndef __SREDIAG_VMLINUX_H__
 #define __SREDIAG_VMLINUX_H__
@@ -72,8 +73,11 @@ struct sched_entity {
 	u64 sum_exec_runtime;
 };
 
+struct mm_struct;
+
 struct task_struct {
 	struct sched_entity se;
+	struct mm_struct *mm;
 	int pid;
 	int tgid;
 	int exit_code;
@@ -97,6 +101,17 @@ struct kernel_siginfo {
 		int si_code;
 		union __sifields _sifields;
 	};
+};
+
+struct percpu_counter {
+	s64 count;
+};
+
+/* rss_stat is `struct percpu_counter rss_stat[NR_MM_COUNTERS]` since 6.2 (an atomic array
+ * before: the memory observer does not load there). `owner` needs CONFIG_MEMCG. */
+struct mm_struct {
+	struct percpu_counter rss_stat[4];
+	struct task_struct *owner;
 };
 
 /* x86_64 only (-D__TARGET_ARCH_x86): the syscall number a task entered with. */

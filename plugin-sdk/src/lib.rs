@@ -29,8 +29,10 @@ mod datapath;
 pub mod probe;
 pub mod ring;
 mod runtime;
+mod sigsys;
 pub mod wire;
 
 pub use component::{Diagnostics, Emit, Exporter, Extension, Output, Processor, Receiver, Verb};
 pub use control::{AgentMsg, PROTOCOL_VERSION, PluginMsg, PluginType};
 pub use runtime::{Context, Plugin, PluginError, PluginInfo, Registry, run, serve_processor};
+pub use sigsys::{SigsysError, install_seccomp_errno_handler};

@@ -203,9 +203,17 @@ fn fail(info: &PluginInfo, msg: &str) -> ! {
     std::process::exit(1)
 }
 
-/// Runs a plugin: handshake, `init`, `register`, then heartbeats until the agent asks it to stop
+/// Runs a plugin: installs the seccomp `errno` SIGSYS handler
+/// ([`install_seccomp_errno_handler`](crate::install_seccomp_errno_handler)), then handshake, `init`, `register`, then heartbeats until the agent asks it to stop
 /// (or SIGTERM arrives, or the agent goes away). Never returns.
 pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
+    // First: a syscall refused by the `errno` seccomp action arrives as SIGSYS (see `sigsys`).
+    if let Err(e) = crate::sigsys::install_seccomp_errno_handler() {
+        eprintln!(
+            "{}: {e} (a refused syscall will kill this plugin)",
+            info.name
+        );
+    }
     // SAFETY: installs a handler that only stores to an atomic (async-signal-safe).
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();

@@ -11,6 +11,9 @@
 //! running only [`helper_process`]. A helper prints `SREDIAG:ready` and waits for a line on stdin
 //! before acting, so the test registers its pid first (modes prefixed `now:` do not wait).
 //!
+//! `agrees_with_bpftrace` cross-checks violations and CPU time with an independent tool (Debian's
+//! `bpftrace`, classic tracepoints; it mounts tracefs for the test when it is not mounted).
+//!
 //! `sched_switch_overhead` is a measurement, not a check: `cargo test -p srediag-tests --test
 //! bpf_observers -- --ignored --nocapture sched_switch_overhead`.
 
@@ -352,6 +355,66 @@ fn helper_process() {
             out(format!("ns_per_call={per_call}"));
             out(format!("eperm={eperm}"));
         }
+        "trap_burn" => {
+            // N handled traps, then burn CPU: the bpftrace cross-check workload.
+            no_core_dumps();
+            handle_sigsys();
+            install(&filter(SYS_MKDIR as u32, 0x0003_0000));
+            let mut eperm = 0;
+            for _ in 0..arg(1) {
+                if forbidden_call() == -1 {
+                    eperm += 1;
+                }
+            }
+            burn(Duration::from_millis(arg(2)));
+            out(format!("eperm={eperm}"));
+        }
+        // B4 workloads (a process that is not a plugin): each prints `ns=<elapsed>`.
+        "getppid" => {
+            let t0 = Instant::now();
+            for _ in 0..arg(1) {
+                // SAFETY: getppid has no preconditions.
+                std::hint::black_box(unsafe { libc::getppid() });
+            }
+            out(format!("ns={}", t0.elapsed().as_nanos()));
+        }
+        "pingpong" => {
+            // Both threads on CPU 0: every round trip is two context switches on one CPU, not
+            // a cross-CPU wake-up (whose latency varies by tens of µs on this VM).
+            // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+            let t = ping_pong(arg(1) as u32);
+            out(format!("ns={}", t.as_nanos()));
+        }
+        "faults" => {
+            // mmap, touch every page (a page fault and an rss_stat each), munmap: `arg(2)` rounds
+            // of `arg(1)` MiB.
+            let len = (arg(1) as usize) << 20;
+            let t0 = Instant::now();
+            for _ in 0..arg(2) {
+                // SAFETY: anonymous private mapping, touched within its length, then unmapped.
+                unsafe {
+                    let p = libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    assert_ne!(p, libc::MAP_FAILED);
+                    for off in (0..len).step_by(4096) {
+                        *p.cast::<u8>().add(off) = 1;
+                    }
+                    libc::munmap(p, len);
+                }
+            }
+            out(format!("ns={}", t0.elapsed().as_nanos()));
+        }
         "trap_die" => {
             no_core_dumps();
             install(&filter(SYS_MKDIR as u32, 0x0003_0000));
@@ -425,7 +488,7 @@ fn loads_and_attaches_every_observer() {
     assert_eq!(cpu.attach, vec!["tp_btf sched_switch"]);
     let mem = obs.map_memory();
     println!("map memory: {mem:?}");
-    assert_eq!(mem.len(), 8, "every map reports its memory: {mem:?}");
+    assert_eq!(mem.len(), 10, "every map reports its memory: {mem:?}");
     assert!(mem.iter().all(|(_, b)| *b > 0));
     drop(obs);
 
@@ -731,14 +794,14 @@ fn nothing_is_left_after_drop() {
     let _g = rt.enter();
     let obs = load(Options::default());
     let ids = obs.program_ids();
-    assert_eq!(ids.len(), 4, "one program per hook: {ids:?}");
+    assert_eq!(ids.len(), 6, "one program per hook: {ids:?}");
     let progs = srediag_objects("prog");
     assert!(
         ids.iter()
             .all(|id| progs.iter().any(|(p, _)| *p == u64::from(*id))),
         "{progs:?}"
     );
-    assert!(srediag_objects("map").len() >= 8);
+    assert!(srediag_objects("map").len() >= 10);
     drop(obs);
     // Programs go at once; maps once the programs' RCU grace period has passed.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -874,5 +937,230 @@ fn sched_switch_overhead() {
                 );
             }
         }
+    }
+}
+
+/// tracefs at /sys/kernel/tracing for bpftrace's classic tracepoints; unmounted on drop when this
+/// test mounted it.
+struct Tracefs {
+    mounted_here: bool,
+}
+
+impl Tracefs {
+    fn ensure() -> Result<Tracefs, String> {
+        if std::path::Path::new("/sys/kernel/tracing/events/sched").exists() {
+            return Ok(Tracefs {
+                mounted_here: false,
+            });
+        }
+        let st = Command::new("mount")
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !st.success() {
+            return Err(format!("mount -t tracefs failed: {st}"));
+        }
+        Ok(Tracefs { mounted_here: true })
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = Command::new("umount").arg("/sys/kernel/tracing").status();
+        }
+    }
+}
+
+/// An independent count with Debian's bpftrace: the SIGSYS seccomp signals raised by process
+/// `pid` (signal:signal_generate, sig 31, si_code SYS_SECCOMP; generated in the violating task)
+/// and its on-CPU time (sched_switch: time since the previous switch on that CPU, at each
+/// switch-out of one of its threads: wall time on the CPU, another method than srediag's
+/// se.sum_exec_runtime). Both must agree: violations exactly, CPU within 5%.
+#[test]
+fn agrees_with_bpftrace() {
+    let _s = serial();
+    if !privileged("agrees_with_bpftrace") {
+        return;
+    }
+    if Command::new("bpftrace").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "bpftrace missing (scripts/deps.txt, test group)"
+        );
+        println!("skipped agrees_with_bpftrace: bpftrace not installed (cargo xtask deps)");
+        return;
+    }
+    let _tracefs = Tracefs::ensure().expect("tracefs for bpftrace");
+    let rt = runtime();
+    let _g = rt.enter();
+    let obs = load(Options::default());
+    let n = random_n() * 5;
+    let id = obs.plugin_id("xcheck").unwrap();
+    let mut h = Helper::spawn(&format!("trap_burn:{n}:800"));
+    let pid = h.pid();
+    obs.register(id, "xcheck", &[pid]).unwrap();
+    let script = format!(
+        r#"tracepoint:signal:signal_generate /args->sig == 31 && args->code == 1 && pid == {pid}/ {{ @viol = count(); }}
+tracepoint:sched:sched_switch {{ if (pid == {pid} && @ts[cpu] > 0) {{ @cpu = sum(nsecs - @ts[cpu]); }} @ts[cpu] = nsecs; }}
+END {{ clear(@ts); print(@viol); print(@cpu); clear(@viol); clear(@cpu); }}"#
+    );
+    let mut bt = Command::new("bpftrace")
+        .args(["-e", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut bt_out = BufReader::new(bt.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            bt_out.read_line(&mut line).unwrap() > 0,
+            "bpftrace exited before attaching"
+        );
+        if line.starts_with("Attaching") {
+            break;
+        }
+    }
+    h.go();
+    assert_eq!(h.expect("eperm"), n.to_string());
+    let (status, _) = h.wait();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(bt.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut bt_out, &mut rest).unwrap();
+    let _ = bt.wait();
+    // `@viol: N` / `@cpu: NS` (a map never updated prints nothing: 0).
+    let field = |k: &str| -> u64 {
+        rest.lines()
+            .find_map(|l| l.trim().strip_prefix(k))
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad {k} in bpftrace output: {rest}"))
+            })
+            .unwrap_or(0)
+    };
+    println!("bpftrace: {}", rest.trim());
+    let bt_viol = field("@viol:");
+    let bt_cpu = Duration::from_nanos(field("@cpu:"));
+    let ours: u64 = obs
+        .violations()
+        .iter()
+        .filter(|v| v.plugin_id == id)
+        .map(|v| v.count)
+        .sum();
+    println!("violations: made {n}, srediag {ours}, bpftrace {bt_viol}");
+    assert_eq!((ours, bt_viol), (u64::from(n), u64::from(n)));
+    assert_close(
+        "cpu vs bpftrace sched_switch",
+        obs.cpu_time(id).unwrap(),
+        bt_cpu,
+    );
+}
+
+/// One B4 workload in a fresh helper process (not a plugin): its elapsed time.
+fn workload(mode: &str) -> Duration {
+    let mut h = Helper::spawn(mode);
+    h.go();
+    let ns: u64 = h.expect("ns").parse().unwrap();
+    assert!(h.wait().0.success());
+    Duration::from_nanos(ns)
+}
+
+/// B4 host tax (`cargo xtask bench bpf` runs this): workloads in processes that are not plugins,
+/// with nothing attached, with srediag's observers attached (one idle process registered as a
+/// plugin, so the maps are not empty), and with a minimal raw_tp on sys_enter (the reference: the
+/// cheapest global syscall hook), alternated for `SREDIAG_B4_ROUNDS` (default 11) rounds, the
+/// order rotated each round. Prints per-workload medians and throughput ratios
+/// (detached / attached: 1.0 = no tax).
+#[test]
+#[ignore = "a benchmark (~1 min): cargo xtask bench bpf"]
+fn host_tax_b4() {
+    let _s = serial();
+    if !privileged("host_tax_b4") {
+        return;
+    }
+    let rounds: usize = std::env::var("SREDIAG_B4_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(11);
+    let workloads = [
+        ("getppid x2M", "getppid:2000000"),
+        ("pipe ping-pong x100k, 1 CPU", "pingpong:100000"),
+        ("page faults 64MiB x6", "faults:64:6"),
+    ];
+    let states = ["detached", "observers", "raw_tp ref"];
+    let rt = runtime();
+    let _g = rt.enter();
+    for (_, m) in workloads {
+        workload(m); // warm-up
+    }
+    // times[state][workload] = one Duration per round
+    let mut times = vec![vec![Vec::new(); workloads.len()]; states.len()];
+    for round in 0..rounds {
+        for k in 0..states.len() {
+            let st = (round + k) % states.len();
+            let mut idle = None;
+            let mut obs = None;
+            let mut reference = None;
+            match st {
+                1 => {
+                    let o = load(Options::default());
+                    let h = Helper::spawn("getppid:0"); // waits on stdin: an idle "plugin"
+                    let id = o.plugin_id("b4-idle").unwrap();
+                    o.register(id, "b4-idle", &[h.pid()]).unwrap();
+                    idle = Some(h);
+                    obs = Some(o);
+                }
+                2 => reference = Some(srediag::bpf::reference::Reference::attach().unwrap()),
+                _ => {}
+            }
+            for (w, (_, m)) in workloads.iter().enumerate() {
+                times[st][w].push(workload(m));
+            }
+            if let Some(r) = &reference {
+                assert!(r.hits() > 2_000_000, "the reference saw the syscalls");
+            }
+            drop(reference);
+            drop(obs);
+            drop(idle);
+        }
+        print!("round {round}:");
+        for (w, (name, _)) in workloads.iter().enumerate() {
+            print!(" {name}:");
+            for per_state in &times {
+                print!(" {:.1}ms", per_state[w][round].as_secs_f64() * 1e3);
+            }
+        }
+        println!();
+    }
+    let med = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\nB4 host tax, {rounds} rounds alternated, load average at the end: {}",
+        load_avg.trim()
+    );
+    println!("| workload | detached (median) | observers | ratio | raw_tp ref | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for (w, (name, _)) in workloads.iter().enumerate() {
+        let d = med(&times[0][w]);
+        let o = med(&times[1][w]);
+        let r = med(&times[2][w]);
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.3} | {:.1} ms | {:.3} |",
+            d.as_secs_f64() * 1e3,
+            o.as_secs_f64() * 1e3,
+            d.as_secs_f64() / o.as_secs_f64(),
+            r.as_secs_f64() * 1e3,
+            d.as_secs_f64() / r.as_secs_f64()
+        );
     }
 }

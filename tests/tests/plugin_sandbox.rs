@@ -707,7 +707,7 @@ fn bombs_are_contained_and_metrics_stay_fast() {
   h-trap:
     path: {h}
     type: processor
-    config: {{final: denied, delay_ms: 300}}
+    config: {{final: denied, delay_ms: 300, default_sigsys: true}}
     sandbox: {{seccomp_action: trap}}
     {quick_quarantine}
   h-fork:

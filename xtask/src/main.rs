@@ -72,6 +72,16 @@ enum BenchCmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// B4 host tax of the eBPF observers (as root): workloads in non-plugin processes with
+    /// nothing / srediag's observers / a minimal raw_tp reference attached, alternated.
+    Bpf {
+        /// Rounds (each runs every state once, order rotated).
+        #[arg(long, default_value_t = 11)]
+        rounds: usize,
+        /// Build the workload helpers with optimisations (a release build of the test crate).
+        #[arg(long)]
+        release: bool,
+    },
     /// Plugin cold start and restart-to-ready against a raw spawn of the same binary (as root).
     Plugin {
         /// Number of restarts measured.
@@ -108,6 +118,9 @@ fn main() {
         Cmd::Bench {
             which: BenchCmd::Ipc { args },
         } => ipc_bench(&args),
+        Cmd::Bench {
+            which: BenchCmd::Bpf { rounds, release },
+        } => bpf_bench(rounds, release),
         Cmd::Bench {
             which: BenchCmd::Plugin { runs, network },
         } => bench_plugin::plugin(&root(), runs, network),
@@ -268,6 +281,36 @@ fn tax_bench(args: &[String]) -> Result<()> {
         .status()?;
     if !st.success() {
         bail!("plugin tax benchmark failed");
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench bpf`: the `host_tax_b4` benchmark of `tests/tests/bpf_observers.rs` (it
+/// needs the srediag library to load the observers, and the test harness's helper processes).
+fn bpf_bench(rounds: usize, release: bool) -> Result<()> {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("bench bpf: load average before: {}", load.trim());
+    let mut cmd = Command::new("cargo");
+    cmd.arg("test");
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.args([
+        "-p",
+        "srediag-tests",
+        "--test",
+        "bpf_observers",
+        "--",
+        "--ignored",
+        "--exact",
+        "host_tax_b4",
+        "--nocapture",
+    ])
+    .env("SREDIAG_B4_ROUNDS", rounds.to_string())
+    .current_dir(root());
+    let st = cmd.status().context("cargo test")?;
+    if !st.success() {
+        bail!("the B4 benchmark failed: {st}");
     }
     Ok(())
 }

@@ -65,6 +65,18 @@ pub struct Event {
     pub comm: [u8; 16],
 }
 
+/// `struct srediag_rss`: value of `srediag_mem` (keyed by tgid).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rss {
+    /// Resident pages (file + anon + shmem) at the process's last RSS change.
+    pub pages: u64,
+    /// Plugin id.
+    pub plugin_id: u32,
+    /// Explicit padding.
+    pub pad: u32,
+}
+
 // SAFETY: plain `#[repr(C)]` integers without implicit padding (the size assertions below prove
 // there is none); every bit pattern is a valid value.
 unsafe impl aya::Pod for CpuState {}
@@ -72,6 +84,8 @@ unsafe impl aya::Pod for CpuState {}
 unsafe impl aya::Pod for ViolationKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Event {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Rss {}
 
 macro_rules! assert_layout {
     ($rust:ty, $c:ident { $($field:ident),* $(,)? }) => {
@@ -92,6 +106,14 @@ assert_layout!(
         runtime_ns,
         plugin_id,
         tid
+    }
+);
+assert_layout!(
+    Rss,
+    srediag_rss {
+        pages,
+        plugin_id,
+        pad
     }
 );
 assert_layout!(
@@ -127,8 +149,12 @@ pub const ACTION_TRAP: u32 = c::ACTION_TRAP as u32;
 pub const ACTION_KILL: u32 = c::ACTION_KILL as u32;
 /// `SREDIAG_ACTION_KILL_THREAD`.
 pub const ACTION_KILL_THREAD: u32 = c::ACTION_KILL_THREAD as u32;
+/// `SREDIAG_ACTION_ERRNO`.
+pub const ACTION_ERRNO: u32 = c::ACTION_ERRNO as u32;
 /// `SREDIAG_EVENT_VIOLATION`.
 pub const EVENT_VIOLATION: u32 = c::EVENT_VIOLATION as u32;
+/// `SREDIAG_EVENT_OOM`.
+pub const EVENT_OOM: u32 = c::EVENT_OOM as u32;
 /// `SREDIAG_SOURCE_SIGNAL`.
 pub const SOURCE_SIGNAL: u32 = c::SOURCE_SIGNAL as u32;
 /// `SREDIAG_SOURCE_EXIT`.

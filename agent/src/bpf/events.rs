@@ -111,6 +111,13 @@ impl Inner {
         }
         let n = raw.len();
         for ev in raw {
+            if ev.kind == abi::EVENT_OOM {
+                tracing::warn!(
+                    plugin = %self.plugin_name(ev.plugin_id), pid = ev.tgid, comm = %ev.comm(),
+                    "OOM killer chose a plugin process"
+                );
+                continue;
+            }
             let Some(v) = self.violation(&ev) else {
                 continue;
             };
@@ -118,6 +125,13 @@ impl Inner {
                 plugin = %v.plugin, pid = v.pid, syscall = %v.syscall, nr = v.syscall_nr,
                 action = v.action.as_str(), "seccomp violation"
             );
+            {
+                let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+                if recent.len() == super::RECENT_EVENTS {
+                    recent.pop_front();
+                }
+                recent.push_back(v.clone());
+            }
             // No subscriber is fine: the counters are kept in the kernel.
             let _ = self.events.send(v);
         }

@@ -4,8 +4,13 @@
 //! - `srediag_bpf_observer_up{observer}`: 1 when the observer's programs are attached;
 //! - `srediag_bpf_map_memory_bytes{map}`: kernel memory of each map (fdinfo `memlock`);
 //! - `srediag_bpf_plugin_cpu_seconds_total{plugin}`: on-CPU time from `sched_switch`;
+//! - `srediag_bpf_plugin_rss_bytes{plugin}`: resident memory from `rss_stat`;
+//! - `srediag_bpf_plugin_oom_kills_total{plugin}`: OOM-killer victims from `mark_victim`;
 //! - `srediag_plugin_seccomp_violations_total{plugin,syscall,action}`;
-//! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record.
+//! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record;
+//! - `srediag_bpf_program_run_seconds_total{program}`, `srediag_bpf_program_runs_total{program}`:
+//!   the kernel's run-time accounting, which grows only while `BPF_ENABLE_STATS` is held (on
+//!   demand, see `stats.rs`); `srediag_bpf_stats_enabled` says whether it is now.
 
 use std::collections::BTreeMap;
 use std::sync::Weak;
@@ -21,8 +26,13 @@ pub(super) struct BpfCollector {
     up: IntGaugeVec,
     memory: IntGaugeVec,
     cpu: CounterVec,
+    rss: IntGaugeVec,
+    ooms: IntCounterVec,
     violations: IntCounterVec,
     dropped: IntCounterVec,
+    run_seconds: CounterVec,
+    runs: IntCounterVec,
+    stats_on: prometheus::IntGauge,
 }
 
 impl BpfCollector {
@@ -41,11 +51,32 @@ impl BpfCollector {
                 &["plugin"],
             )
             .expect("static metric"),
+            rss: IntGaugeVec::new(
+                o("srediag_bpf_plugin_rss_bytes", "Resident memory (file + anon + shmem pages, as VmRSS) of the plugin's processes, from the kernel's rss_stat tracepoint. The memory cgroup's charge is srediag_plugin_memory_bytes."),
+                &["plugin"],
+            )
+            .expect("static metric"),
+            ooms: IntCounterVec::new(
+                o("srediag_bpf_plugin_oom_kills_total", "Plugin processes chosen by the OOM killer (global or memory cgroup), from the kernel's oom/mark_victim tracepoint."),
+                &["plugin"],
+            )
+            .expect("static metric"),
             violations: IntCounterVec::new(
-                o("srediag_plugin_seccomp_violations_total", "Syscalls the plugin's seccomp profile refused, seen from the kernel (trap and kill actions)."),
+                o("srediag_plugin_seccomp_violations_total", "Syscalls the plugin's seccomp profile refused, seen from the kernel (errno, trap and kill actions)."),
                 &["plugin", "syscall", "action"],
             )
             .expect("static metric"),
+            run_seconds: CounterVec::new(
+                o("srediag_bpf_program_run_seconds_total", "Time srediag's BPF programs ran, accounted by the kernel only while run-time statistics are on (srediag diagnose bpf-stats)."),
+                &["program"],
+            )
+            .expect("static metric"),
+            runs: IntCounterVec::new(
+                o("srediag_bpf_program_runs_total", "Runs of srediag's BPF programs, counted by the kernel only while run-time statistics are on."),
+                &["program"],
+            )
+            .expect("static metric"),
+            stats_on: prometheus::IntGauge::new("srediag_bpf_stats_enabled", "1 while the kernel's BPF run-time statistics (BPF_ENABLE_STATS, ~35-55 ns per program run) are on at srediag's request.").expect("static metric"),
             dropped: IntCounterVec::new(
                 o("srediag_bpf_dropped_total", "Records the BPF programs could not keep: pids_map_full (a fork not followed), ring_buffer_full (an event lost; its counter kept), violation_map_full (a violation not counted)."),
                 &["reason"],
@@ -76,6 +107,17 @@ impl BpfCollector {
                 }
             }
         }
+        for (id, name) in inner.plugins() {
+            if let Some(b) = inner.rss_bytes(id) {
+                self.rss.with_label_values(&[&name]).set(b as i64);
+            }
+            if let Some(n) = inner.oom_kills(id) {
+                let c = self.ooms.with_label_values(&[&name]);
+                if n > c.get() {
+                    c.inc_by(n - c.get());
+                }
+            }
+        }
         let mut by_labels: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
         for v in inner.violations() {
             *by_labels
@@ -88,6 +130,18 @@ impl BpfCollector {
                 .with_label_values(&[&plugin, &syscall, action]);
             if n > c.get() {
                 c.inc_by(n - c.get());
+            }
+        }
+        self.stats_on.set(i64::from(inner.stats_on()));
+        for p in inner.program_stats() {
+            let c = self.run_seconds.with_label_values(&[&p.program]);
+            let delta = p.run_seconds - c.get();
+            if delta > 0.0 {
+                c.inc_by(delta);
+            }
+            let c = self.runs.with_label_values(&[&p.program]);
+            if p.runs > c.get() {
+                c.inc_by(p.runs - c.get());
             }
         }
         for (reason, n) in inner.dropped() {
@@ -104,8 +158,13 @@ impl Collector for BpfCollector {
         let mut d = self.up.desc();
         d.extend(self.memory.desc());
         d.extend(self.cpu.desc());
+        d.extend(self.rss.desc());
+        d.extend(self.ooms.desc());
         d.extend(self.violations.desc());
         d.extend(self.dropped.desc());
+        d.extend(self.run_seconds.desc());
+        d.extend(self.runs.desc());
+        d.extend(self.stats_on.desc());
         d
     }
 
@@ -114,8 +173,13 @@ impl Collector for BpfCollector {
         let mut m = self.up.collect();
         m.extend(self.memory.collect());
         m.extend(self.cpu.collect());
+        m.extend(self.rss.collect());
+        m.extend(self.ooms.collect());
         m.extend(self.violations.collect());
         m.extend(self.dropped.collect());
+        m.extend(self.run_seconds.collect());
+        m.extend(self.runs.collect());
+        m.extend(self.stats_on.collect());
         m
     }
 }

@@ -10,6 +10,7 @@
 //! |--------------------|----------------------------------------------|--------------------------------|
 //! | `process_tracking` | `sched_process_fork`, `sched_process_exit`   | `srediag_pids` (tgid → plugin) |
 //! | `cpu`              | `sched_switch`                               | `srediag_cpu`, `srediag_cpust`, `srediag_thr` |
+//! | `memory`           | `rss_stat`, `mark_victim`                    | `srediag_mem`, `srediag_ooms`  |
 //! | `seccomp`          | `signal_generate`, `sched_process_exit`      | `srediag_viol`, `srediag_sigsys` |
 //! | `events`           | (userspace reader of the ring buffer)        | `srediag_events`               |
 //!
@@ -22,9 +23,12 @@
 pub mod abi;
 mod cpu;
 mod events;
+mod memory;
 mod metrics;
 mod object;
+pub mod reference;
 mod seccomp;
+mod stats;
 mod tracking;
 
 use std::collections::BTreeMap;
@@ -40,11 +44,12 @@ use tokio::sync::broadcast;
 
 pub use events::Violation;
 pub use seccomp::{Action, ViolationCount};
+pub use stats::{MAX_WINDOW as STATS_MAX_WINDOW, ProgramStats};
 
-use abi::{CpuState, ViolationKey};
+use abi::{CpuState, Rss, ViolationKey};
 
 /// The observers, in display order (`observer` label values).
-pub const OBSERVERS: [&str; 4] = ["process_tracking", "cpu", "seccomp", "events"];
+pub const OBSERVERS: [&str; 5] = ["process_tracking", "cpu", "memory", "seccomp", "events"];
 
 /// Whether one observer runs, how, and why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,6 +96,12 @@ pub enum BpfError {
         /// How many ids exist.
         max: u32,
     },
+    /// BPF_ENABLE_STATS failed.
+    #[error("cannot enable BPF run-time statistics: {reason}")]
+    Stats {
+        /// Why.
+        reason: String,
+    },
     /// A map operation failed.
     #[error("bpf map {map}: {source}")]
     Map {
@@ -102,6 +113,24 @@ pub enum BpfError {
     },
 }
 
+/// What the kernel saw of one plugin (for `srediag plugin list` and `srediag top`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct PluginKernelStats {
+    /// On-CPU seconds (`sched_switch`).
+    pub cpu_seconds: Option<f64>,
+    /// Resident bytes (`rss_stat`).
+    pub rss_bytes: Option<u64>,
+    /// Seccomp violations, every syscall and action.
+    pub violations: u64,
+    /// OOM-killer victims (`mark_victim`).
+    pub oom_kills: Option<u64>,
+    /// Host pids tracked now.
+    pub pids: Vec<u32>,
+}
+
+/// How many recent violation events the agent keeps for `srediag diagnose seccomp`.
+pub const RECENT_EVENTS: usize = 256;
+
 /// Everything that exists only when the object loaded.
 struct Loaded {
     // Field order is drop order: programs and links first, then the maps.
@@ -110,6 +139,8 @@ struct Loaded {
     cpu: PerCpuArray<MapData, u64>,
     cpust: PerCpuArray<MapData, CpuState>,
     viol: PerCpuHashMap<MapData, ViolationKey, u64>,
+    mem: HashMap<MapData, u32, Rss>,
+    ooms: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     program_ids: Vec<u32>,
@@ -125,6 +156,8 @@ struct Inner {
     syscalls: seccomp::Names,
     events: broadcast::Sender<Violation>,
     received: AtomicU64,
+    stats: Mutex<stats::Window>,
+    recent: Mutex<std::collections::VecDeque<Violation>>,
 }
 
 impl Inner {
@@ -149,6 +182,27 @@ impl Inner {
     fn cpu_time(&self, plugin_id: u32) -> Option<Duration> {
         self.with(|l| cpu::time(&l.cpu, &l.cpust, plugin_id).ok())
             .flatten()
+    }
+
+    fn rss_bytes(&self, plugin_id: u32) -> Option<u64> {
+        self.with(|l| memory::rss_bytes(&l.mem, plugin_id))
+    }
+
+    fn oom_kills(&self, plugin_id: u32) -> Option<u64> {
+        self.with(|l| memory::oom_kills(&l.ooms, plugin_id).ok())
+            .flatten()
+    }
+
+    fn program_stats(&self) -> Vec<ProgramStats> {
+        self.with(|l| stats::programs(&l._ebpf)).unwrap_or_default()
+    }
+
+    /// Whether BPF_ENABLE_STATS is held now (closing it first when its window has passed).
+    fn stats_on(&self) -> bool {
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expire()
     }
 
     fn violations(&self) -> Vec<ViolationCount> {
@@ -236,6 +290,8 @@ impl Observers {
             syscalls: seccomp::Names::default(),
             events: sender,
             received: AtomicU64::new(0),
+            stats: Mutex::new(stats::Window::default()),
+            recent: Mutex::new(std::collections::VecDeque::new()),
         };
         let (loaded, mut statuses) = match Self::load_object(opts) {
             Ok((loaded, statuses)) => (Some(loaded), statuses),
@@ -298,6 +354,8 @@ impl Observers {
         let exit = object::attach(&mut ebpf, &btf, object::EXIT, raw);
         let switch = object::attach(&mut ebpf, &btf, object::SWITCH, raw);
         let signal = object::attach(&mut ebpf, &btf, object::SIGNAL, raw);
+        let rss = object::attach(&mut ebpf, &btf, object::RSS, raw);
+        let oom = object::attach(&mut ebpf, &btf, object::OOM, raw);
         drop(btf);
 
         let attached = |r: &[&Result<String, String>]| -> Vec<String> {
@@ -326,13 +384,24 @@ impl Observers {
                 }),
             },
             ObserverStatus {
+                name: "memory",
+                up: rss.is_ok() || oom.is_ok(),
+                attach: attached(&[&rss, &oom]),
+                reason: match (&rss, &oom) {
+                    (Err(r), Err(o)) => Some(format!("{r}; {o}")),
+                    (Err(r), Ok(_)) => Some(format!("up, but no RSS per plugin: {r}")),
+                    (Ok(_), Err(o)) => Some(format!("up, but OOM kills are not counted: {o}")),
+                    (Ok(_), Ok(_)) => None,
+                },
+            },
+            ObserverStatus {
                 name: "seccomp",
                 up: signal.is_ok(),
                 attach: attached(&[&signal, &exit]),
                 reason: match (&signal, &exit) {
                     (Err(e), _) => Some(format!("{e} (trap and kill violations are not counted)")),
                     (Ok(_), Err(_)) => Some("up, but kill_thread violations of multi-threaded plugins are not counted (no sched_process_exit hook)".into()),
-                    (Ok(_), Ok(_)) => Some("errno-action violations are invisible to the kernel hooks used (no signal, no sys_enter): see docs".into()),
+                    (Ok(_), Ok(_)) => Some("errno violations are counted when compiled as trap+errno (the default for plugins); kernel_errno ones are invisible (no signal, no sys_enter)".into()),
                 },
             },
         ];
@@ -348,6 +417,8 @@ impl Observers {
             cpu: take_map!(ebpf, "srediag_cpu")?,
             cpust: take_map!(ebpf, "srediag_cpust")?,
             viol: take_map!(ebpf, "srediag_viol")?,
+            mem: take_map!(ebpf, "srediag_mem")?,
+            ooms: take_map!(ebpf, "srediag_ooms")?,
             stats: take_map!(ebpf, "srediag_stats")?,
             ring: ring.ok(),
             program_ids,
@@ -363,6 +434,8 @@ impl Observers {
             ("srediag_cpu", memlock(l.cpu.map().fd().as_fd())),
             ("srediag_cpust", memlock(l.cpust.map().fd().as_fd())),
             ("srediag_viol", memlock(l.viol.map().fd().as_fd())),
+            ("srediag_mem", memlock(l.mem.map().fd().as_fd())),
+            ("srediag_ooms", memlock(l.ooms.map().fd().as_fd())),
             ("srediag_stats", memlock(l.stats.map().fd().as_fd())),
         ];
         if let Some(r) = &l.ring {
@@ -441,17 +514,26 @@ impl Observers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(plugin_id, name.to_owned());
-        self.loaded(|l| tracking::insert(&mut l.pids, plugin_id, pids))?
-            .map_err(|source| BpfError::Map {
-                map: "srediag_pids",
-                source,
-            })
+        self.loaded(|l| {
+            let r = tracking::insert(&mut l.pids, plugin_id, pids);
+            if r.is_ok() {
+                memory::seed(&mut l.mem, plugin_id, pids);
+            }
+            r
+        })?
+        .map_err(|source| BpfError::Map {
+            map: "srediag_pids",
+            source,
+        })
     }
 
     /// Stops tracking every process of `plugin_id` (normally they are gone already: the kernel
     /// removes exiting processes). Its counters and name stay. Returns how many were removed.
     pub fn unregister(&self, plugin_id: u32) -> Result<usize, BpfError> {
-        self.loaded(|l| tracking::remove_plugin(&mut l.pids, plugin_id))
+        self.loaded(|l| {
+            memory::remove_plugin(&mut l.mem, plugin_id);
+            tracking::remove_plugin(&mut l.pids, plugin_id)
+        })
     }
 
     /// The host pids tracked for `plugin_id`, sorted.
@@ -466,6 +548,16 @@ impl Observers {
         self.inner.cpu_time(plugin_id)
     }
 
+    /// Resident memory of `plugin_id`'s processes (bytes), from the kernel's RSS counters.
+    pub fn rss_bytes(&self, plugin_id: u32) -> Option<u64> {
+        self.inner.rss_bytes(plugin_id)
+    }
+
+    /// OOM kills of `plugin_id`'s processes since the observers loaded.
+    pub fn oom_kills(&self, plugin_id: u32) -> Option<u64> {
+        self.inner.oom_kills(plugin_id)
+    }
+
     /// Every violation counter, summed over CPUs.
     pub fn violations(&self) -> Vec<ViolationCount> {
         self.inner.violations()
@@ -474,6 +566,44 @@ impl Observers {
     /// What the kernel side could not record, by reason.
     pub fn dropped(&self) -> Vec<(&'static str, u64)> {
         self.inner.dropped()
+    }
+
+    /// What the kernel saw of plugin `name` (`None` when eBPF is not loaded or the name was never
+    /// tracked).
+    pub fn plugin_stats(&self, name: &str) -> Option<PluginKernelStats> {
+        if !self.is_loaded() {
+            return None;
+        }
+        let id = {
+            let plugins = self.inner.plugins.lock().unwrap_or_else(|e| e.into_inner());
+            plugins
+                .iter()
+                .find(|(_, n)| n.as_str() == name)
+                .map(|(id, _)| *id)?
+        };
+        Some(PluginKernelStats {
+            cpu_seconds: self.cpu_time(id).map(|d| d.as_secs_f64()),
+            rss_bytes: self.rss_bytes(id),
+            violations: self
+                .violations()
+                .iter()
+                .filter(|v| v.plugin_id == id)
+                .map(|v| v.count)
+                .sum(),
+            oom_kills: self.oom_kills(id),
+            pids: self.tracked_pids(id),
+        })
+    }
+
+    /// The last [`RECENT_EVENTS`] violation events, oldest first.
+    pub fn recent_violations(&self) -> Vec<Violation> {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// A live stream of violations (empty when the event reader is down).
@@ -486,6 +616,49 @@ impl Observers {
         self.inner
             .received
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns the kernel's BPF run-time accounting on for `window` (at most
+    /// [`STATS_MAX_WINDOW`]; extends a window already open) and returns how long it stays on.
+    /// It is closed by the next call to [`program_stats`](Self::program_stats), a scrape, or the
+    /// timer task started here (inside a tokio runtime), whichever comes first after the window.
+    pub fn enable_stats(&self, window: Duration) -> Result<Duration, BpfError> {
+        self.loaded(|_| ())?;
+        let left = self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open(window)
+            .map_err(|reason| BpfError::Stats { reason })?;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&self.inner);
+            rt.spawn(async move {
+                tokio::time::sleep(left + Duration::from_millis(10)).await;
+                if let Some(inner) = weak.upgrade() {
+                    inner.stats_on();
+                }
+            });
+        }
+        Ok(left)
+    }
+
+    /// Whether run-time accounting is on, and for how much longer.
+    pub fn stats_window(&self) -> (bool, Duration) {
+        let on = self.inner.stats_on();
+        let left = self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remaining();
+        (on, left)
+    }
+
+    /// Run time and run count of each loaded program (they grow only while stats are on).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.inner.stats_on();
+        self.inner.program_stats()
     }
 
     /// Kernel memory of each map.

@@ -42,6 +42,17 @@ pub(super) const SIGNAL: Hook = Hook {
     raw_tp: "srediag_rsignal",
 };
 
+pub(super) const RSS: Hook = Hook {
+    tracepoint: "rss_stat",
+    tp_btf: "srediag_rss",
+    raw_tp: "srediag_rrss",
+};
+pub(super) const OOM: Hook = Hook {
+    tracepoint: "mark_victim",
+    tp_btf: "srediag_oom",
+    raw_tp: "srediag_room",
+};
+
 /// How a hook ended up attached: `"tp_btf sched_switch"`.
 pub(super) type Attached = String;
 

@@ -20,6 +20,9 @@ pub enum Action {
     Kill,
     /// `SECCOMP_RET_KILL_THREAD` of one thread in a multi-threaded process.
     KillThread,
+    /// srediag's `errno` action: `SECCOMP_RET_TRAP` carrying the errno (seen as `si_errno`),
+    /// turned into that errno by the plugin SDK's SIGSYS handler; the plugin continues.
+    Errno,
     /// A value this agent does not know.
     Unknown,
 }
@@ -30,16 +33,18 @@ impl Action {
             abi::ACTION_TRAP => Action::Trap,
             abi::ACTION_KILL => Action::Kill,
             abi::ACTION_KILL_THREAD => Action::KillThread,
+            abi::ACTION_ERRNO => Action::Errno,
             _ => Action::Unknown,
         }
     }
 
-    /// The `action` label: `trap`, `kill`, `kill_thread`.
+    /// The `action` label: `trap`, `kill`, `kill_thread`, `errno`.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Trap => "trap",
             Action::Kill => "kill",
             Action::KillThread => "kill_thread",
+            Action::Errno => "errno",
             Action::Unknown => "unknown",
         }
     }
@@ -168,6 +173,7 @@ mod tests {
             Action::from_raw(abi::ACTION_KILL_THREAD).as_str(),
             "kill_thread"
         );
+        assert_eq!(Action::from_raw(abi::ACTION_ERRNO).as_str(), "errno");
         assert_eq!(Action::from_raw(77), Action::Unknown);
     }
 }

@@ -51,13 +51,19 @@ pub enum Command {
     PrintConfig(ConfigArg),
     /// List built-in components (kind, signals, stability) and the configuration's plugins.
     Components(ConfigArg),
-    /// Report what this host supports for srediag (eBPF, cgroups, Landlock, seccomp).
-    Probe,
+    /// Report what this host supports for srediag (eBPF, cgroups, Landlock, seccomp), and each
+    /// eBPF observer: attached how, or why not (asked from the running agent, else a trial load).
+    Probe(SocketArg),
     /// Print version and build information.
     Version,
     /// Inspect and control plugins of the running agent.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Live per-plugin view from the running agent: CPU%, RSS, seccomp violations (kernel-observed).
+    Top(TopArgs),
+    /// Diagnostics from the running agent.
+    #[command(subcommand)]
+    Diagnose(DiagnoseCommand),
     /// Generate shell completions.
     #[command(hide = true)]
     Completions {
@@ -94,6 +100,48 @@ pub enum PluginCommand {
     Restart {
         /// Plugin name.
         name: String,
+        /// Admin socket.
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+/// `srediag top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many refreshes (default: until interrupted).
+    #[arg(long, short = 'n')]
+    pub iterations: Option<u64>,
+    /// Admin socket.
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+/// `srediag diagnose …`.
+#[derive(Debug, Subcommand)]
+pub enum DiagnoseCommand {
+    /// Seccomp violations of plugins seen by the kernel: the recent ones, then (with --follow)
+    /// every new one as it happens (pid, plugin, syscall, action, time).
+    Seccomp {
+        /// Keep streaming new violations until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Admin socket.
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Run time of srediag's BPF programs: turns the kernel's accounting (BPF_ENABLE_STATS,
+    /// ~35-55 ns per program run) on for --seconds, then reports (0: report only).
+    BpfStats {
+        /// How long the agent keeps the accounting on.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Wait until the window ends and report then.
+        #[arg(long)]
+        wait: bool,
         /// Admin socket.
         #[command(flatten)]
         socket: SocketArg,

@@ -6,15 +6,17 @@ pub mod exit;
 mod output;
 
 mod components;
+mod diagnose;
 mod generate;
 mod plugin;
 mod print_config;
 mod probe;
 mod run;
+mod top;
 mod validate;
 mod version;
 
-pub use args::{Cli, Command, Output, PluginCommand};
+pub use args::{Cli, Command, DiagnoseCommand, Output, PluginCommand};
 pub use exit::{CmdResult, Failure};
 
 use crate::config::{self, Diagnostic, LoadError, ProcessEnv, Source};
@@ -28,12 +30,21 @@ pub fn execute(cli: Cli) -> CmdResult {
         Command::Validate(c) => validate::execute(c.config, out),
         Command::PrintConfig(c) => print_config::execute(c.config, out),
         Command::Components(c) => components::execute(c.config, out),
-        Command::Probe => probe::execute(out),
+        Command::Probe(s) => probe::execute(&s.socket, out),
         Command::Version => version::execute(out),
         Command::Plugin(PluginCommand::List(s)) => plugin::list(&s.socket, out),
         Command::Plugin(PluginCommand::Restart { name, socket }) => {
             plugin::restart(&socket.socket, &name)
         }
+        Command::Top(t) => top::execute(&t, out),
+        Command::Diagnose(DiagnoseCommand::Seccomp { follow, socket }) => {
+            diagnose::seccomp(&socket.socket, follow, out)
+        }
+        Command::Diagnose(DiagnoseCommand::BpfStats {
+            seconds,
+            wait,
+            socket,
+        }) => diagnose::bpf_stats(&socket.socket, seconds, wait, out),
         Command::Completions { shell } => generate::completions(shell),
         Command::Man => generate::man(),
     }

@@ -6,7 +6,7 @@ use super::output::{print, table};
 use crate::plugins::admin::{AdminRequest, request};
 use std::path::Path;
 
-fn call(socket: &Path, req: &AdminRequest) -> Result<serde_json::Value, Failure> {
+pub(super) fn call(socket: &Path, req: &AdminRequest) -> Result<serde_json::Value, Failure> {
     let resp = request(socket, req).map_err(|e| Failure::new(UNAVAILABLE, e))?;
     if !resp.ok {
         return Err(Failure::new(
@@ -18,7 +18,7 @@ fn call(socket: &Path, req: &AdminRequest) -> Result<serde_json::Value, Failure>
     Ok(resp.data)
 }
 
-fn cell(v: &serde_json::Value) -> String {
+pub(super) fn cell(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "-".into(),
         serde_json::Value::String(s) => s.clone(),
@@ -26,7 +26,7 @@ fn cell(v: &serde_json::Value) -> String {
     }
 }
 
-fn human_bytes(v: &serde_json::Value) -> String {
+pub(super) fn human_bytes(v: &serde_json::Value) -> String {
     match v.as_u64() {
         Some(b) if b >= 1 << 20 => format!("{:.1}MiB", b as f64 / (1u64 << 20) as f64),
         Some(b) => format!("{:.1}KiB", b as f64 / 1024.0),
@@ -34,7 +34,9 @@ fn human_bytes(v: &serde_json::Value) -> String {
     }
 }
 
-/// Lists plugins: name, version, type, state, pid, uptime, restarts, memory, CPU.
+/// Lists plugins: name, version, type, state, pid, uptime, restarts, memory and CPU (cgroup), then
+/// what the kernel observed through eBPF: on-CPU time (KCPU), resident memory (KRSS) and seccomp
+/// violations (VIOL); `-` when the eBPF observers are not running.
 pub fn list(socket: &Path, out: Output) -> CmdResult {
     let data = call(socket, &AdminRequest::PluginList)?;
     print(out, &data, |d| {
@@ -59,6 +61,12 @@ pub fn list(socket: &Path, out: Output) -> CmdResult {
                                 .as_f64()
                                 .map(|s| format!("{s:.2}s"))
                                 .unwrap_or_else(|| "-".into()),
+                            p["kernel"]["cpu_seconds"]
+                                .as_f64()
+                                .map(|s| format!("{s:.2}s"))
+                                .unwrap_or_else(|| "-".into()),
+                            human_bytes(&p["kernel"]["rss_bytes"]),
+                            cell(&p["kernel"]["violations"]),
                             cell(&p["error"]),
                         ]
                     })
@@ -68,7 +76,7 @@ pub fn list(socket: &Path, out: Output) -> CmdResult {
         table(
             &[
                 "NAME", "VERSION", "TYPE", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU",
-                "ERROR",
+                "KCPU", "KRSS", "VIOL", "ERROR",
             ],
             &rows,
         )

@@ -23,6 +23,22 @@ pub enum AdminRequest {
         /// Plugin name.
         name: String,
     },
+    /// The eBPF observers: which run, how they are attached, why any is down.
+    BpfStatus,
+    /// Turn the kernel's BPF run-time statistics on for `seconds` (0: only report), and report
+    /// each program's accumulated run time.
+    BpfStats {
+        /// How long to keep BPF_ENABLE_STATS on (at most an hour).
+        #[serde(default)]
+        seconds: u64,
+    },
+    /// Recent seccomp violation events; with `follow`, the connection then streams every new
+    /// event as one JSON line until the client closes it.
+    SeccompEvents {
+        /// Keep streaming.
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 /// A response.
@@ -89,6 +105,11 @@ pub fn serve(path: &Path, manager: Arc<Manager>) -> Result<(), AdminError> {
                     }
                 } else if rd.read_line(&mut line).await.is_err() {
                     return;
+                } else if let Ok(AdminRequest::SeccompEvents { follow }) =
+                    serde_json::from_str::<AdminRequest>(&line)
+                {
+                    stream_violations(follow, &mut wr).await;
+                    return;
                 } else {
                     handle(&line, &manager).await
                 };
@@ -99,6 +120,62 @@ pub fn serve(path: &Path, manager: Arc<Manager>) -> Result<(), AdminError> {
         }
     });
     Ok(())
+}
+
+fn bpf_unavailable() -> AdminResponse {
+    AdminResponse {
+        ok: false,
+        error: Some("the eBPF observers are not running in this agent".into()),
+        data: serde_json::Value::Null,
+    }
+}
+
+fn ok_data(data: serde_json::Value) -> AdminResponse {
+    AdminResponse {
+        ok: true,
+        error: None,
+        data,
+    }
+}
+
+/// Writes the recent violations as the response, then (with `follow`) every new one as a line.
+async fn stream_violations(follow: bool, wr: &mut tokio::net::unix::OwnedWriteHalf) {
+    let Some(obs) = crate::bpf::observers() else {
+        let mut out = serde_json::to_vec(&bpf_unavailable()).unwrap_or_default();
+        out.push(b'\n');
+        let _ = wr.write_all(&out).await;
+        return;
+    };
+    let mut rx = obs.subscribe();
+    let recent = obs.recent_violations();
+    drop(obs);
+    let mut out = serde_json::to_vec(&ok_data(serde_json::to_value(&recent).unwrap_or_default()))
+        .unwrap_or_default();
+    out.push(b'\n');
+    if wr.write_all(&out).await.is_err() || !follow {
+        return;
+    }
+    loop {
+        match rx.recv().await {
+            Ok(v) => {
+                if recent.contains(&v) {
+                    continue; // already in the snapshot
+                }
+                let mut line = serde_json::to_vec(&v).unwrap_or_default();
+                line.push(b'\n');
+                if wr.write_all(&line).await.is_err() {
+                    return; // the client went away
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                let line = format!("{{\"lagged\":{n}}}\n");
+                if wr.write_all(line.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 trait TakeLimited: Sized {
@@ -123,11 +200,50 @@ async fn handle(line: &str, manager: &Manager) -> AdminResponse {
         }
     };
     match req {
-        AdminRequest::PluginList => AdminResponse {
-            ok: true,
-            error: None,
-            data: serde_json::to_value(manager.list()).unwrap_or_default(),
+        AdminRequest::PluginList => {
+            let mut data = serde_json::to_value(manager.list()).unwrap_or_default();
+            if let (Some(obs), Some(list)) = (crate::bpf::observers(), data.as_array_mut()) {
+                for p in list {
+                    let name = p["name"].as_str().unwrap_or_default().to_owned();
+                    p["kernel"] = serde_json::to_value(obs.plugin_stats(&name)).unwrap_or_default();
+                }
+            }
+            ok_data(data)
+        }
+        AdminRequest::BpfStatus => match crate::bpf::observers() {
+            None => bpf_unavailable(),
+            Some(obs) => {
+                let (on, left) = obs.stats_window();
+                ok_data(serde_json::json!({
+                    "loaded": obs.is_loaded(),
+                    "observers": obs.status(),
+                    "map_memory": obs.map_memory().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                    "stats_enabled": on,
+                    "stats_remaining_seconds": left.as_secs_f64(),
+                }))
+            }
         },
+        AdminRequest::BpfStats { seconds } => match crate::bpf::observers() {
+            None => bpf_unavailable(),
+            Some(obs) => {
+                if seconds > 0
+                    && let Err(e) = obs.enable_stats(std::time::Duration::from_secs(seconds))
+                {
+                    return AdminResponse {
+                        ok: false,
+                        error: Some(e.to_string()),
+                        data: serde_json::Value::Null,
+                    };
+                }
+                let (on, left) = obs.stats_window();
+                ok_data(serde_json::json!({
+                    "stats_enabled": on,
+                    "stats_remaining_seconds": left.as_secs_f64(),
+                    "programs": obs.program_stats(),
+                }))
+            }
+        },
+        AdminRequest::SeccompEvents { .. } => ok_data(serde_json::Value::Null), // streamed above
         AdminRequest::PluginRestart { name } => match manager.restart(&name).await {
             Ok(()) => AdminResponse {
                 ok: true,

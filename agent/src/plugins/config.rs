@@ -200,8 +200,12 @@ impl Default for DataPathConfig {
 pub struct SandboxConfig {
     /// Seccomp profile; default the plugin type's (`processor`, `receiver`, …).
     pub seccomp_profile: Option<String>,
-    /// What a denied syscall does: `errno` (EPERM, default), `trap` (SIGSYS), `kill`, or `log`
-    /// (monitor only: allowed and logged by the kernel).
+    /// What a denied syscall does: `errno` (EPERM, default; compiled as a trap that the plugin
+    /// SDK's SIGSYS handler turns into EPERM, so every violation is counted by the eBPF observer
+    /// at no cost to other processes; a plugin without the SDK handler is killed by SIGSYS),
+    /// `kernel_errno` (plain SECCOMP_RET_ERRNO: for plugins not built with the SDK; violations
+    /// are not counted), `trap` (SIGSYS: the SDK handler returns EPERM, a plugin without it
+    /// dies), `kill`, or `log` (monitor only: allowed and logged by the kernel).
     pub seccomp_action: String,
     /// Extra read-only paths (beyond the plugin's directory and the shared libraries).
     pub read_only: Vec<PathBuf>,
@@ -285,11 +289,13 @@ impl PluginConfig {
                 format!("{} must be an absolute path", self.path.display()),
             ));
         }
-        if !["errno", "trap", "kill", "log"].contains(&self.sandbox.seccomp_action.as_str()) {
+        if !["errno", "kernel_errno", "trap", "kill", "log"]
+            .contains(&self.sandbox.seccomp_action.as_str())
+        {
             e.push((
                 "sandbox.seccomp_action".into(),
                 format!(
-                    "unknown action {:?}: use errno, trap, kill or log",
+                    "unknown action {:?}: use errno, kernel_errno, trap, kill or log",
                     self.sandbox.seccomp_action
                 ),
             ));

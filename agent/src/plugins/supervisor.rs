@@ -319,14 +319,19 @@ impl Supervisor {
             .seccomp_profile
             .clone()
             .unwrap_or_else(|| cfg.plugin_type.as_str().to_string());
-        let action: seccomp::Action = serde_json::from_value(serde_json::Value::String(
-            cfg.sandbox.seccomp_action.clone(),
-        ))
-        .map_err(|_| format!("unknown seccomp action {:?}", cfg.sandbox.seccomp_action))?;
+        // `errno` is compiled as TRAP|EPERM (the SDK's SIGSYS handler returns -EPERM and the
+        // eBPF observer counts it); `kernel_errno` is the plain SECCOMP_RET_ERRNO.
+        let (word, via_trap) = match cfg.sandbox.seccomp_action.as_str() {
+            "kernel_errno" => ("errno", false),
+            w => (w, true),
+        };
+        let action: seccomp::Action =
+            serde_json::from_value(serde_json::Value::String(word.to_owned()))
+                .map_err(|_| format!("unknown seccomp action {:?}", cfg.sandbox.seccomp_action))?;
         let filter = seccomp::compile(
             &profile,
             action,
-            &seccomp::Options::with_network(cfg.network),
+            &seccomp::Options::with_network(cfg.network).errno_via_trap(via_trap),
         )
         .map_err(|e| format!("seccomp profile {profile}: {e}"))?;
         let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"]
@@ -366,7 +371,7 @@ impl Supervisor {
                 allow_degraded: cfg.sandbox.allow_degraded,
             },
             seccomp_profile: profile,
-            seccomp_action: cfg.sandbox.seccomp_action.clone(),
+            seccomp_action: word.to_owned(),
             seccomp_filter: filter.to_bytes(),
         })
     }

@@ -946,6 +946,14 @@ fn run_final(r: &Reporter, cfg: &Value, what: &str) {
             r.outcome("final", "x32", ret, e, json!({"survived": true}));
         }
         "denied" => {
+            if cfg["default_sigsys"] == true {
+                // Like a plugin without the SDK's SIGSYS handler: a trap then kills.
+                // SAFETY: resetting one signal's disposition with a zeroed (SIG_DFL) sigaction.
+                unsafe {
+                    let sa: libc::sigaction = std::mem::zeroed();
+                    libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut());
+                }
+            }
             let (ret, e) = raw(libc::SYS_bpf, [0xffff, 0, 0, 0, 0, 0], false);
             r.outcome("final", "denied", ret, e, json!({"survived": true}));
         }

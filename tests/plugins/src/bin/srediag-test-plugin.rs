@@ -1,6 +1,11 @@
 //! A well-behaved plugin whose misbehaviour is scripted by its configuration, for lifecycle
-//! tests: `{"mode": "serve" | "crash" | "hang" | "oom" | "spin" | "spam" | "ignore_shutdown",
-//! "after_ms": N, "type": "processor"}`.
+//! tests: `{"mode": "serve" | "crash" | "hang" | "oom" | "spin" | "spam" | "ignore_shutdown" |
+//! "violate" | "grow", "after_ms": N, "type": "processor"}`.
+//!
+//! - `violate`: `count` calls of `mkdir` (refused by the processor profile), then prints
+//!   `violations done eperm=<calls that returned EPERM> of <count>` and keeps serving.
+//! - `grow`: touches `mib` MiB of anonymous memory, prints `grown rss_kib=<VmRSS>` and keeps
+//!   serving (holding it).
 
 use srediag_plugin_sdk::{Context, Plugin, PluginError, PluginInfo, PluginType, Registry};
 use std::time::Duration;
@@ -15,6 +20,7 @@ impl Plugin for TestPlugin {
     fn init(&mut self, ctx: &Context) -> Result<(), PluginError> {
         let mode = ctx.config["mode"].as_str().unwrap_or("serve").to_string();
         let wait = after(ctx);
+        let cfg = ctx.config.clone();
         println!("test plugin starting in mode {mode}");
         std::thread::spawn(move || {
             std::thread::sleep(wait);
@@ -34,6 +40,45 @@ impl Plugin for TestPlugin {
                 "spin" => loop {
                     std::hint::spin_loop();
                 },
+                "violate" => {
+                    let n = cfg["count"].as_u64().unwrap_or(1);
+                    let mut eperm = 0;
+                    for _ in 0..n {
+                        // SAFETY: mkdir of a static NUL-terminated path; the profile refuses it.
+                        let rc = unsafe {
+                            libc::syscall(libc::SYS_mkdir, c"/srediag-violation".as_ptr(), 0o700)
+                        };
+                        if rc == -1
+                            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+                        {
+                            eperm += 1;
+                        }
+                    }
+                    println!("violations done eperm={eperm} of {n}");
+                }
+                "grow" => {
+                    let mib = cfg["mib"].as_u64().unwrap_or(64) as usize;
+                    let mut v = vec![0u8; mib << 20];
+                    for i in (0..v.len()).step_by(4096) {
+                        v[i] = 1;
+                    }
+                    std::hint::black_box(&v);
+                    let rss = std::fs::read_to_string("/proc/self/status")
+                        .ok()
+                        .and_then(|s| {
+                            s.lines()
+                                .find_map(|l| l.strip_prefix("VmRSS:"))
+                                .and_then(|v| {
+                                    v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+                                })
+                        })
+                        .unwrap_or(0);
+                    println!("grown rss_kib={rss}");
+                    loop {
+                        std::thread::sleep(Duration::from_secs(3600));
+                        std::hint::black_box(&v);
+                    }
+                }
                 "spam" => loop {
                     println!("{}", "x".repeat(10_000));
                 },

@@ -58,7 +58,12 @@ fn add(
 
 /// Builds the libseccomp context of a resolved profile.
 fn build(p: &Resolved, action: Action, opts: &Options) -> Result<ScmpFilterContext, SeccompError> {
-    let mut ctx = ScmpFilterContext::new(action.to_scmp()).map_err(lib("create a filter"))?;
+    let default = if action == Action::Errno && opts.errno_via_trap {
+        ScmpAction::Trap // its data (the errno) is patched in by `trap_errno` after export
+    } else {
+        action.to_scmp()
+    };
+    let mut ctx = ScmpFilterContext::new(default).map_err(lib("create a filter"))?;
     // The native architecture only; anything else (i386 `int 0x80`, and x32 numbers, which
     // libseccomp routes to the bad-arch action on x86_64 filters) kills the process.
     if ScmpArch::native() != ScmpArch::X8664 {
@@ -131,9 +136,29 @@ fn export(ctx: &ScmpFilterContext) -> Result<Box<[libc::sock_filter]>, SeccompEr
     Ok(program)
 }
 
+/// `SECCOMP_RET_TRAP`: libseccomp 2.5 cannot attach data to it, so the exported program is patched.
+const RET_TRAP: u32 = 0x0003_0000;
+/// `BPF_RET | BPF_K`.
+const BPF_RET_K: u16 = 0x06;
+
+/// Rewrites every `ret SECCOMP_RET_TRAP` of `program` into `ret SECCOMP_RET_TRAP | errno`: the
+/// kernel hands the action's 16 data bits to the SIGSYS handler as `si_errno`. Only the default
+/// action is a trap in such a filter (the other rules are ALLOW or ERRNO), so only it changes.
+/// Returns how many instructions were patched.
+pub(crate) fn trap_errno(program: &mut [libc::sock_filter], errno: u16) -> usize {
+    let mut n = 0;
+    for i in program.iter_mut() {
+        if i.code == BPF_RET_K && i.k == RET_TRAP {
+            i.k = RET_TRAP | u32::from(errno);
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Filters already compiled in this process, by (profile, action, network). Profiles are embedded,
 /// so compiling is deterministic: a plugin restart pays a copy instead of YAML + libseccomp.
-type Cache = Mutex<HashMap<(String, Action, bool), CompiledFilter>>;
+type Cache = Mutex<HashMap<(String, Action, bool, bool), CompiledFilter>>;
 
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
@@ -146,7 +171,7 @@ pub(crate) fn compile(
     action: Action,
     opts: &Options,
 ) -> Result<CompiledFilter, SeccompError> {
-    let key = (name.to_string(), action, opts.network);
+    let key = (name.to_string(), action, opts.network, opts.errno_via_trap);
     if let Some(f) = cache()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -175,11 +200,15 @@ pub(crate) fn compile_uncached(
         });
     }
     let ctx = build(&p, action, opts)?;
+    let mut program = export(&ctx)?;
+    if action == Action::Errno && opts.errno_via_trap {
+        trap_errno(&mut program, libc::EPERM as u16);
+    }
     Ok(CompiledFilter {
         profile: p.name.to_string(),
         action,
         network: opts.network,
-        program: export(&ctx)?,
+        program,
     })
 }
 

@@ -45,8 +45,8 @@ pub use filter::CompiledFilter;
 pub enum Action {
     /// Fail the call with `EPERM`.
     Errno,
-    /// Deliver `SIGSYS` (`si_code` `SYS_SECCOMP`); a handler (future SDK) can report and continue,
-    /// the default disposition kills the process with a core dump.
+    /// Deliver `SIGSYS` (`si_code` `SYS_SECCOMP`); the plugin SDK's handler returns `EPERM` and
+    /// the plugin continues (counted as `trap`); the default disposition kills the process.
     Trap,
     /// Kill the whole process (`SECCOMP_RET_KILL_PROCESS`, seen as death by `SIGSYS`).
     Kill,
@@ -90,12 +90,28 @@ pub struct Options {
     /// The plugin declares network access: adds the profile's `network_include` rules (socket
     /// creation, connect, bind, …). Default false; an error for profiles without network rules.
     pub network: bool,
+    /// Compile the [`Action::Errno`] default action as `SECCOMP_RET_TRAP | EPERM` instead of
+    /// `SECCOMP_RET_ERRNO | EPERM` (default false). The plugin SDK's SIGSYS handler turns the trap
+    /// into `-EPERM` (the errno travels in `si_errno`) and the plugin continues, while the eBPF
+    /// seccomp observer sees every violation on `signal_generate` (an ERRNO return is invisible
+    /// without a host-wide syscall hook). A process without that handler dies by SIGSYS at its
+    /// first violation. Plugins get it unless configured `seccomp_action: kernel_errno`.
+    pub errno_via_trap: bool,
 }
 
 impl Options {
     /// Options with network access as given.
     pub fn with_network(network: bool) -> Self {
-        Options { network }
+        Options {
+            network,
+            errno_via_trap: false,
+        }
+    }
+
+    /// These options with [`errno_via_trap`](Self::errno_via_trap) as given.
+    pub fn errno_via_trap(mut self, on: bool) -> Self {
+        self.errno_via_trap = on;
+        self
     }
 }
 

@@ -480,3 +480,40 @@ fn bpf_prologue_kills_foreign_arches_and_x32_numbers() {
         );
     }
 }
+
+/// `errno_via_trap`: the default action becomes `SECCOMP_RET_TRAP | EPERM` (the errno reaches the
+/// SDK's SIGSYS handler as `si_errno`); nothing else changes.
+#[test]
+fn errno_via_trap_puts_eperm_in_the_trap_data() {
+    const RET_K: u16 = 0x06;
+    let rets = |f: &super::CompiledFilter| -> Vec<u32> {
+        f.program
+            .iter()
+            .filter(|i| i.code == RET_K)
+            .map(|i| i.k)
+            .collect()
+    };
+    let eperm = libc::EPERM as u32;
+    let plain =
+        super::compiler::compile_uncached("processor", Action::Errno, &Options::default()).unwrap();
+    let trap = super::compiler::compile_uncached(
+        "processor",
+        Action::Errno,
+        &Options::default().errno_via_trap(true),
+    )
+    .unwrap();
+    assert!(rets(&plain).contains(&(0x0005_0000 | eperm)));
+    assert!(!rets(&plain).iter().any(|k| k & 0xffff_0000 == 0x0003_0000));
+    assert!(rets(&trap).contains(&(0x0003_0000 | eperm)));
+    assert!(!rets(&trap).contains(&0x0003_0000));
+    assert!(!rets(&trap).contains(&(0x0005_0000 | eperm)));
+    assert_eq!(plain.instructions(), trap.instructions());
+    // A plain `trap` filter is not patched.
+    let t = super::compiler::compile_uncached(
+        "processor",
+        Action::Trap,
+        &Options::default().errno_via_trap(true),
+    )
+    .unwrap();
+    assert!(rets(&t).contains(&0x0003_0000));
+}
