@@ -177,6 +177,23 @@ pub struct DataPathConfig {
     /// happens when the plugin falls behind and the in-flight window is full. Default 64
     /// batches, `block`.
     pub queue: crate::pipeline::QueueConfig,
+    /// While the plugin is not running (starting, restarting after a crash, failed,
+    /// quarantined): `block` (default) holds new batches until it is back (backpressure, nothing
+    /// skips the plugin); `bypass` passes them on unprocessed and counts them
+    /// (`srediag_plugin_ipc_bypassed_records_total`) — fail open, for processors whose absence
+    /// is better than a stalled pipeline (e.g. deduplication). Batches already sent stay in
+    /// flight and go to the plugin when it is back.
+    pub on_unavailable: Unavailable,
+}
+
+/// `data_path.on_unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unavailable {
+    /// Hold batches until the plugin is back.
+    Block,
+    /// Pass batches on unprocessed, counted.
+    Bypass,
 }
 
 impl Default for DataPathConfig {
@@ -190,6 +207,7 @@ impl Default for DataPathConfig {
             quarantine_after_malformed: 16,
             probe_sampling: 0,
             queue: crate::pipeline::QueueConfig::default(),
+            on_unavailable: Unavailable::Block,
         }
     }
 }
