@@ -39,7 +39,13 @@ pub struct Manager {
 impl Manager {
     /// Cleans what a previous agent left (cgroups, scratch directories; says so), then starts a
     /// supervisor per plugin.
-    pub fn start(plugins: &Plugins, metrics: PluginMetrics) -> Result<Manager, ManagerError> {
+    /// Bundles are verified by each supervisor (trust policy and rollback marks from `bundles`)
+    /// before anything of the plugin is created.
+    pub fn start(
+        plugins: &Plugins,
+        metrics: PluginMetrics,
+        bundles: &super::config::BundlesConfig,
+    ) -> Result<Manager, ManagerError> {
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         if euid != 0 {
@@ -95,6 +101,7 @@ impl Manager {
                 cgroups: None,
             });
         }
+        let trust = Arc::new(super::loader::TrustContext::new(bundles.clone()));
         let mut out = BTreeMap::new();
         for (name, cfg) in plugins {
             let status = Arc::new(Mutex::new(PluginStatus {
@@ -111,6 +118,7 @@ impl Manager {
                 metrics: metrics.clone(),
                 cgroups: driver.clone(),
                 scratch_root: scratch_root.clone(),
+                trust: trust.clone(),
             };
             tokio::spawn(sup.run(rx));
             out.insert(name.clone(), Entry { status, tx });

@@ -75,6 +75,9 @@ enum End {
     Crashed(&'static str, String),
     /// Could not start (handshake refused): reason label and message. Counts as a crash.
     Failed(&'static str, String),
+    /// Not loaded: the bundle did not verify or the configuration widens the manifest. Nothing
+    /// was spawned; no automatic retry (`srediag plugin restart` verifies again).
+    Rejected(String),
 }
 
 /// Stable error codes (seed §9), printed with every plugin failure.
@@ -109,6 +112,8 @@ pub struct Supervisor {
     pub cgroups: Arc<dyn CgroupDriver>,
     /// Parent of the scratch directories (`/run/srediag/plugins`).
     pub scratch_root: PathBuf,
+    /// Trust policy, host facts, rollback marks (shared by all supervisors).
+    pub trust: Arc<super::loader::TrustContext>,
 }
 
 /// The cgroup limits of a plugin's settings (`memory.high` defaults to 80% of `memory.max`).
@@ -180,6 +185,29 @@ impl Supervisor {
                 .await;
             let ran = started.elapsed();
             match end {
+                End::Rejected(msg) => {
+                    tracing::error!(plugin = %self.name, "{msg}");
+                    self.set(|s| {
+                        s.last_exit = Some(msg.clone());
+                        s.pid = None;
+                        s.uptime_seconds = None;
+                    });
+                    self.state("rejected");
+                    match requests.recv().await {
+                        Some(Request::Restart) => {
+                            restart_requested = Some(Instant::now());
+                            crashes.clear();
+                            consecutive = 0;
+                            continue;
+                        }
+                        Some(Request::Stop(done)) => {
+                            self.state("stopped");
+                            let _ = done.send(());
+                            return;
+                        }
+                        None => return,
+                    }
+                }
                 End::Stopped(done) => {
                     self.state("stopped");
                     if let Some(done) = done {
@@ -273,39 +301,39 @@ impl Supervisor {
         }
     }
 
-    fn spec(&self, cg: &dyn PluginCgroup, scratch: &Path) -> Result<SandboxSpec, String> {
+    fn spec(
+        &self,
+        cg: &dyn PluginCgroup,
+        scratch: &Path,
+        loaded: &super::loader::Loaded,
+    ) -> Result<SandboxSpec, String> {
         let cfg = &self.cfg;
-        let profile = cfg
-            .sandbox
-            .seccomp_profile
-            .clone()
-            .unwrap_or_else(|| cfg.plugin_type.as_str().to_string());
-        let action: seccomp::Action = serde_json::from_value(serde_json::Value::String(
-            cfg.sandbox.seccomp_action.clone(),
-        ))
-        .map_err(|_| format!("unknown seccomp action {:?}", cfg.sandbox.seccomp_action))?;
+        let sb = &loaded.sandbox;
+        let profile = sb.seccomp_profile.clone();
+        let action: seccomp::Action =
+            serde_json::from_value(serde_json::Value::String(sb.seccomp_action.clone()))
+                .map_err(|_| format!("unknown seccomp action {:?}", sb.seccomp_action))?;
         let filter = seccomp::compile(
             &profile,
             action,
-            &seccomp::Options::with_network(cfg.network),
+            &seccomp::Options::with_network(sb.network),
         )
         .map_err(|e| format!("seccomp profile {profile}: {e}"))?;
         let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"]
             .iter()
             .map(PathBuf::from)
             .collect();
-        if let Some(dir) = cfg.path.parent() {
-            read_exec.push(dir.to_path_buf());
-        }
-        read_exec.push(cfg.path.clone());
+        read_exec.extend(sb.read_exec.iter().cloned());
         let mut read_only: Vec<PathBuf> = ["/etc/ld.so.cache", "/proc", "/dev/urandom"]
             .iter()
             .map(PathBuf::from)
             .collect();
-        read_only.extend(cfg.sandbox.read_only.iter().cloned());
+        read_only.extend(sb.read_only.iter().cloned());
+        let mut read_write = vec![scratch.to_path_buf(), PathBuf::from("/dev/null")];
+        read_write.extend(sb.read_write.iter().cloned());
         Ok(SandboxSpec {
             plugin: self.name.clone(),
-            program: cfg.path.clone(),
+            program: loaded.program.clone(),
             args: cfg.args.clone(),
             env: cfg
                 .env
@@ -314,20 +342,20 @@ impl Supervisor {
                 .collect(),
             uid: cfg.uid(&self.name),
             gid: cfg.gid(&self.name),
-            nofile: cfg.limits.nofile,
+            nofile: sb.limits.nofile,
             hostname: format!("srediag-{}", self.name),
-            new_net: !cfg.network,
+            new_net: !sb.network,
             cgroup_procs: cg.procs_files(),
             scratch_dir: scratch.to_path_buf(),
             landlock: LandlockSpec {
                 read_exec,
                 read_only,
-                read_write: vec![scratch.to_path_buf(), PathBuf::from("/dev/null")],
-                network: cfg.network,
+                read_write,
+                network: sb.network,
                 allow_degraded: cfg.sandbox.allow_degraded,
             },
             seccomp_profile: profile,
-            seccomp_action: cfg.sandbox.seccomp_action.clone(),
+            seccomp_action: sb.seccomp_action.clone(),
             seccomp_filter: filter.to_bytes(),
         })
     }
@@ -365,7 +393,27 @@ impl Supervisor {
             self.set(|s| s.error = Some(format!("{code}: {what}")));
             End::Failed("start", format!("{code}: {what}"))
         };
-        let cg = match self.cgroups.create(&self.name, &limits(&self.cfg.limits)) {
+        // Verify first: nothing is created or spawned for a plugin that does not verify.
+        let loaded = match self.trust.load(&self.name, &self.cfg, &self.metrics) {
+            Ok(l) => l,
+            Err(e) => {
+                self.metrics
+                    .load
+                    .with_label_values(&[&self.name, e.status])
+                    .inc();
+                let msg = e.to_string();
+                self.set(|s| s.error = Some(msg.clone()));
+                return End::Rejected(msg);
+            }
+        };
+        if let Some(m) = &loaded.manifest {
+            let v = m.version.clone();
+            self.set(|s| s.version = v);
+        }
+        let cg = match self
+            .cgroups
+            .create(&self.name, &limits(&loaded.sandbox.limits))
+        {
             Ok(c) => c,
             Err(e) => return fail(codes::SANDBOX, format!("cgroup: {e}")),
         };
@@ -383,7 +431,7 @@ impl Supervisor {
             }
         };
         let end = self
-            .run_in(&*cg, &scratch, requests, restart_requested)
+            .run_in(&*cg, &scratch, &loaded, requests, restart_requested)
             .await;
         cleanup(&*cg, Some(&scratch));
         crate::bpf::plugin_stopped(&self.name);
@@ -394,10 +442,11 @@ impl Supervisor {
         &self,
         cg: &dyn PluginCgroup,
         scratch: &Path,
+        loaded: &super::loader::Loaded,
         requests: &mut mpsc::Receiver<Request>,
         restart_requested: Option<Instant>,
     ) -> End {
-        let spec = match self.spec(cg, scratch) {
+        let spec = match self.spec(cg, scratch, loaded) {
             Ok(s) => s,
             Err(e) => {
                 self.load_failed();
@@ -420,7 +469,7 @@ impl Supervisor {
             Err(e) => return End::Failed("start", format!("{}: socketpair: {e}", codes::SANDBOX)),
         };
         let oom_before = cg.oom_kills().unwrap_or(0);
-        let Spawned { mut child, pidfd } = match spawn::spawn(&spec, &plugin_end) {
+        let Spawned { mut child, pidfd } = match spawn::spawn(&spec, &plugin_end, loaded.exe.fd()) {
             Ok(s) => s,
             Err(e) => {
                 self.load_failed();

@@ -8,10 +8,10 @@
 //! Invariant: spawn from a long-lived thread (a tokio worker, never `spawn_blocking`):
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked exits.
 
-use super::spec::{SPEC_FD, SandboxSpec};
+use super::spec::{PROGRAM_FD, SPEC_FD, SandboxSpec};
 use srediag_plugin_sdk::control::CONTROL_FD;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
@@ -51,9 +51,13 @@ pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
-/// Starts the helper with `control` as its fd 3 and the spec on fd 4; stdout and stderr are
-/// pipes for the agent's log.
-pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> {
+/// Starts the helper with `control` as its fd 3, the spec on fd 4 and the sealed executable
+/// (`program`, a memfd) on fd 5; stdout and stderr are pipes for the agent's log.
+pub fn spawn(
+    spec: &SandboxSpec,
+    control: &OwnedFd,
+    program: BorrowedFd<'_>,
+) -> std::io::Result<Spawned> {
     let json = serde_json::to_vec(spec).map_err(std::io::Error::other)?;
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds.
@@ -71,7 +75,8 @@ pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> 
     let spec_fd = dup_high(rd.as_raw_fd())?;
     drop(rd);
     let ctl_fd = dup_high(control.as_raw_fd())?;
-    let (ctl, spc) = (ctl_fd.as_raw_fd(), spec_fd.as_raw_fd());
+    let prog_fd = dup_high(program.as_raw_fd())?;
+    let (ctl, spc, prg) = (ctl_fd.as_raw_fd(), spec_fd.as_raw_fd(), prog_fd.as_raw_fd());
     let mut cmd = Command::new(helper_program());
     cmd.arg0("srediag-sandbox")
         .arg("__sandbox-exec")
@@ -82,12 +87,15 @@ pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> 
     // SAFETY: the closure only makes async-signal-safe raw syscalls on fds prepared above.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(ctl, CONTROL_FD) < 0 || libc::dup2(spc, SPEC_FD) < 0 {
+            if libc::dup2(ctl, CONTROL_FD) < 0
+                || libc::dup2(spc, SPEC_FD) < 0
+                || libc::dup2(prg, PROGRAM_FD) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
-            // Everything from fd 5 up closes at exec (std's own exec-error pipe keeps working).
+            // Everything from fd 6 up closes at exec (std's own exec-error pipe keeps working).
             const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-            if libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+            if libc::syscall(libc::SYS_close_range, 6u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::setsid() < 0 {
@@ -109,6 +117,7 @@ pub fn spawn(spec: &SandboxSpec, control: &OwnedFd) -> std::io::Result<Spawned> 
     let child = cmd.spawn()?;
     drop(ctl_fd);
     drop(spec_fd);
+    drop(prog_fd);
     let pidfd = pidfd_open(child.id())?;
     Ok(Spawned { child, pidfd })
 }
@@ -132,10 +141,10 @@ pub fn control_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Keeps fds 3 and 4 open in the agent (on /dev/null when free), so that the pipe `std` creates
+/// Keeps fds 3, 4 and 5 open in the agent (on /dev/null when free), so that the pipe `std` creates
 /// while spawning can never land on the numbers the helper's fds are moved to.
 pub fn reserve_low_fds() {
-    for fd in [CONTROL_FD, SPEC_FD] {
+    for fd in [CONTROL_FD, SPEC_FD, PROGRAM_FD] {
         // SAFETY: F_GETFD only queries; open returns the lowest free fd.
         unsafe {
             if libc::fcntl(fd, libc::F_GETFD) < 0 {
