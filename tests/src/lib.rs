@@ -8,6 +8,7 @@
 //! - every wait is a bounded poll of an observable condition, never a sleep standing in for one;
 //! - every process started is killed by a guard on drop, every file lives in a temp dir.
 
+pub mod bundles;
 pub mod plugins;
 
 use std::collections::{BTreeMap, BTreeSet};

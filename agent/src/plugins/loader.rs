@@ -254,6 +254,7 @@ impl TrustContext {
             message,
         };
         let dir = self.bundle_dir(bundle);
+        let t0 = std::time::Instant::now();
         // Check and record under one lock: two supervisors cannot interleave check and record.
         let mut guard = self.rollback.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
@@ -360,7 +361,16 @@ impl TrustContext {
                 "UNSIGNED PLUGIN: loading an unsigned bundle because the trust policy allows unsigned bundles"
             );
         } else {
-            tracing::info!(plugin = %name, bundle = %dir.display(), version = %m.version, digest = %v.digest, trusted_by = ?v.trusted_by, "plugin bundle verified");
+            tracing::info!(
+                plugin = %name,
+                bundle = %dir.display(),
+                version = %m.version,
+                digest = %v.digest,
+                trusted_by = ?v.trusted_by,
+                bytes = v.entrypoint.len(),
+                verify_ms = t0.elapsed().as_secs_f64() * 1e3,
+                "plugin bundle verified, entrypoint sealed"
+            );
         }
         Ok(Loaded {
             program: dir.join(m.entrypoint_path()),

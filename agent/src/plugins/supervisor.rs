@@ -543,6 +543,20 @@ impl Supervisor {
                 );
             }
         }
+        if let Some(m) = &loaded.manifest {
+            // The signed manifest's version is what operators see; the plugin's own claim in
+            // the handshake is untrusted.
+            let said = self
+                .status
+                .lock()
+                .map(|s| s.version.clone())
+                .unwrap_or_default();
+            if said != m.version {
+                tracing::warn!(plugin = %self.name, manifest = %m.version, handshake = %said, "plugin reports another version than its signed manifest");
+            }
+            let v = m.version.clone();
+            self.set(|s| s.version = v);
+        }
         self.metrics
             .load
             .with_label_values(&[&self.name, "loaded"])
