@@ -319,3 +319,59 @@ fn rejected_bundles_start_nothing() {
     let state = std::fs::read_to_string(dir.path().join("plugin-versions.json")).unwrap();
     assert!(state.contains("\"2.0.0\""), "{state}");
 }
+
+#[test]
+fn unusable_policy_rejects_and_a_fixed_policy_applies_on_restart() {
+    if !privileged("unusable_policy_rejects_and_a_fixed_policy_applies_on_restart") {
+        return;
+    }
+    let _serial = serial();
+    let dir = TempDir::new().unwrap();
+    let (key, public) = keygen(&dir.path().join("keys"));
+    let policy = dir.path().join("trust.yaml");
+    std::fs::write(&policy, "allow_unsigned: false\nkeys: [{name: x}]\n").unwrap();
+    let bundle = dir.path().join("plugins/tp");
+    make_bundle(
+        &bundle,
+        "tp",
+        "processor",
+        "1.0.0",
+        &plugin_bin("srediag-test-plugin"),
+        "",
+    );
+    sign(&bundle, &key);
+    let tel = free_port();
+    let admin = dir.path().join("admin.sock");
+    let agent = start_agent(
+        dir.path(),
+        &agent_config(&admin, tel, &plugin_entry("tp", "")),
+        tel,
+        &admin,
+    );
+    let st = wait_state(&admin, "tp", &["rejected"], Duration::from_secs(20));
+    let err = st["error"].as_str().unwrap_or_default();
+    assert!(
+        err.starts_with("SRD-P017: plugin tp: trust policy ")
+            && err.contains(&policy.display().to_string()),
+        "{err}"
+    );
+    assert!(plugin_cgroups("tp").is_empty());
+    // The operator fixes the policy; a restart reads it again and the plugin loads.
+    write_policy(&policy, &public, false);
+    restart(&admin, "tp");
+    wait_state(&admin, "tp", &["ready"], Duration::from_secs(20));
+    assert_eq!(
+        agent.counter(
+            "srediag_plugin_load_total",
+            &[("name", "tp"), ("status", "rejected_policy")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        agent.counter(
+            "srediag_plugin_load_total",
+            &[("name", "tp"), ("status", "loaded")]
+        ),
+        1.0
+    );
+}

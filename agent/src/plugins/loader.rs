@@ -120,26 +120,29 @@ pub struct Loaded {
 /// Trust policy, host facts and rollback marks, shared by every supervisor.
 pub struct TrustContext {
     settings: BundlesConfig,
-    policy: Result<TrustPolicy, String>,
     host: HostInfo,
     rollback: Mutex<Option<RollbackStore>>,
 }
 
 impl TrustContext {
-    /// Loads the trust policy (an unusable policy is reported at each load, naming the file).
+    /// The trust policy is read at every load (a start, or `srediag plugin restart`), so a fixed
+    /// or rotated policy applies without restarting the agent; an unusable one is reported at each
+    /// load, naming the file.
     pub fn new(settings: BundlesConfig) -> TrustContext {
-        let policy = TrustPolicy::load(&settings.trust_policy).map_err(|e| {
-            format!(
-                "trust policy {}: {e} (install one — profiles/trust/trust.yaml is an annotated example — or pass --trust-policy / SREDIAG_TRUST_POLICY)",
-                settings.trust_policy.display()
-            )
-        });
         TrustContext {
             settings,
-            policy,
             host: HostInfo::current(),
             rollback: Mutex::new(None),
         }
+    }
+
+    fn policy(&self) -> Result<TrustPolicy, String> {
+        TrustPolicy::load(&self.settings.trust_policy).map_err(|e| {
+            format!(
+                "trust policy {}: {e} (install one — profiles/trust/trust.yaml is an annotated example — or pass --trust-policy / SREDIAG_TRUST_POLICY)",
+                self.settings.trust_policy.display()
+            )
+        })
     }
 
     /// The settings in use.
@@ -165,10 +168,11 @@ impl TrustContext {
             plugin: name.to_string(),
             message,
         };
-        let policy = self.policy.as_ref().map_err(|e| {
+        let policy = self.policy().map_err(|e| {
             metrics.verification(status::REJECTED_POLICY);
-            err(codes::TRUST_STATE, status::REJECTED_POLICY, e.clone())
+            err(codes::TRUST_STATE, status::REJECTED_POLICY, e)
         })?;
+        let policy = &policy;
         match (&cfg.bundle, &cfg.path) {
             (Some(bundle), _) => self.load_bundle(name, cfg, bundle, policy, metrics),
             (None, Some(path)) => {
