@@ -151,10 +151,10 @@ pub fn bundles(release: bool, extra: &[PathBuf]) -> Result<Layout> {
             .and_then(|n| n.to_str())
             .with_context(|| format!("{}: entrypoint {entry:?}", mpath.display()))?
             .to_string();
-        build.args(["-p", &krate, "--bin", &bin]);
-        plan.push((dir.clone(), m.clone(), entry, bin, version));
         m.as_mapping_mut()
             .with_context(|| format!("{}: not a mapping", mpath.display()))?;
+        build.args(["-p", &krate, "--bin", &bin]);
+        plan.push((dir.clone(), m, entry, bin, version));
     }
     run_cmd(&mut build)?;
     let srediag = srediag_bin(release);

@@ -115,7 +115,7 @@ pub fn install(a: InstallArgs, out: Output) -> CmdResult {
     let tmp = a.plugin_dir.join(format!(
         ".install-{}-{}",
         std::process::id(),
-        super::super::plugins::trust::keys::hex(&rand4())
+        crate::plugins::trust::keys::hex(&rand4())
     ));
     let cleanup = |p: &Path| {
         let _ = std::fs::remove_dir_all(p);
