@@ -375,3 +375,120 @@ fn unusable_policy_rejects_and_a_fixed_policy_applies_on_restart() {
         1.0
     );
 }
+
+/// The race of issue 5 through the whole agent (spawn, sandbox helper, `execveat` of fd 5):
+/// the plugin is restarted over and over while a thread renames a modified binary over the
+/// bundle's and rewrites it in place. Each start is either rejected (it read modified bytes) or
+/// runs exactly the signed binary. (`exec_race.rs` runs the same path 10,000 times in-process.)
+#[test]
+fn restarts_under_binary_replacement_run_only_the_signed_binary() {
+    if !privileged("restarts_under_binary_replacement_run_only_the_signed_binary") {
+        return;
+    }
+    let _serial = serial();
+    let dir = TempDir::new().unwrap();
+    let (key, public) = keygen(&dir.path().join("keys"));
+    write_policy(&dir.path().join("trust.yaml"), &public, false);
+    let bundle = dir.path().join("plugins/tp");
+    make_bundle(
+        &bundle,
+        "tp",
+        "processor",
+        "1.0.0",
+        &plugin_bin("srediag-test-plugin"),
+        "",
+    );
+    sign(&bundle, &key);
+    let target = bundle.join("bin/tp");
+    let good = std::fs::read(&target).unwrap();
+    let signed_sha = sha256_file(&target);
+    let mut evil = good.clone();
+    let mid = evil.len() / 2;
+    evil[mid] ^= 0xff; // same length, different bytes
+    let tel = free_port();
+    let admin = dir.path().join("admin.sock");
+    let agent = start_agent(
+        dir.path(),
+        &agent_config(&admin, tel, &plugin_entry("tp", "")),
+        tel,
+        &admin,
+    );
+    wait_state(&admin, "tp", &["ready"], Duration::from_secs(20));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        let stage = dir.path().join("stage");
+        std::fs::create_dir(&stage).unwrap();
+        let (good, evil, target) = (good.clone(), evil.clone(), target.clone());
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt as _;
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = stage.join(format!("b{}", i % 2));
+                let bytes = if i.is_multiple_of(2) { &evil } else { &good };
+                if std::fs::write(&t, bytes).is_ok() {
+                    let _ = std::fs::rename(&t, &target);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&target) {
+                    let flip = if i.is_multiple_of(2) {
+                        good[mid]
+                    } else {
+                        evil[mid]
+                    };
+                    let _ = f.write_all_at(&[flip], mid as u64);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                i += 1;
+            }
+        })
+    };
+    let loads = |agent: &Agent| {
+        agent.counter(
+            "srediag_plugin_load_total",
+            &[("name", "tp"), ("status", "loaded")],
+        ) + agent.counter(
+            "srediag_plugin_load_total",
+            &[("name", "tp"), ("status", "rejected_digest")],
+        )
+    };
+    let (mut ran, mut rejected) = (0, 0);
+    let mut seen = loads(&agent);
+    for it in 0..40 {
+        restart(&admin, "tp");
+        poll_until(Duration::from_secs(20), "the next load attempt", || {
+            (loads(&agent) > seen).then_some(())
+        });
+        seen = loads(&agent);
+        let st = wait_state(
+            &admin,
+            "tp",
+            &["ready", "rejected"],
+            Duration::from_secs(20),
+        );
+        if st["state"] == "rejected" {
+            let err = st["error"].as_str().unwrap_or_default();
+            assert!(
+                err.starts_with("SRD-P010:") || err.starts_with("SRD-P015:"),
+                "{err}"
+            );
+            rejected += 1;
+            continue;
+        }
+        let pid = st["pid"].as_u64().unwrap();
+        let image = std::fs::read(format!("/proc/{pid}/exe")).unwrap();
+        let copy = dir.path().join("image");
+        std::fs::write(&copy, &image).unwrap();
+        assert_eq!(
+            sha256_file(&copy),
+            signed_sha,
+            "iteration {it}: plugin pid {pid} runs something other than the signed binary"
+        );
+        ran += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    attacker.join().unwrap();
+    println!("40 restarts under replacement: {ran} ran the signed binary, {rejected} rejected");
+    assert!(ran > 0, "no start succeeded: the test checked nothing");
+}
