@@ -403,6 +403,13 @@ impl Supervisor {
                     .inc();
                 let msg = e.to_string();
                 self.set(|s| s.error = Some(msg.clone()));
+                // Trust decisions stand until an operator acts (`plugin restart`); an I/O
+                // failure (state file, memfd) is retried like any failed start.
+                let transient = e.status == super::loader::status::FAILED
+                    && e.code != super::loader::codes::WIDENS;
+                if transient {
+                    return End::Failed("start", msg);
+                }
                 return End::Rejected(msg);
             }
         };
