@@ -150,11 +150,30 @@ impl ExeWriter {
         // r-x for everyone: the plugin runs as an unprivileged uid and must be able to exec it.
         rustix::fs::fchmod(&self.fd, rustix::fs::Mode::from_raw_mode(0o555))
             .map_err(|e| self.io("fchmod", e.into()))?;
-        rustix::fs::fcntl_add_seals(
-            &self.fd,
-            SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-        )
-        .map_err(|e| self.io("seal", e.into()))?;
+        // F_SEAL_WRITE fails with EBUSY while a page still has an extra reference: the pages
+        // just written can sit in another CPU's LRU batch when the writing thread migrated (seen
+        // about once in 2,500 starts here). `mlock` drains every CPU's batch
+        // (`lru_add_drain_all`), then the seal is tried again.
+        let seals = SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+        let mut tries = 0;
+        loop {
+            match rustix::fs::fcntl_add_seals(&self.fd, seals) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::BUSY) if tries < 20 => {
+                    tries += 1;
+                    let page = [0u8; 1];
+                    // SAFETY: locking and unlocking the page of a live stack variable; no
+                    // memory is changed, only the kernel's per-CPU LRU batches are drained.
+                    unsafe {
+                        if libc::mlock(page.as_ptr().cast(), 1) == 0 {
+                            libc::munlock(page.as_ptr().cast(), 1);
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(e) => return Err(self.io("seal", e.into())),
+            }
+        }
         let sealed = SealedExe {
             fd: self.fd,
             sha256: [0; 32],
