@@ -9,7 +9,7 @@
 //! Usage: SREDIAG_SANDBOX_HELPER=target/release/srediag plugin_tax PLUGIN_BINARY [--records N]
 //! [--batch N] [--rounds N] (the sandbox helper is `srediag __sandbox-exec`).
 
-use srediag::plugins::config::{PluginConfig, Plugins};
+use srediag::plugins::config::{BundlesConfig, PluginConfig, Plugins};
 use srediag::plugins::datapath::{DataPathMetrics, Link, Links, Output};
 use srediag::plugins::manager::Manager;
 use srediag::plugins::metrics::PluginMetrics;
@@ -120,7 +120,16 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
         let mut links = Links::new();
         links.insert("vectorhashprocessor".into(), link.clone());
         let registry = prometheus::Registry::new();
-        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &links)
+        // The plugin runs by path: unsigned development mode, allowed by a policy of its own
+        // (a signed bundle adds only its verification at start, outside the measured window).
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("trust.yaml"), "allow_unsigned: true\n").expect("policy");
+        let bundles = BundlesConfig {
+            directory: dir.path().to_path_buf(),
+            trust_policy: dir.path().join("trust.yaml"),
+            state_file: dir.path().join("plugin-versions.json"),
+        };
+        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links)
             .expect("plugin manager (root needed)");
         let deadline = Instant::now() + Duration::from_secs(20);
         let pid = loop {

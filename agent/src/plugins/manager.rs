@@ -39,9 +39,12 @@ pub struct Manager {
 impl Manager {
     /// Cleans what a previous agent left (cgroups, scratch directories; says so), then starts a
     /// supervisor per plugin.
+    /// Bundles are verified by each supervisor (trust policy and rollback marks from `bundles`)
+    /// before anything of the plugin is created.
     pub fn start(
         plugins: &Plugins,
         metrics: PluginMetrics,
+        bundles: &super::config::BundlesConfig,
         links: &crate::plugins::datapath::Links,
     ) -> Result<Manager, ManagerError> {
         // SAFETY: geteuid has no preconditions.
@@ -99,6 +102,7 @@ impl Manager {
                 cgroups: None,
             });
         }
+        let trust = Arc::new(super::loader::TrustContext::new(bundles.clone()));
         let mut out = BTreeMap::new();
         for (name, cfg) in plugins {
             let status = Arc::new(Mutex::new(PluginStatus {
@@ -115,6 +119,7 @@ impl Manager {
                 metrics: metrics.clone(),
                 cgroups: driver.clone(),
                 scratch_root: scratch_root.clone(),
+                trust: trust.clone(),
                 link: links.get(name).cloned(),
             };
             tokio::spawn(sup.run(rx));
