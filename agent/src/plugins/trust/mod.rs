@@ -229,7 +229,13 @@ impl HostInfo {
                 Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
                     || Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists(),
             ),
-            ("landlock", lsm.split(',').any(|l| l.trim() == "landlock")),
+            // Asked of the kernel (landlock_create_ruleset's ABI query): securityfs, where
+            // /sys/kernel/security/lsm lives, is often not mounted (it is not on the reference VM).
+            (
+                "landlock",
+                crate::plugins::sandbox::landlock::abi_version().is_ok()
+                    || lsm.split(',').any(|l| l.trim() == "landlock"),
+            ),
             (
                 "seccomp",
                 Path::new("/proc/sys/kernel/seccomp/actions_avail").exists(),
