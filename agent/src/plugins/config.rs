@@ -154,8 +154,13 @@ fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// Like `bytes`, and `null` (what `print-config` writes for an unset value) is `None`.
 fn opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    bytes(d).map(Some)
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::N(n)) => Ok(Some(n)),
+        Some(Size::S(s)) => parse_bytes(&s).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// `data_path`: the two shared-memory rings between the agent and the plugin.
