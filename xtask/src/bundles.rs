@@ -131,7 +131,8 @@ pub fn bundles(release: bool, extra: &[PathBuf]) -> Result<Layout> {
     if release {
         build.arg("--release");
     }
-    build.args(["-p", "srediag"]);
+    // `--bin` names restrict every package's binaries: name srediag's too, or it is not rebuilt.
+    build.args(["-p", "srediag", "--bin", "srediag"]);
     let mut plan = Vec::new();
     for dir in &srcs {
         let (krate, version) = crate_info(dir)?;
