@@ -919,6 +919,11 @@ fn handshake_refuses_type_and_version_skew() {
     path: {hostile}
     type: processor
     args: ["--protocol-version", "999"]
+    restart: {{initial_backoff: 100ms, quarantine_after: 2}}
+  h-schema:
+    path: {hostile}
+    type: processor
+    args: ["--schema-version", "7"]
     restart: {{initial_backoff: 100ms, quarantine_after: 2}}"#,
         tp = tp.display(),
         hostile = hostile.display()
@@ -937,6 +942,15 @@ fn handshake_refuses_type_and_version_skew() {
         (
             "h-skew",
             vec!["SRD-P002", "protocol version", "999", "speaks 1"],
+        ),
+        (
+            "h-schema",
+            vec![
+                "SRD-P002",
+                "wire schema mismatch",
+                "data schema 7",
+                "this agent uses 1",
+            ],
         ),
     ] {
         let st = wait_state(&admin, name, &["quarantined"], Duration::from_secs(20));

@@ -150,6 +150,58 @@ impl TrustContext {
         &self.settings
     }
 
+    /// What a load of `cfg` depends on, cheaply: the trust policy file and every file of the
+    /// bundle (or the `path:` executable), as (inode, size, mtime, ctime) from `lstat`. Equal
+    /// fingerprints mean nothing was replaced or written since the last verification, so a
+    /// restart may reuse that load's sealed executable: its bytes cannot change (sealed), so what
+    /// runs is still exactly what was verified. `None` when something cannot be read (then the
+    /// load verifies in full and reports the problem).
+    pub fn fingerprint(&self, cfg: &PluginConfig) -> Option<Vec<u64>> {
+        use std::os::unix::fs::MetadataExt;
+        fn push(out: &mut Vec<u64>, m: &std::fs::Metadata) {
+            out.extend([
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mode() as u64,
+                m.mtime() as u64,
+                m.mtime_nsec() as u64,
+                m.ctime() as u64,
+                m.ctime_nsec() as u64,
+            ]);
+        }
+        fn walk(dir: &Path, depth: usize, out: &mut Vec<u64>) -> Option<()> {
+            if depth > 8 || out.len() > 8 * 4096 {
+                return None;
+            }
+            let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().collect();
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let m = std::fs::symlink_metadata(e.path()).ok()?;
+                push(out, &m);
+                if m.is_dir() {
+                    walk(&e.path(), depth + 1, out)?;
+                }
+            }
+            Some(())
+        }
+        let mut out = Vec::new();
+        push(
+            &mut out,
+            &std::fs::metadata(&self.settings.trust_policy).ok()?,
+        );
+        match (&cfg.bundle, &cfg.path) {
+            (Some(b), _) => {
+                let dir = self.bundle_dir(b);
+                push(&mut out, &std::fs::symlink_metadata(&dir).ok()?);
+                walk(&dir, 0, &mut out)?;
+            }
+            (None, Some(p)) => push(&mut out, &std::fs::metadata(p).ok()?),
+            (None, None) => return None,
+        }
+        Some(out)
+    }
+
     /// The bundle directory a `bundle:` value names.
     pub fn bundle_dir(&self, bundle: &Path) -> PathBuf {
         resolve_bundle(&self.settings.directory, bundle)

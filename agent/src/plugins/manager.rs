@@ -121,6 +121,7 @@ impl Manager {
                 scratch_root: scratch_root.clone(),
                 trust: trust.clone(),
                 link: links.get(name).cloned(),
+                last_load: Mutex::new(None),
             };
             tokio::spawn(sup.run(rx));
             out.insert(name.clone(), Entry { status, tx });

@@ -121,6 +121,9 @@ pub struct Supervisor {
     pub link: Option<Arc<crate::plugins::datapath::Link>>,
     /// Trust policy, host facts, rollback marks (shared by all supervisors).
     pub trust: Arc<super::loader::TrustContext>,
+    /// The last successful load and the fingerprint of what it verified: a restart of an
+    /// unchanged bundle reuses its sealed executable instead of copying and hashing it again.
+    pub last_load: Mutex<Option<(Vec<u64>, Arc<super::loader::Loaded>)>>,
 }
 
 /// The cgroup limits of a plugin's settings (`memory.high` defaults to 80% of `memory.max`).
@@ -438,8 +441,30 @@ impl Supervisor {
             self.set(|s| s.error = Some(format!("{code}: {what}")));
             End::Failed("start", format!("{code}: {what}"))
         };
-        // Verify first: nothing is created or spawned for a plugin that does not verify.
-        let loaded = match self.trust.load(&self.name, &self.cfg, &self.metrics) {
+        // Verify first: nothing is created or spawned for a plugin that does not verify. A restart
+        // of a bundle whose files and policy are untouched since the last verification reuses
+        // that load (its executable is a sealed memfd: the same verified bytes).
+        let fingerprint = self.trust.fingerprint(&self.cfg);
+        let cached = {
+            let last = self.last_load.lock().unwrap_or_else(|p| p.into_inner());
+            match (&*last, &fingerprint) {
+                (Some((fp, l)), Some(now)) if fp == now => Some(l.clone()),
+                _ => None,
+            }
+        };
+        let fresh = match cached {
+            Some(l) => Ok(l),
+            None => self
+                .trust
+                .load(&self.name, &self.cfg, &self.metrics)
+                .map(|l| {
+                    let l = Arc::new(l);
+                    *self.last_load.lock().unwrap_or_else(|p| p.into_inner()) =
+                        fingerprint.map(|fp| (fp, l.clone()));
+                    l
+                }),
+        };
+        let loaded = match fresh {
             Ok(l) => l,
             Err(e) => {
                 self.metrics
