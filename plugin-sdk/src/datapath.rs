@@ -118,8 +118,10 @@ impl Sender {
             .encode(seq, &records)
             .map_err(|e| PluginError(e.to_string()))?
             .to_vec();
-        self.push(tag, &bytes, limit)?;
+        // Before the push: once the frame is visible the agent may consume it at once, and its
+        // consume hit must find the publish timestamp (a split answer's last part wins).
         self.probe(seq, items);
+        self.push(tag, &bytes, limit)?;
         Ok(())
     }
 

@@ -10,7 +10,8 @@
 //! rule, so the publish and consume hits of a sampled batch always pair up. With sampling off the
 //! cost is one relaxed load and a branch per batch.
 
-/// A batch `seq` was published to ring `ring` (after the `tail` store).
+/// A batch `seq` is being published to ring `ring`: called right *before* the frame becomes
+/// visible (the `tail` store), so the consumer's hit can never come before this one.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn srediag_probe_publish(ring: u64, seq: u64, items: u64) {

@@ -794,7 +794,11 @@ fn nothing_is_left_after_drop() {
     let _g = rt.enter();
     let obs = load(Options::default());
     let ids = obs.program_ids();
-    assert_eq!(ids.len(), 6, "one program per hook: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        8,
+        "one program per hook and the two IPC uprobe programs: {ids:?}"
+    );
     let progs = srediag_objects("prog");
     assert!(
         ids.iter()
