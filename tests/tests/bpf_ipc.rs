@@ -234,7 +234,12 @@ fn ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing() {
     let targets: Vec<&str> = ups.iter().map(|u| u.2.as_str()).collect();
     assert_eq!(
         targets,
-        ["/proc/self/exe", "/proc/self/exe", &format!("/proc/{pid}/exe"), &format!("/proc/{pid}/exe")],
+        [
+            "/proc/self/exe",
+            "/proc/self/exe",
+            &format!("/proc/{pid}/exe"),
+            &format!("/proc/{pid}/exe")
+        ],
         "{ups:?}"
     );
 
@@ -251,7 +256,11 @@ fn ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing() {
             &[("plugin", PLUGIN), ("direction", d), ("le", "+Inf")],
         ) as u64
     };
-    assert_eq!((inf("to_plugin"), inf("from_plugin")), (to1, from1), "{text}");
+    assert_eq!(
+        (inf("to_plugin"), inf("from_plugin")),
+        (to1, from1),
+        "{text}"
+    );
     let sum = s.agent.counter(
         "srediag_ipc_latency_seconds_sum",
         &[("plugin", PLUGIN), ("direction", "to_plugin")],
@@ -291,7 +300,11 @@ fn ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing() {
     set_sampling(&s.admin, 2);
     let b3 = traffic(&s, 25);
     let (to3, from3) = counts(&s.agent);
-    println!("sampling 2: {b3} batches, +{} / +{}", to3 - to1, from3 - from1);
+    println!(
+        "sampling 2: {b3} batches, +{} / +{}",
+        to3 - to1,
+        from3 - from1
+    );
     for grown in [to3 - to1, from3 - from1] {
         assert!(
             grown == b3 / 2 || grown == b3.div_ceil(2),
@@ -310,7 +323,10 @@ fn ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing() {
     });
     let ups = poll_until(Duration::from_secs(5), "the uprobes moved", || {
         let u = agent_uprobes(agent_pid);
-        let moved = u.iter().filter(|x| x.2 == format!("/proc/{new_pid}/exe")).count();
+        let moved = u
+            .iter()
+            .filter(|x| x.2 == format!("/proc/{new_pid}/exe"))
+            .count();
         (u.len() == 4 && moved == 2).then_some(u)
     });
     let b4 = traffic(&s, 10);
@@ -324,15 +340,19 @@ fn ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing() {
     let (links, progs): (Vec<u64>, Vec<u64>) = ups.iter().map(|u| (u.0, u.1)).unzip();
     s.agent.sigterm();
     assert!(s.agent.wait_exit(Duration::from_secs(20)).success());
-    poll_until(Duration::from_secs(5), "the uprobe links and programs gone", || {
-        let left_links: Vec<u64> = bpf_ids("link")
-            .into_iter()
-            .filter(|l| links.contains(l))
-            .collect();
-        let left_progs: Vec<u64> = bpf_ids("prog")
-            .into_iter()
-            .filter(|p| progs.contains(p))
-            .collect();
-        (left_links.is_empty() && left_progs.is_empty()).then_some(())
-    });
+    poll_until(
+        Duration::from_secs(5),
+        "the uprobe links and programs gone",
+        || {
+            let left_links: Vec<u64> = bpf_ids("link")
+                .into_iter()
+                .filter(|l| links.contains(l))
+                .collect();
+            let left_progs: Vec<u64> = bpf_ids("prog")
+                .into_iter()
+                .filter(|p| progs.contains(p))
+                .collect();
+            (left_links.is_empty() && left_progs.is_empty()).then_some(())
+        },
+    );
 }

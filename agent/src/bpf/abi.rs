@@ -213,8 +213,21 @@ unsafe impl aya::Pod for IpcRing {}
 // SAFETY: as above.
 unsafe impl aya::Pod for IpcHist {}
 
-assert_layout!(IpcRing, srediag_ipc_ring { plugin_id, direction });
-assert_layout!(IpcHist, srediag_ipc_hist { count, sum_ns, buckets });
+assert_layout!(
+    IpcRing,
+    srediag_ipc_ring {
+        plugin_id,
+        direction
+    }
+);
+assert_layout!(
+    IpcHist,
+    srediag_ipc_hist {
+        count,
+        sum_ns,
+        buckets
+    }
+);
 
 /// `struct srediag_ipc_key`: key of `srediag_ipc_pending` (ring id, seq).
 #[repr(C)]

@@ -52,7 +52,8 @@ pub(super) fn load(ebpf: &mut Ebpf) -> Result<(), String> {
             .ok_or_else(|| format!("program {prog} missing from the object"))?
             .try_into()
             .map_err(|e| format!("{e}"))?;
-        p.load().map_err(|e| format!("load {prog}: {}", describe(&e)))?;
+        p.load()
+            .map_err(|e| format!("load {prog}: {}", describe(&e)))?;
     }
     Ok(())
 }

@@ -947,7 +947,9 @@ pub fn ipc_started(name: &str, pid: u32, to_plugin_ring: u64, from_plugin_ring: 
         return;
     }
     match obs.ipc_attach(name, pid, to_plugin_ring, from_plugin_ring) {
-        Ok(target) => tracing::debug!(plugin = %name, %target, "eBPF: IPC latency uprobes attached"),
+        Ok(target) => {
+            tracing::debug!(plugin = %name, %target, "eBPF: IPC latency uprobes attached")
+        }
         Err(e) => {
             tracing::warn!(plugin = %name, error = %e, "eBPF: no IPC latency for this plugin incarnation")
         }

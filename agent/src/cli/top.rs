@@ -188,7 +188,11 @@ mod tests {
         let t = render(&rows, 1.0);
         assert!(t.contains("12.0µs/40.0µs"), "{t}");
         assert!(t.contains("2.0ms/-"), "{t}");
-        let (rows, _) = sample(&json!([{"name": "b", "kernel": {}}]), &BTreeMap::new(), Instant::now());
+        let (rows, _) = sample(
+            &json!([{"name": "b", "kernel": {}}]),
+            &BTreeMap::new(),
+            Instant::now(),
+        );
         assert!(rows[0]["ipc_p50_seconds"].is_null());
     }
 }

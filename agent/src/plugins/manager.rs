@@ -137,10 +137,9 @@ impl Manager {
         if !self.plugins.contains_key(name) {
             return Err(format!("no plugin named {name:?}"));
         }
-        let link = self
-            .links
-            .get(name)
-            .ok_or_else(|| format!("plugin {name} has no data path (no pipeline uses plugin/{name})"))?;
+        let link = self.links.get(name).ok_or_else(|| {
+            format!("plugin {name} has no data path (no pipeline uses plugin/{name})")
+        })?;
         link.set_probe_sampling(every);
         tracing::info!(plugin = %name, every, "IPC latency sampling set");
         Ok(())
