@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 
 use srediag::bpf::{Action, Observers, Options, Violation};
 
+/// Keeps the SDK's probe sites in this binary (nothing here calls them), so the `ipc_latency`
+/// observer attaches to `/proc/self/exe` like in the agent.
+#[used]
+static PROBE_SITES: [extern "C" fn(u64, u64, u64); 2] = srediag::bpf::PROBE_SITES;
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const HELPER_ENV: &str = "SREDIAG_BPF_HELPER";

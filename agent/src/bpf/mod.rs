@@ -154,6 +154,14 @@ pub struct IpcSummary {
     pub p99_seconds: Option<f64>,
 }
 
+/// The SDK's probe sites (publish, consume), for binaries that load the observers without
+/// calling them (tests, benchmarks): a `#[used] static` holding this keeps the linker from
+/// dropping them, so the `ipc_latency` observer finds them in `/proc/self/exe`.
+pub const PROBE_SITES: [extern "C" fn(u64, u64, u64); 2] = [
+    srediag_plugin_sdk::probe::srediag_probe_publish,
+    srediag_plugin_sdk::probe::srediag_probe_consume,
+];
+
 /// How many recent violation events the agent keeps for `srediag diagnose seccomp`.
 pub const RECENT_EVENTS: usize = 256;
 
