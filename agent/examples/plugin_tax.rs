@@ -15,7 +15,7 @@
 //! link, as `srediag plugin ipc-sampling` does), order alternating; reported: throughput ratio
 //! on/off per round and its median, and the histogram counts the uprobes produced.
 
-use srediag::plugins::config::{PluginConfig, Plugins};
+use srediag::plugins::config::{BundlesConfig, PluginConfig, Plugins};
 use srediag::plugins::datapath::{DataPathMetrics, Link, Links, Output};
 use srediag::plugins::manager::Manager;
 use srediag::plugins::metrics::PluginMetrics;
@@ -126,7 +126,16 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
         let mut links = Links::new();
         links.insert("vectorhashprocessor".into(), link.clone());
         let registry = prometheus::Registry::new();
-        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &links)
+        // The plugin runs by path: unsigned development mode, allowed by a policy of its own
+        // (a signed bundle adds only its verification at start, outside the measured window).
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("trust.yaml"), "allow_unsigned: true\n").expect("policy");
+        let bundles = BundlesConfig {
+            directory: dir.path().to_path_buf(),
+            trust_policy: dir.path().join("trust.yaml"),
+            state_file: dir.path().join("plugin-versions.json"),
+        };
+        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links)
             .expect("plugin manager (root needed)");
         let deadline = Instant::now() + Duration::from_secs(20);
         let pid = loop {
@@ -172,6 +181,7 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
 
 /// One sandboxed plugin kept for every round (B5).
 struct Served {
+    _dir: tempfile::TempDir,
     manager: Manager,
     link: Arc<Link>,
     answers: tokio::sync::mpsc::UnboundedReceiver<Output>,
@@ -192,7 +202,15 @@ async fn serve(bin: &str) -> Served {
     let mut links = Links::new();
     links.insert("vectorhashprocessor".into(), link.clone());
     let registry = prometheus::Registry::new();
-    let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &links)
+    // As in `plugin()`: a path-configured plugin under a policy that allows unsigned ones.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("trust.yaml"), "allow_unsigned: true\n").expect("policy");
+    let bundles = BundlesConfig {
+        directory: dir.path().to_path_buf(),
+        trust_policy: dir.path().join("trust.yaml"),
+        state_file: dir.path().join("plugin-versions.json"),
+    };
+    let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links)
         .expect("plugin manager (root needed)");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -212,6 +230,7 @@ async fn serve(bin: &str) -> Served {
     }
     let answers = link.take_output().expect("output");
     Served {
+        _dir: dir,
         manager,
         link,
         answers,

@@ -25,6 +25,17 @@ pub trait Processor: Send {
         let _ = records;
         None
     }
+
+    /// Like [`Processor::keep`], on a borrowed view of a log batch read in place from the frame
+    /// (no decoding into owned records, no allocation per record). Tried first for log batches;
+    /// `None` (default) falls back to `keep`, then `process`.
+    fn keep_logs_view(
+        &mut self,
+        logs: &crate::wire::view::LogsView<'_>,
+    ) -> Option<Result<Vec<bool>, PluginError>> {
+        let _ = logs;
+        None
+    }
 }
 
 /// Consumes records (`exporters: [plugin/<name>]`).

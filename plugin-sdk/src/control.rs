@@ -151,10 +151,11 @@ pub struct DataPathInfo {
     pub from_plugin_ring: u64,
 }
 
-/// The agent→plugin ring's memfd in the plugin.
-pub const TO_PLUGIN_FD: i32 = 5;
+/// The agent→plugin ring's memfd in the plugin (fd 5 is the sandbox helper's sealed executable,
+/// closed at exec).
+pub const TO_PLUGIN_FD: i32 = 6;
 /// The plugin→agent ring's memfd in the plugin.
-pub const FROM_PLUGIN_FD: i32 = 6;
+pub const FROM_PLUGIN_FD: i32 = 7;
 
 /// Encodes a message as one packet.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {

@@ -186,6 +186,25 @@ pub(crate) fn serve(
     }
 }
 
+/// Answers batch `seq` with keep flags (or its failure).
+fn answer_flags(
+    sender: &mut Sender,
+    seq: u64,
+    items: u64,
+    flags: Result<Vec<bool>, PluginError>,
+    patience: Duration,
+) -> Result<(), PluginError> {
+    match flags {
+        Ok(flags) => {
+            // Probe first: the agent may consume the frame as soon as it is visible.
+            sender.probe(seq, items);
+            sender.push(Tag::Keep, &wire::keep_payload(seq, &flags), patience)?;
+            Ok(())
+        }
+        Err(e) => sender.push(Tag::Fail, &wire::fail_payload(seq, &e.0), patience),
+    }
+}
+
 enum Handler {
     P(Box<dyn Processor>),
     E(Box<dyn Exporter>),
@@ -222,26 +241,61 @@ fn consume(
                 ));
                 continue;
             }
-            let (seq, records) = match wire::decode(f.payload) {
-                Ok(x) => x,
+            let verified = match wire::verify(f.payload) {
+                Ok(v) => v,
                 Err(e) => {
                     report(format!("undecodable batch from the agent: {e}"));
                     continue;
                 }
             };
-            let items = records.items();
-            if sampled(ring.probe_sampling(), seq) {
-                srediag_probe_consume(info.to_plugin_ring, seq, items);
+            let seq = verified.seq();
+            // Read in place first: a processor that only needs to look at log records answers
+            // with flags without decoding anything.
+            let view = verified.logs_view();
+            if let Some(v) = &view
+                && sampled(ring.probe_sampling(), seq)
+            {
+                srediag_probe_consume(info.to_plugin_ring, seq, v.items());
             }
-            let result = match &mut handler {
-                Handler::P(p) => p.process(records),
-                Handler::E(e) => e
-                    .export(records)
-                    .map(|()| crate::data::Records::Logs(Default::default())),
+            let flags = match (&mut handler, &view) {
+                (Handler::P(p), Some(v)) => p.keep_logs_view(v).map(|r| (r, v.items())),
+                _ => None,
             };
-            let sent = match result {
-                Ok(out) => sender.send_records(Tag::Result, seq, out, patience),
-                Err(e) => sender.push(Tag::Fail, &wire::fail_payload(seq, &e.0), patience),
+            let sent = if let Some((flags, items)) = flags {
+                answer_flags(&mut sender, seq, items, flags, patience)
+            } else {
+                let records = match verified.decode() {
+                    Ok((_, r)) => r,
+                    Err(e) => {
+                        report(format!("undecodable batch from the agent: {e}"));
+                        continue;
+                    }
+                };
+                let items = records.items();
+                if view.is_none() && sampled(ring.probe_sampling(), seq) {
+                    srediag_probe_consume(info.to_plugin_ring, seq, items);
+                }
+                let flags = match &mut handler {
+                    Handler::P(p) => p.keep(&records),
+                    Handler::E(_) => None,
+                };
+                match flags {
+                    Some(flags) => answer_flags(&mut sender, seq, items, flags, patience),
+                    None => {
+                        let result = match &mut handler {
+                            Handler::P(p) => p.process(records),
+                            Handler::E(e) => e
+                                .export(records)
+                                .map(|()| Records::Logs(Default::default())),
+                        };
+                        match result {
+                            Ok(out) => sender.send_records(Tag::Result, seq, out, patience),
+                            Err(e) => {
+                                sender.push(Tag::Fail, &wire::fail_payload(seq, &e.0), patience)
+                            }
+                        }
+                    }
+                }
             };
             if let Err(e) = sent {
                 report(format!("sending the result of batch {seq}: {e}"));

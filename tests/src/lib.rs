@@ -8,6 +8,7 @@
 //! - every wait is a bounded poll of an observable condition, never a sleep standing in for one;
 //! - every process started is killed by a guard on drop, every file lives in a temp dir.
 
+pub mod bundles;
 pub mod plugins;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -263,11 +264,27 @@ pub struct Agent {
 impl Agent {
     /// Writes `config` to `dir/agent.yaml`, starts the agent and waits for `/-/ready` on
     /// `127.0.0.1:telemetry_port` (which the config must name).
+    ///
+    /// Plugin settings point into `dir`: the trust policy is `dir/trust.yaml` (written as
+    /// `allow_unsigned: true` — the unsigned `path:` development mode the plugin tests use —
+    /// unless the test wrote its own first), bundles resolve beneath `dir/plugins`, and the
+    /// rollback marks live in `dir/plugin-versions.json`.
     pub fn start(dir: &Path, config: &str, telemetry_port: u16) -> Agent {
         let config_path = dir.join("agent.yaml");
         fs::write(&config_path, config).expect("write agent config");
+        let policy = dir.join("trust.yaml");
+        if !policy.exists() {
+            fs::write(
+                &policy,
+                "# written by the test harness: unsigned `path:` plugins are development mode\nallow_unsigned: true\n",
+            )
+            .expect("write dev trust policy");
+        }
         let stderr_path = dir.join("agent.stderr");
         let child = Command::new(agent_bin())
+            .env("SREDIAG_TRUST_POLICY", &policy)
+            .env("SREDIAG_PLUGIN_DIR", dir.join("plugins"))
+            .env("SREDIAG_PLUGIN_STATE", dir.join("plugin-versions.json"))
             .args([
                 "--log-format",
                 "text",

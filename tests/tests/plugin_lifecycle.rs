@@ -124,7 +124,8 @@ fn proc_state(pid: u32) -> Option<char> {
     stat[stat.rfind(')')? + 2..].chars().next()
 }
 
-/// Live (not zombie) processes running one of `exes` or living in a cgroup of the agent's
+/// Live (not zombie) processes running one of `exes` (or a plugin's sealed memfd) or living in a
+/// cgroup of the agent's
 /// (`/srediag/...`). Zombies are left out: a plugin whose sandbox helper died with it is
 /// reparented to the host's init, which reaps it when it gets to it (the VM's init here is slow
 /// at that); a zombie runs nothing and holds no resource but its pid.
@@ -132,13 +133,14 @@ fn leftovers(exes: &[&Path]) -> Vec<String> {
     all_processes()
         .into_iter()
         .filter(|(pid, exe, cg)| {
-            (exe.as_deref().is_some_and(|e| exes.contains(&e))
-                || cg.lines().any(|l| {
-                    l.split(':')
-                        .nth(2)
-                        .is_some_and(|p| p.starts_with("/srediag/"))
-                }))
-                && !matches!(proc_state(*pid), Some('Z' | 'X') | None)
+            // Plugins run from a sealed memfd: their exe is `/memfd:srediag-plugin:… (deleted)`.
+            (exe.as_deref().is_some_and(|e| {
+                exes.contains(&e) || e.to_string_lossy().starts_with("/memfd:srediag-plugin:")
+            }) || cg.lines().any(|l| {
+                l.split(':')
+                    .nth(2)
+                    .is_some_and(|p| p.starts_with("/srediag/"))
+            })) && !matches!(proc_state(*pid), Some('Z' | 'X') | None)
         })
         .map(|(pid, exe, cg)| {
             format!(
@@ -917,6 +919,11 @@ fn handshake_refuses_type_and_version_skew() {
     path: {hostile}
     type: processor
     args: ["--protocol-version", "999"]
+    restart: {{initial_backoff: 100ms, quarantine_after: 2}}
+  h-schema:
+    path: {hostile}
+    type: processor
+    args: ["--schema-version", "7"]
     restart: {{initial_backoff: 100ms, quarantine_after: 2}}"#,
         tp = tp.display(),
         hostile = hostile.display()
@@ -935,6 +942,15 @@ fn handshake_refuses_type_and_version_skew() {
         (
             "h-skew",
             vec!["SRD-P002", "protocol version", "999", "speaks 1"],
+        ),
+        (
+            "h-schema",
+            vec![
+                "SRD-P002",
+                "wire schema mismatch",
+                "data schema 7",
+                "this agent uses 1",
+            ],
         ),
     ] {
         let st = wait_state(&admin, name, &["quarantined"], Duration::from_secs(20));

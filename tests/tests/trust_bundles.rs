@@ -166,7 +166,8 @@ fn happy_path_openssl_signature_in_manifest() {
         }
     );
     assert_eq!(
-        v.entrypoint, b"#!/bin/sh\necho hi\n",
+        v.entrypoint.read_all().unwrap(),
+        b"#!/bin/sh\necho hi\n",
         "the verified bytes are the entrypoint's"
     );
     assert_eq!(v.manifest.name, "dedup");

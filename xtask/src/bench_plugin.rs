@@ -88,10 +88,18 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
             socket.display(),
         ),
     )?;
+    // The benchmark runs the plugin by path: unsigned development mode, allowed by a policy of
+    // its own (a signed bundle adds the verification, logged as `verify_ms`).
+    let policy = dir.path().join("trust.yaml");
+    std::fs::write(&policy, "allow_unsigned: true\n")?;
     let mut agent = Command::new(&bin)
         .arg("run")
         .arg("--config")
         .arg(&config)
+        .arg("--trust-policy")
+        .arg(&policy)
+        .arg("--plugin-state")
+        .arg(dir.path().join("plugin-versions.json"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

@@ -3,12 +3,15 @@
 //! - `deps`: install the Debian packages of `scripts/deps.txt` (as root) and the Python venv of
 //!   `tests/python/requirements.txt`;
 //! - `test`: what `.ci/run` runs: deps, fmt, clippy, build, `cargo test --workspace`;
-//! - `run [-- ARGS]`: build the release agent and exec `srediag run ARGS`;
+//! - `run [-- ARGS]`: build the release agent and the signed plugin bundles, and exec `srediag
+//!   run --plugin-dir … --trust-policy … --plugin-state … ARGS` (the development key);
+//! - `bundles [--release] [--source DIR]`: first-party plugins → signed bundles (`bundles.rs`);
 //! - `bench pipeline`: throughput, CPU per record and idle footprint of the release agent;
 //! - `bench plugin`: plugin cold start and restart-to-ready against a raw spawn.
 
 mod bench;
 mod bench_plugin;
+mod bundles;
 mod deps;
 mod flatc;
 mod httpc;
@@ -54,6 +57,16 @@ enum Cmd {
         /// Arguments for `srediag run` (none: the embedded default config).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Build every plugin with a manifest.yaml (plugins/*/, --source DIR) into a signed bundle
+    /// under target/bundles/, with a local development key and a trust policy trusting it.
+    Bundles {
+        /// Release binaries (what `xtask run` uses); default debug (what the tests use).
+        #[arg(long)]
+        release: bool,
+        /// More plugin directories (a manifest.yaml next to a Cargo.toml).
+        #[arg(long, value_name = "DIR")]
+        source: Vec<PathBuf>,
     },
     /// Benchmarks of the release agent.
     Bench {
@@ -114,6 +127,7 @@ fn main() {
         Cmd::Test => test(),
         Cmd::Flatc { check } => flatc::flatc_cmd(check),
         Cmd::Run { args } => run(&args),
+        Cmd::Bundles { release, source } => bundles::bundles(release, &source).map(|_| ()),
         Cmd::Bench {
             which: BenchCmd::Pipeline(a),
         } => bench::pipeline(&a),
@@ -215,6 +229,9 @@ fn test() -> Result<()> {
         step(&mut times, "cargo build", || {
             run_cmd(cargo().args(["build", "--workspace", "--bins"]))
         })?;
+        step(&mut times, "plugin bundles", || {
+            bundles::bundles(false, &[]).map(|_| ())
+        })?;
         step(&mut times, "cargo test", || {
             let bin = root.join("target/debug/srediag");
             if !bin.is_file() {
@@ -239,13 +256,20 @@ fn test() -> Result<()> {
 
 fn run(args: &[String]) -> Result<()> {
     deps::ensure(deps::Scope::Build)?;
-    run_cmd(cargo().args(["build", "--release", "-p", "srediag"]))?;
+    let l = bundles::bundles(true, &[])?;
     let bin = root().join("target/release/srediag");
     if !is_root() {
         eprintln!("xtask: note: srediag run needs root (it exits 77 otherwise)");
     }
     let mut cmd = Command::new(&bin);
-    cmd.arg("run").args(args);
+    cmd.arg("run")
+        .arg("--plugin-dir")
+        .arg(&l.plugin_dir)
+        .arg("--trust-policy")
+        .arg(&l.policy)
+        .arg("--plugin-state")
+        .arg(&l.state)
+        .args(args);
     println!("$ {}", show(&cmd));
     use std::os::unix::process::CommandExt;
     let err = cmd.exec();

@@ -44,7 +44,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent in the foreground (SIGINT/SIGTERM stop it gracefully).
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Check a configuration file; exit 0 when valid, 78 when not.
     Validate(RequiredConfigArg),
     /// Print the effective configuration (defaults filled in, `${env:…}` expanded).
@@ -83,6 +83,53 @@ pub struct ConfigArg {
     pub config: Option<PathBuf>,
 }
 
+/// `srediag run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Where bundles, the trust policy and the rollback marks live.
+    #[command(flatten)]
+    pub bundles: BundleDirs,
+}
+
+/// Overrides of `service.bundles` (flags win over the environment, which wins over the file).
+#[derive(Debug, Args, Default, Clone)]
+pub struct BundleDirs {
+    /// Directory of installed plugin bundles; relative `bundle:` values resolve against it
+    /// [default: service.bundles.directory, /var/lib/srediag/plugins].
+    #[arg(long, value_name = "DIR", env = "SREDIAG_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// The trust policy [default: service.bundles.trust_policy, /etc/srediag/trust.yaml].
+    #[arg(long, value_name = "FILE", env = "SREDIAG_TRUST_POLICY")]
+    pub trust_policy: Option<PathBuf>,
+    /// The rollback high-water marks (root-owned)
+    /// [default: service.bundles.state_file, /var/lib/srediag/plugin-versions.json].
+    #[arg(long, value_name = "FILE", env = "SREDIAG_PLUGIN_STATE")]
+    pub plugin_state: Option<PathBuf>,
+}
+
+impl BundleDirs {
+    /// `base` with these overrides applied.
+    pub fn apply(
+        &self,
+        base: &crate::plugins::config::BundlesConfig,
+    ) -> crate::plugins::config::BundlesConfig {
+        let mut b = base.clone();
+        if let Some(d) = &self.plugin_dir {
+            b.directory = d.clone();
+        }
+        if let Some(p) = &self.trust_policy {
+            b.trust_policy = p.clone();
+        }
+        if let Some(p) = &self.plugin_state {
+            b.state_file = p.clone();
+        }
+        b
+    }
+}
+
 /// `--config FILE`, required.
 #[derive(Debug, Args)]
 pub struct RequiredConfigArg {
@@ -94,6 +141,19 @@ pub struct RequiredConfigArg {
 /// `srediag plugin …`.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Generate an ECDSA P-256 signing key pair (PEM: `cosign.key` PKCS#8, `cosign.pub` SPKI).
+    Keygen(super::plugin_keygen::KeygenArgs),
+    /// Sign a bundle with a key: writes BUNDLE/manifest.sig (base64 ASN.1, as
+    /// `cosign sign-blob --key`).
+    Sign(super::plugin_sign::SignArgs),
+    /// Verify a bundle against a trust policy; exit 0 when trusted, 65 + a reason code otherwise.
+    Verify(super::plugin_verify::VerifyArgs),
+    /// Show a bundle's manifest, digests and signatures (no trust decision).
+    Inspect(super::plugin_inspect::InspectArgs),
+    /// Verify a bundle, then copy it into the plugin directory atomically.
+    Install(super::plugin_install::InstallArgs),
+    /// Remove an installed bundle from the plugin directory.
+    Remove(super::plugin_install::RemoveArgs),
     /// List plugins: name, version, type, state, pid, uptime, restarts, memory, CPU.
     List(SocketArg),
     /// Restart a plugin (also takes it out of quarantine).

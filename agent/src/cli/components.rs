@@ -51,7 +51,11 @@ pub fn execute(path: Option<PathBuf>, out: Output) -> CmdResult {
             } else {
                 vec![]
             },
-            description: format!("sandboxed plugin ({})", p.path.display()),
+            description: match (&p.bundle, &p.path) {
+                (Some(b), _) => format!("sandboxed plugin, signed bundle {}", b.display()),
+                (None, Some(path)) => format!("sandboxed plugin, unsigned {}", path.display()),
+                (None, None) => "sandboxed plugin".into(),
+            },
         });
     }
     print(out, &list, |l| {

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 pub const OK: u8 = 0;
 /// A runtime failure not covered below.
 pub const FAILURE: u8 = 1;
+/// A plugin bundle is not trusted (EX_DATAERR); `srediag plugin verify|install` print the
+/// reason code (`rejected_digest`, …).
+pub const REJECTED: u8 = 65;
 /// The input file could not be read (EX_NOINPUT).
 pub const NO_INPUT: u8 = 66;
 /// A service could not start: address in use, peer unavailable (EX_UNAVAILABLE).

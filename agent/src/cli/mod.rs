@@ -9,6 +9,11 @@ mod components;
 mod diagnose;
 mod generate;
 mod plugin;
+pub mod plugin_inspect;
+pub mod plugin_install;
+pub mod plugin_keygen;
+pub mod plugin_sign;
+pub mod plugin_verify;
 mod print_config;
 mod probe;
 mod run;
@@ -26,7 +31,7 @@ use std::path::PathBuf;
 pub fn execute(cli: Cli) -> CmdResult {
     let out = cli.output;
     match cli.command {
-        Command::Run(c) => run::execute(c.config, cli.log_level, cli.log_format),
+        Command::Run(c) => run::execute(c.config.config, c.bundles, cli.log_level, cli.log_format),
         Command::Validate(c) => validate::execute(c.config, out),
         Command::PrintConfig(c) => print_config::execute(c.config, out),
         Command::Components(c) => components::execute(c.config, out),
@@ -50,6 +55,12 @@ pub fn execute(cli: Cli) -> CmdResult {
             wait,
             socket,
         }) => diagnose::bpf_stats(&socket.socket, seconds, wait, out),
+        Command::Plugin(PluginCommand::Keygen(a)) => plugin_keygen::execute(a),
+        Command::Plugin(PluginCommand::Sign(a)) => plugin_sign::execute(a),
+        Command::Plugin(PluginCommand::Verify(a)) => plugin_verify::execute(a, out),
+        Command::Plugin(PluginCommand::Inspect(a)) => plugin_inspect::execute(a, out),
+        Command::Plugin(PluginCommand::Install(a)) => plugin_install::install(a, out),
+        Command::Plugin(PluginCommand::Remove(a)) => plugin_install::remove(a),
         Command::Completions { shell } => generate::completions(shell),
         Command::Man => generate::man(),
     }

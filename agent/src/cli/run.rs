@@ -13,10 +13,12 @@ use std::sync::Arc;
 /// Loads the configuration, starts telemetry and pipelines, and runs until SIGINT/SIGTERM.
 pub fn execute(
     path: Option<PathBuf>,
+    bundles: super::args::BundleDirs,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
 ) -> CmdResult {
-    let (config, warnings) = load_config(path.clone()).map_err(|e| e.report())?;
+    let (mut config, warnings) = load_config(path.clone()).map_err(|e| e.report())?;
+    config.service.bundles = bundles.apply(&config.service.bundles);
     let level = log_level.unwrap_or_else(|| config.service.telemetry.logs.level.clone());
     let format = log_format.unwrap_or(config.service.telemetry.logs.format);
     telemetry::init_logging(&level, format).map_err(|e| Failure::new(exit::CONFIG, e))?;
@@ -52,7 +54,7 @@ pub fn execute(
             crate::bpf::start(&telemetry.registry); // eBPF observers of the plugins (degrade, never fail)
         }
         let metrics = PluginMetrics::new(&telemetry.registry);
-        let manager = Arc::new(Manager::start(&config.plugins, metrics, &links).map_err(|e| match e {
+        let manager = Arc::new(Manager::start(&config.plugins, metrics, &config.service.bundles, &links).map_err(|e| match e {
             ManagerError::NotRoot(_) => Failure::new(exit::NO_PERM, e.to_string()),
             ManagerError::Cgroup(_) => Failure::new(exit::UNAVAILABLE, e.to_string()),
         })?);

@@ -455,6 +455,12 @@ fn plugins_of(ctx: &mut Ctx, value: Value) -> crate::plugins::config::Plugins {
                 for (sub, msg) in p.validate() {
                     ctx.error_at_value(&format!("{path}.{sub}"), msg);
                 }
+                if p.path.is_some() && p.bundle.is_none() {
+                    ctx.warn_at_key(
+                        &format!("{path}.path"),
+                        "unsigned development mode: the plugin loads only if the trust policy says allow_unsigned: true (every load logged and counted); use a signed `bundle:` in production".into(),
+                    );
+                }
                 out.insert(name, p);
             }
             Err(e) => ctx.decode_error(&path, e),

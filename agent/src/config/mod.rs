@@ -70,6 +70,9 @@ pub struct Service {
     /// The admin socket (`srediag plugin list|restart`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Where signed plugin bundles, the trust policy and the rollback marks live.
+    #[serde(default)]
+    pub bundles: crate::plugins::config::BundlesConfig,
     /// How long shutdown waits for queued data to be delivered before counting the rest as
     /// dropped (`reason="shutdown"`). Default 30s, below systemd's default 90s stop timeout.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]

@@ -58,6 +58,7 @@ pub(super) async fn run_plugin_processor(
         }
     };
     let max = link.cfg.max_batch_records.max(1);
+    let bypass = link.cfg.on_unavailable == crate::plugins::config::Unavailable::Bypass;
     loop {
         tokio::select! {
             biased;
@@ -65,6 +66,12 @@ pub(super) async fn run_plugin_processor(
             b = input.recv() => match b {
                 Some(b) => {
                     counters.incoming.inc_by(b.items());
+                    if bypass && !link.available() {
+                        link.bypassed(b.items());
+                        counters.outgoing.inc_by(b.items());
+                        output.send(b).await;
+                        continue;
+                    }
                     for part in to_records(b).split(max) {
                         // Waiting for a window slot while answers keep flowing: the link
                         // releases slots as answers arrive, independently of this loop.

@@ -9,13 +9,25 @@ use std::time::Duration;
 /// Default admin socket path.
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/srediag/srediag.sock";
 
+/// Default directory of installed bundles (relative `bundle:` values resolve against it).
+pub const DEFAULT_PLUGIN_DIR: &str = "/var/lib/srediag/plugins";
+
 /// One plugin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// Absolute path of the plugin executable. (Signed bundles replace this with a bundle
-    /// directory whose manifest names the entrypoint.)
-    pub path: PathBuf,
+    /// The plugin's signed bundle: a directory holding `manifest.yaml`, its signature and the
+    /// entrypoint (docs/bundles.md). A relative path resolves against the plugin directory
+    /// (`--plugin-dir`, `SREDIAG_PLUGIN_DIR`, `service.bundles.directory`; default
+    /// `/var/lib/srediag/plugins`). Verified before anything is spawned; exactly one of `bundle`
+    /// and `path` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<PathBuf>,
+    /// Unsigned development mode: absolute path of a plugin executable. Loads only when the trust
+    /// policy has `allow_unsigned: true`; every load is logged loudly and counted
+    /// (`srediag_plugin_verification_total{result="unsigned"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
     /// The plugin type; the handshake must agree.
     #[serde(rename = "type")]
     pub plugin_type: PluginType,
@@ -36,10 +48,11 @@ pub struct PluginConfig {
     /// gid; default equal to the uid.
     #[serde(default)]
     pub group: Option<u32>,
-    /// The plugin needs the network: keep the host network namespace and allow TCP. Default
-    /// false (own empty network namespace, no TCP).
-    #[serde(default)]
-    pub network: bool,
+    /// The plugin needs the network: keep the host network namespace and allow TCP. Default: what
+    /// a signed manifest grants (`sandbox.network`), false for `path:` plugins; `false` takes a
+    /// manifest's grant away, `true` without the manifest's grant is refused (SRD-P016).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
     /// Resource limits (cgroups, rlimits). Default 256 MiB memory (high at 80%), cpu weight 100,
     /// cpu max one core, 64 pids, 1024 open files.
     #[serde(default)]
@@ -141,8 +154,13 @@ fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// Like `bytes`, and `null` (what `print-config` writes for an unset value) is `None`.
 fn opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    bytes(d).map(Some)
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::N(n)) => Ok(Some(n)),
+        Some(Size::S(s)) => parse_bytes(&s).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// `data_path`: the two shared-memory rings between the agent and the plugin.
@@ -179,6 +197,23 @@ pub struct DataPathConfig {
     /// happens when the plugin falls behind and the in-flight window is full. Default 64
     /// batches, `block`.
     pub queue: crate::pipeline::QueueConfig,
+    /// While the plugin is not running (starting, restarting after a crash, failed,
+    /// quarantined): `block` (default) holds new batches until it is back (backpressure, nothing
+    /// skips the plugin); `bypass` passes them on unprocessed and counts them
+    /// (`srediag_plugin_ipc_bypassed_records_total`) — fail open, for processors whose absence
+    /// is better than a stalled pipeline (e.g. deduplication). Batches already sent stay in
+    /// flight and go to the plugin when it is back.
+    pub on_unavailable: Unavailable,
+}
+
+/// `data_path.on_unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unavailable {
+    /// Hold batches until the plugin is back.
+    Block,
+    /// Pass batches on unprocessed, counted.
+    Bypass,
 }
 
 impl Default for DataPathConfig {
@@ -192,6 +227,7 @@ impl Default for DataPathConfig {
             quarantine_after_malformed: 16,
             probe_sampling: 64,
             queue: crate::pipeline::QueueConfig::default(),
+            on_unavailable: Unavailable::Block,
         }
     }
 }
@@ -285,11 +321,23 @@ impl PluginConfig {
     /// Semantic checks: `(path inside the plugin, message)`.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut e = Vec::new();
-        if !self.path.is_absolute() {
-            e.push((
+        match (&self.bundle, &self.path) {
+            (Some(_), Some(_)) => e.push((
                 "path".into(),
-                format!("{} must be an absolute path", self.path.display()),
-            ));
+                "set either `bundle` (a signed bundle) or `path` (unsigned development mode), not both".into(),
+            )),
+            (None, None) => e.push((
+                "bundle".into(),
+                "missing: set `bundle` (a signed bundle directory) or, for unsigned development, `path`".into(),
+            )),
+            (None, Some(p)) if !p.is_absolute() => e.push((
+                "path".into(),
+                format!("{} must be an absolute path", p.display()),
+            )),
+            (Some(b), None) if b.as_os_str().is_empty() => {
+                e.push(("bundle".into(), "must not be empty".into()))
+            }
+            _ => {}
         }
         if !["errno", "kernel_errno", "trap", "kill", "log"]
             .contains(&self.sandbox.seccomp_action.as_str())
@@ -302,7 +350,7 @@ impl PluginConfig {
                 ),
             ));
         }
-        if self.network
+        if self.network == Some(true)
             && !matches!(
                 self.plugin_type,
                 PluginType::Receiver | PluginType::Exporter
@@ -370,6 +418,35 @@ pub fn default_id(name: &str) -> u32 {
     61000 + h % 1000
 }
 
+/// `service.bundles`: where signed bundles, the trust policy and the rollback marks live. The
+/// `run` flags `--plugin-dir`, `--trust-policy`, `--plugin-state` (and their `SREDIAG_*`
+/// environment variables) override these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BundlesConfig {
+    /// Directory of installed bundles; relative `bundle:` values resolve against it, and
+    /// `srediag plugin install` copies into it. Default `/var/lib/srediag/plugins`.
+    pub directory: PathBuf,
+    /// The trust policy (docs/bundles.md). Default `/etc/srediag/trust.yaml`.
+    pub trust_policy: PathBuf,
+    /// The rollback high-water marks (root-owned). Default
+    /// `/var/lib/srediag/plugin-versions.json`.
+    pub state_file: PathBuf,
+}
+
+impl Default for BundlesConfig {
+    fn default() -> Self {
+        BundlesConfig {
+            // Where `srediag plugin install` puts bundles.
+            directory: DEFAULT_PLUGIN_DIR.into(),
+            // The operator's policy, next to the other configuration.
+            trust_policy: super::trust::policy::DEFAULT_POLICY_PATH.into(),
+            // Agent state, root-owned.
+            state_file: super::trust::rollback::DEFAULT_STATE_PATH.into(),
+        }
+    }
+}
+
 /// All plugins by name.
 pub type Plugins = BTreeMap<String, PluginConfig>;
 
@@ -391,6 +468,13 @@ mod tests {
         let c: PluginConfig =
             serde_yaml::from_str("path: /bin/true\ntype: processor\nlimits: {memory_max: 64MiB}")
                 .unwrap();
+        let b: PluginConfig = serde_yaml::from_str("bundle: dedup\ntype: processor").unwrap();
+        assert!(b.validate().is_empty());
+        let both: PluginConfig =
+            serde_yaml::from_str("bundle: dedup\npath: /x\ntype: processor").unwrap();
+        assert_eq!(both.validate()[0].0, "path");
+        let none: PluginConfig = serde_yaml::from_str("type: processor").unwrap();
+        assert_eq!(none.validate()[0].0, "bundle");
         assert_eq!(c.limits.memory_max, 64 << 20);
         assert!(c.validate().is_empty());
         assert_eq!(c.uid("x"), c.gid("x"));

@@ -40,9 +40,12 @@ pub struct Manager {
 impl Manager {
     /// Cleans what a previous agent left (cgroups, scratch directories; says so), then starts a
     /// supervisor per plugin.
+    /// Bundles are verified by each supervisor (trust policy and rollback marks from `bundles`)
+    /// before anything of the plugin is created.
     pub fn start(
         plugins: &Plugins,
         metrics: PluginMetrics,
+        bundles: &super::config::BundlesConfig,
         links: &crate::plugins::datapath::Links,
     ) -> Result<Manager, ManagerError> {
         // SAFETY: geteuid has no preconditions.
@@ -103,6 +106,7 @@ impl Manager {
                 links: Default::default(),
             });
         }
+        let trust = Arc::new(super::loader::TrustContext::new(bundles.clone()));
         let mut out = BTreeMap::new();
         for (name, cfg) in plugins {
             let status = Arc::new(Mutex::new(PluginStatus {
@@ -119,7 +123,9 @@ impl Manager {
                 metrics: metrics.clone(),
                 cgroups: driver.clone(),
                 scratch_root: scratch_root.clone(),
+                trust: trust.clone(),
                 link: links.get(name).cloned(),
+                last_load: Mutex::new(None),
             };
             tokio::spawn(sup.run(rx));
             out.insert(name.clone(), Entry { status, tx });

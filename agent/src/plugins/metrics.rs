@@ -4,8 +4,10 @@ use prometheus::{
     CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
-/// The states a plugin can be in (`srediag_plugin_state{state}`).
-pub const STATES: [&str; 7] = [
+/// The states a plugin can be in (`srediag_plugin_state{state}`). `rejected`: its bundle did
+/// not verify (or its configuration widens the manifest); it waits for
+/// `srediag plugin restart NAME`, which verifies again.
+pub const STATES: [&str; 8] = [
     "starting",
     "ready",
     "degraded",
@@ -13,6 +15,22 @@ pub const STATES: [&str; 7] = [
     "stopped",
     "failed",
     "quarantined",
+    "rejected",
+];
+
+/// `srediag_plugin_verification_total{result}` values: `ok` (trusted by a signature or the
+/// digest allowlist), `unsigned` (loaded only because the policy allows unsigned plugins), the
+/// rejection codes of docs/bundles.md, and `failed` (state file, executable or configuration).
+pub const VERIFICATION_RESULTS: [&str; 9] = [
+    "ok",
+    "unsigned",
+    "rejected_digest",
+    "rejected_signature",
+    "rejected_policy",
+    "rejected_rollback",
+    "rejected_compat",
+    "malformed",
+    "failed",
 ];
 
 /// Every plugin metric.
@@ -36,6 +54,8 @@ pub struct PluginMetrics {
     pub degraded: IntCounterVec,
     /// `srediag_plugin_startup_seconds{name}`: spawn → sandbox → handshake → ready.
     pub startup: HistogramVec,
+    /// `srediag_plugin_verification_total{result}`.
+    pub verification: IntCounterVec,
 }
 
 fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -48,7 +68,22 @@ impl PluginMetrics {
     /// Registers the metrics.
     pub fn new(r: &Registry) -> Self {
         let o = Opts::new;
+        let verification = reg(
+            r,
+            IntCounterVec::new(
+                o(
+                    "srediag_plugin_verification_total",
+                    "Plugin verifications (bundle signature, digests, policy, compatibility, rollback) by result.",
+                ),
+                &["result"],
+            )
+            .expect("static"),
+        );
+        for res in VERIFICATION_RESULTS {
+            verification.with_label_values(&[res]);
+        }
         PluginMetrics {
+            verification,
             load: reg(
                 r,
                 IntCounterVec::new(
@@ -152,6 +187,16 @@ impl PluginMetrics {
                 .expect("static"),
             ),
         }
+    }
+
+    /// Counts one verification with `result` (a [`VERIFICATION_RESULTS`] value; a rejection
+    /// status such as `rejected_malformed` counts as its code, `malformed`).
+    pub fn verification(&self, result: &str) {
+        let r = match result {
+            "rejected_malformed" => "malformed",
+            r => r,
+        };
+        self.verification.with_label_values(&[r]).inc();
     }
 
     /// Sets the state gauge of `name` to `state`.

@@ -1,10 +1,11 @@
 //! The plugin manager: configuration, sandbox, supervisor, control channel, admin socket
-//! (see ARCHITECTURE.md). Trust (signed bundles) and the shared-memory data path plug in here.
+//! (see ARCHITECTURE.md); `loader` verifies signed bundles (`trust`) before anything is spawned.
 
 pub mod admin;
 pub mod config;
 pub mod control;
 pub mod datapath;
+pub mod loader;
 pub mod manager;
 pub mod metrics;
 pub mod sandbox;

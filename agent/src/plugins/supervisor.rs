@@ -78,6 +78,9 @@ enum End {
     Failed(&'static str, String),
     /// Broke the data path's rules too often: quarantined at once, whatever the crash count.
     Quarantine(String),
+    /// Not loaded: the bundle did not verify or the configuration widens the manifest. Nothing
+    /// was spawned; no automatic retry (`srediag plugin restart` verifies again).
+    Rejected(String),
 }
 
 /// Stable error codes (seed §9), printed with every plugin failure.
@@ -116,6 +119,11 @@ pub struct Supervisor {
     pub scratch_root: PathBuf,
     /// The shared-memory data path, when a pipeline uses this plugin.
     pub link: Option<Arc<crate::plugins::datapath::Link>>,
+    /// Trust policy, host facts, rollback marks (shared by all supervisors).
+    pub trust: Arc<super::loader::TrustContext>,
+    /// The last successful load and the fingerprint of what it verified: a restart of an
+    /// unchanged bundle reuses its sealed executable instead of copying and hashing it again.
+    pub last_load: Mutex<Option<(Vec<u64>, Arc<super::loader::Loaded>)>>,
 }
 
 /// The cgroup limits of a plugin's settings (`memory.high` defaults to 80% of `memory.max`).
@@ -187,6 +195,29 @@ impl Supervisor {
                 .await;
             let ran = started.elapsed();
             match end {
+                End::Rejected(msg) => {
+                    tracing::error!(plugin = %self.name, "{msg}");
+                    self.set(|s| {
+                        s.last_exit = Some(msg.clone());
+                        s.pid = None;
+                        s.uptime_seconds = None;
+                    });
+                    self.state("rejected");
+                    match requests.recv().await {
+                        Some(Request::Restart) => {
+                            restart_requested = Some(Instant::now());
+                            crashes.clear();
+                            consecutive = 0;
+                            continue;
+                        }
+                        Some(Request::Stop(done)) => {
+                            self.state("stopped");
+                            let _ = done.send(());
+                            return;
+                        }
+                        None => return,
+                    }
+                }
                 End::Stopped(done) => {
                     self.state("stopped");
                     if let Some(done) = done {
@@ -312,44 +343,45 @@ impl Supervisor {
         }
     }
 
-    fn spec(&self, cg: &dyn PluginCgroup, scratch: &Path) -> Result<SandboxSpec, String> {
+    fn spec(
+        &self,
+        cg: &dyn PluginCgroup,
+        scratch: &Path,
+        loaded: &super::loader::Loaded,
+    ) -> Result<SandboxSpec, String> {
         let cfg = &self.cfg;
-        let profile = cfg
-            .sandbox
-            .seccomp_profile
-            .clone()
-            .unwrap_or_else(|| cfg.plugin_type.as_str().to_string());
+        let sb = &loaded.sandbox;
+        let profile = sb.seccomp_profile.clone();
         // `errno` is compiled as TRAP|EPERM (the SDK's SIGSYS handler returns -EPERM and the
         // eBPF observer counts it); `kernel_errno` is the plain SECCOMP_RET_ERRNO.
-        let (word, via_trap) = match cfg.sandbox.seccomp_action.as_str() {
+        let (word, via_trap) = match sb.seccomp_action.as_str() {
             "kernel_errno" => ("errno", false),
             w => (w, true),
         };
         let action: seccomp::Action =
             serde_json::from_value(serde_json::Value::String(word.to_owned()))
-                .map_err(|_| format!("unknown seccomp action {:?}", cfg.sandbox.seccomp_action))?;
+                .map_err(|_| format!("unknown seccomp action {:?}", sb.seccomp_action))?;
         let filter = seccomp::compile(
             &profile,
             action,
-            &seccomp::Options::with_network(cfg.network).errno_via_trap(via_trap),
+            &seccomp::Options::with_network(sb.network).errno_via_trap(via_trap),
         )
         .map_err(|e| format!("seccomp profile {profile}: {e}"))?;
         let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"]
             .iter()
             .map(PathBuf::from)
             .collect();
-        if let Some(dir) = cfg.path.parent() {
-            read_exec.push(dir.to_path_buf());
-        }
-        read_exec.push(cfg.path.clone());
+        read_exec.extend(sb.read_exec.iter().cloned());
         let mut read_only: Vec<PathBuf> = ["/etc/ld.so.cache", "/proc", "/dev/urandom"]
             .iter()
             .map(PathBuf::from)
             .collect();
-        read_only.extend(cfg.sandbox.read_only.iter().cloned());
+        read_only.extend(sb.read_only.iter().cloned());
+        let mut read_write = vec![scratch.to_path_buf(), PathBuf::from("/dev/null")];
+        read_write.extend(sb.read_write.iter().cloned());
         Ok(SandboxSpec {
             plugin: self.name.clone(),
-            program: cfg.path.clone(),
+            program: loaded.program.clone(),
             args: cfg.args.clone(),
             env: cfg
                 .env
@@ -358,16 +390,16 @@ impl Supervisor {
                 .collect(),
             uid: cfg.uid(&self.name),
             gid: cfg.gid(&self.name),
-            nofile: cfg.limits.nofile,
+            nofile: sb.limits.nofile,
             hostname: format!("srediag-{}", self.name),
-            new_net: !cfg.network,
+            new_net: !sb.network,
             cgroup_procs: cg.procs_files(),
             scratch_dir: scratch.to_path_buf(),
             landlock: LandlockSpec {
                 read_exec,
                 read_only,
-                read_write: vec![scratch.to_path_buf(), PathBuf::from("/dev/null")],
-                network: cfg.network,
+                read_write,
+                network: sb.network,
                 allow_degraded: cfg.sandbox.allow_degraded,
             },
             seccomp_profile: profile,
@@ -409,7 +441,56 @@ impl Supervisor {
             self.set(|s| s.error = Some(format!("{code}: {what}")));
             End::Failed("start", format!("{code}: {what}"))
         };
-        let cg = match self.cgroups.create(&self.name, &limits(&self.cfg.limits)) {
+        // Verify first: nothing is created or spawned for a plugin that does not verify. A restart
+        // of a bundle whose files and policy are untouched since the last verification reuses
+        // that load (its executable is a sealed memfd: the same verified bytes).
+        let fingerprint = self.trust.fingerprint(&self.cfg);
+        let cached = {
+            let last = self.last_load.lock().unwrap_or_else(|p| p.into_inner());
+            match (&*last, &fingerprint) {
+                (Some((fp, l)), Some(now)) if fp == now => Some(l.clone()),
+                _ => None,
+            }
+        };
+        let fresh = match cached {
+            Some(l) => Ok(l),
+            None => self
+                .trust
+                .load(&self.name, &self.cfg, &self.metrics)
+                .map(|l| {
+                    let l = Arc::new(l);
+                    *self.last_load.lock().unwrap_or_else(|p| p.into_inner()) =
+                        fingerprint.map(|fp| (fp, l.clone()));
+                    l
+                }),
+        };
+        let loaded = match fresh {
+            Ok(l) => l,
+            Err(e) => {
+                self.metrics
+                    .load
+                    .with_label_values(&[&self.name, e.status])
+                    .inc();
+                let msg = e.to_string();
+                self.set(|s| s.error = Some(msg.clone()));
+                // Trust decisions stand until an operator acts (`plugin restart`); an I/O
+                // failure (state file, memfd) is retried like any failed start.
+                let transient = e.status == super::loader::status::FAILED
+                    && e.code != super::loader::codes::WIDENS;
+                if transient {
+                    return End::Failed("start", msg);
+                }
+                return End::Rejected(msg);
+            }
+        };
+        if let Some(m) = &loaded.manifest {
+            let v = m.version.clone();
+            self.set(|s| s.version = v);
+        }
+        let cg = match self
+            .cgroups
+            .create(&self.name, &limits(&loaded.sandbox.limits))
+        {
             Ok(c) => c,
             Err(e) => return fail(codes::SANDBOX, format!("cgroup: {e}")),
         };
@@ -427,7 +508,7 @@ impl Supervisor {
             }
         };
         let end = self
-            .run_in(&*cg, &scratch, requests, restart_requested)
+            .run_in(&*cg, &scratch, &loaded, requests, restart_requested)
             .await;
         if let Some(l) = &self.link {
             // The process is gone: drain what it published, keep what it did not answer.
@@ -442,10 +523,11 @@ impl Supervisor {
         &self,
         cg: &dyn PluginCgroup,
         scratch: &Path,
+        loaded: &super::loader::Loaded,
         requests: &mut mpsc::Receiver<Request>,
         restart_requested: Option<Instant>,
     ) -> End {
-        let spec = match self.spec(cg, scratch) {
+        let spec = match self.spec(cg, scratch, loaded) {
             Ok(s) => s,
             Err(e) => {
                 self.load_failed();
@@ -478,20 +560,21 @@ impl Supervisor {
         let data_fds = prepared
             .as_ref()
             .map(|p| (p.to_plugin.memfd(), p.from_plugin.memfd()));
-        let Spawned { mut child, pidfd } = match spawn::spawn(&spec, &plugin_end, data_fds) {
-            Ok(s) => s,
-            Err(e) => {
-                self.load_failed();
-                return End::Failed(
-                    "start",
-                    format!(
-                        "{}: spawn {}: {e}",
-                        codes::SANDBOX,
-                        spawn::helper_program().display()
-                    ),
-                );
-            }
-        };
+        let Spawned { mut child, pidfd } =
+            match spawn::spawn(&spec, &plugin_end, loaded.exe.fd(), data_fds) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.load_failed();
+                    return End::Failed(
+                        "start",
+                        format!(
+                            "{}: spawn {}: {e}",
+                            codes::SANDBOX,
+                            spawn::helper_program().display()
+                        ),
+                    );
+                }
+            };
         drop(plugin_end);
         crate::bpf::plugin_started(&self.name, child.id(), || cg.pids());
         let started = Instant::now();
@@ -572,6 +655,20 @@ impl Supervisor {
             let _ = cg.kill_all();
             let _ = reap(&mut child);
             return End::Failed("start", format!("{}: data path: {e}", codes::SANDBOX));
+        }
+        if let Some(m) = &loaded.manifest {
+            // The signed manifest's version is what operators see; the plugin's own claim in
+            // the handshake is untrusted.
+            let said = self
+                .status
+                .lock()
+                .map(|s| s.version.clone())
+                .unwrap_or_default();
+            if said != m.version {
+                tracing::warn!(plugin = %self.name, manifest = %m.version, handshake = %said, "plugin reports another version than its signed manifest");
+            }
+            let v = m.version.clone();
+            self.set(|s| s.version = v);
         }
         self.metrics
             .load

@@ -13,6 +13,7 @@
 
 mod decode;
 mod encode;
+pub mod view;
 #[rustfmt::skip]
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn, deprecated, non_camel_case_types, non_snake_case, unused_imports, dead_code, missing_docs, mismatched_lifetime_syntaxes)]
 #[path = "telemetry_generated.rs"]
@@ -117,8 +118,8 @@ impl Encoder {
     }
 }
 
-/// Verifies and decodes one batch frame (a private copy, never shared memory).
-pub fn decode(frame: &[u8]) -> Result<(u64, Records), WireError> {
+/// Verifies one batch frame (a private copy, never shared memory) without decoding it.
+pub fn verify(frame: &[u8]) -> Result<Verified<'_>, WireError> {
     // `buffer_has_identifier` asserts (panics) on buffers shorter than offset + identifier.
     if frame.len() < 8 || !generated::srediag::wire::batch_buffer_has_identifier(frame) {
         return Err(WireError::Identifier);
@@ -130,8 +131,36 @@ pub fn decode(frame: &[u8]) -> Result<(u64, Records), WireError> {
         max_apparent_size: frame.len().saturating_mul(2).saturating_add(1 << 16),
         ignore_missing_null_terminator: false,
     };
-    let root = generated::srediag::wire::root_as_batch_with_opts(&opts, frame)?;
-    decode::batch(root)
+    Ok(Verified(generated::srediag::wire::root_as_batch_with_opts(
+        &opts, frame,
+    )?))
+}
+
+/// A verified batch: read it in place ([`Verified::logs_view`]) or decode it.
+#[derive(Clone, Copy)]
+pub struct Verified<'a>(generated::srediag::wire::Batch<'a>);
+
+impl<'a> Verified<'a> {
+    /// The batch's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.0.seq()
+    }
+
+    /// A borrowed view when this is a logs batch (and only logs).
+    pub fn logs_view(&self) -> Option<view::LogsView<'a>> {
+        (self.0.signal() == generated::srediag::wire::Signal::Logs && self.0.metrics().is_none())
+            .then_some(view::LogsView { batch: self.0 })
+    }
+
+    /// Decodes into owned OTLP records.
+    pub fn decode(self) -> Result<(u64, Records), WireError> {
+        decode::batch(self.0)
+    }
+}
+
+/// Verifies and decodes one batch frame (a private copy, never shared memory).
+pub fn decode(frame: &[u8]) -> Result<(u64, Records), WireError> {
+    verify(frame)?.decode()
 }
 
 /// The payload of a [`Tag::Fail`] frame.

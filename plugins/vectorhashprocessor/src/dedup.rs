@@ -3,6 +3,7 @@
 use crate::hash;
 use serde::{Deserialize, Serialize};
 use srediag_plugin_sdk::data::Records;
+use srediag_plugin_sdk::wire::view::LogsView;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -136,6 +137,27 @@ impl Dedup {
         out
     }
 
+    /// [`Dedup::verdicts`] on a borrowed view of a log batch (the plugin's path: no decoding).
+    pub fn verdicts_logs_view(&mut self, logs: &LogsView<'_>) -> Vec<bool> {
+        let now = Instant::now();
+        self.expire(now);
+        let mut out = Vec::with_capacity(logs.items() as usize);
+        for rl in logs.resource_logs() {
+            let resource: Option<Vec<_>> = rl.resource_attributes().map(|a| a.collect());
+            for sl in rl.scope_logs() {
+                let scope = sl.scope().map(|(n, v, a)| (n, v, a.collect()));
+                let base = hash::context_view(resource.clone(), scope);
+                for r in sl.log_records() {
+                    let h = hash::log_record_view(base, &r, self.log_timestamps);
+                    out.push(self.admit(h, now));
+                }
+            }
+        }
+        self.local.entries = self.seen.len() as u64;
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.local;
+        out
+    }
+
     /// Drops duplicates from `records`; containers left empty are removed.
     pub fn filter(&mut self, records: Records) -> Records {
         let flags = self.verdicts(&records);
@@ -223,6 +245,78 @@ mod tests {
         assert_eq!(bodies(&out).len(), 10);
         assert!(d.seen.len() <= 3, "{}", d.seen.len());
         assert!(d.local.evictions >= 7);
+    }
+
+    #[test]
+    fn view_hashes_equal_owned_hashes() {
+        use srediag_plugin_sdk::data::{common, resource};
+        let mut records = vec![log("a", 1), log("b", 2), log("a", 3)];
+        records[1].attributes = vec![
+            common::KeyValue {
+                key: "k".into(),
+                value: Some(common::AnyValue {
+                    value: Some(common::any_value::Value::KvlistValue(
+                        common::KeyValueList {
+                            values: vec![common::KeyValue {
+                                key: "n".into(),
+                                value: Some(common::AnyValue {
+                                    value: Some(common::any_value::Value::ArrayValue(
+                                        common::ArrayValue {
+                                            values: vec![common::AnyValue {
+                                                value: Some(common::any_value::Value::DoubleValue(
+                                                    1.5,
+                                                )),
+                                            }],
+                                        },
+                                    )),
+                                }),
+                            }],
+                        },
+                    )),
+                }),
+            },
+            common::KeyValue {
+                key: "empty".into(),
+                value: None,
+            },
+        ];
+        records[1].trace_id = vec![9; 16];
+        let Records::Logs(mut l) = batch(records) else {
+            panic!()
+        };
+        l.resource_logs[0].resource = Some(resource::Resource {
+            attributes: vec![common::KeyValue {
+                key: "host".into(),
+                value: Some(common::AnyValue {
+                    value: Some(common::any_value::Value::StringValue("h".into())),
+                }),
+            }],
+            ..Default::default()
+        });
+        l.resource_logs[0].scope_logs[0].scope = Some(common::InstrumentationScope {
+            name: "s".into(),
+            version: "1".into(),
+            ..Default::default()
+        });
+        let owned = Records::Logs(l);
+        for with_time in [false, true] {
+            let s = Settings {
+                log_timestamps: with_time,
+                ..Settings::default()
+            };
+            let mut a = Dedup::new(s.clone(), Arc::default());
+            let mut b = Dedup::new(s, Arc::default());
+            let mut enc = srediag_plugin_sdk::wire::Encoder::new();
+            let bytes = enc.encode(1, &owned).unwrap().to_vec();
+            let verified = srediag_plugin_sdk::wire::verify(&bytes).unwrap();
+            let view = verified.logs_view().unwrap();
+            assert_eq!(a.verdicts(&owned), b.verdicts_logs_view(&view));
+            let mut ha: Vec<u64> = a.seen.keys().copied().collect();
+            let mut hb: Vec<u64> = b.seen.keys().copied().collect();
+            ha.sort();
+            hb.sort();
+            assert_eq!(ha, hb, "same identities with log_timestamps={with_time}");
+        }
     }
 
     #[test]

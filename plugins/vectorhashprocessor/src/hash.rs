@@ -149,3 +149,74 @@ pub fn metric_point(base: u64, m: &metrics::Metric, i: usize) -> Option<u64> {
     }
     Some(h.finish())
 }
+
+// The same hashes computed on borrowed views of a frame (the plugin's fast path): every function
+// below feeds the hasher exactly what its owned counterpart above feeds it, so a record has one
+// identity whichever way it arrives (checked by `view_hashes_equal_owned_hashes`).
+
+use srediag_plugin_sdk::wire::view::{KeyValueView, LogRecordView, ValueView};
+
+pub fn any_value_view(h: &mut impl Hasher, v: Option<ValueView<'_>>) {
+    match v {
+        None | Some(ValueView::Empty) => 0u8.hash(h),
+        Some(ValueView::String(s)) => (1u8, s).hash(h),
+        Some(ValueView::Bool(b)) => (2u8, b).hash(h),
+        Some(ValueView::Int(i)) => (3u8, i).hash(h),
+        Some(ValueView::Double(d)) => (4u8, d.to_bits()).hash(h),
+        Some(ValueView::Bytes(b)) => (5u8, b).hash(h),
+        Some(ValueView::Array(a)) => {
+            (6u8, a.len()).hash(h);
+            for x in a.iter() {
+                any_value_view(h, Some(x));
+            }
+        }
+        Some(ValueView::KvList(kv)) => {
+            7u8.hash(h);
+            attributes_view(h, kv.len(), kv.iter());
+        }
+    }
+}
+
+pub fn attributes_view<'a>(
+    h: &mut impl Hasher,
+    len: usize,
+    kvs: impl Iterator<Item = KeyValueView<'a>>,
+) {
+    let mut acc = 0u64;
+    for kv in kvs {
+        let mut e = hasher();
+        kv.key().hash(&mut e);
+        any_value_view(&mut e, kv.value());
+        acc = acc.wrapping_add(e.finish());
+    }
+    (len, acc).hash(h);
+}
+
+pub fn log_record_view(base: u64, r: &LogRecordView<'_>, with_time: bool) -> u64 {
+    let mut h = hasher();
+    base.hash(&mut h);
+    any_value_view(&mut h, r.body());
+    (r.severity_number(), r.severity_text(), r.event_name()).hash(&mut h);
+    attributes_view(&mut h, r.attributes_len(), r.attributes());
+    (r.trace_id(), r.span_id(), r.flags()).hash(&mut h);
+    if with_time {
+        (r.time_unix_nano(), r.observed_time_unix_nano()).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// [`context`] on views: resource attributes and scope (name, version, attributes).
+pub fn context_view<'a>(
+    resource: Option<Vec<KeyValueView<'a>>>,
+    scope: Option<(&'a str, &'a str, Vec<KeyValueView<'a>>)>,
+) -> u64 {
+    let mut h = hasher();
+    if let Some(r) = resource {
+        attributes_view(&mut h, r.len(), r.into_iter());
+    }
+    if let Some((name, version, attrs)) = scope {
+        (name, version).hash(&mut h);
+        attributes_view(&mut h, attrs.len(), attrs.into_iter());
+    }
+    h.finish()
+}

@@ -26,6 +26,14 @@ impl Processor for Proc {
     fn keep(&mut self, records: &Records) -> Option<Result<Vec<bool>, PluginError>> {
         Some(Ok(self.0.verdicts(records)))
     }
+
+    /// Log batches are hashed in place in the frame: no decoding at all.
+    fn keep_logs_view(
+        &mut self,
+        logs: &srediag_plugin_sdk::wire::view::LogsView<'_>,
+    ) -> Option<Result<Vec<bool>, PluginError>> {
+        Some(Ok(self.0.verdicts_logs_view(logs)))
+    }
 }
 
 struct DedupStats(Arc<Mutex<Stats>>);

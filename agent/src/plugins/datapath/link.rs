@@ -152,6 +152,19 @@ impl Link {
             .set(g.in_flight.len() as i64);
     }
 
+    /// True while an incarnation is attached (the plugin is ready).
+    pub fn available(&self) -> bool {
+        self.lock().attached.is_some()
+    }
+
+    /// Counts records passed on without the plugin (`on_unavailable: bypass`).
+    pub fn bypassed(&self, items: u64) {
+        self.metrics
+            .bypassed
+            .with_label_values(&[&self.name])
+            .inc_by(items);
+    }
+
     /// Batches sent and not answered.
     pub fn in_flight(&self) -> usize {
         self.lock().in_flight.len()

@@ -22,6 +22,9 @@ pub struct DataPathMetrics {
     pub dropped: IntCounterVec,
     /// `srediag_plugin_ipc_in_flight_batches{plugin}`.
     pub in_flight: IntGaugeVec,
+    /// `srediag_plugin_ipc_bypassed_records_total{plugin}`: passed on unprocessed while the
+    /// plugin was unavailable (`on_unavailable: bypass`).
+    pub bypassed: IntCounterVec,
 }
 
 impl DataPathMetrics {
@@ -72,6 +75,11 @@ impl DataPathMetrics {
                 &["plugin", "reason"],
             ),
             in_flight,
+            bypassed: c(
+                "srediag_plugin_ipc_bypassed_records_total",
+                "Records passed on unprocessed while the plugin was unavailable (on_unavailable: bypass).",
+                &["plugin"],
+            ),
         }
     }
 }

@@ -11,9 +11,10 @@
 //! 4. child: mount a fresh `/proc` (only the plugin's processes), set the hostname, compile the
 //!    seccomp filter and build the Landlock ruleset (still root), drop uid/gid/capabilities, set
 //!    `PR_SET_PDEATHSIG` (after the credential change, which clears it), `no_new_privs`, Landlock,
-//!    seccomp **last**, then `execve` the plugin with exactly the configured environment.
+//!    seccomp **last**, then `execveat(5, "", argv, envp, AT_EMPTY_PATH)`: fd 5 is the sealed
+//!    memfd holding exactly the verified bytes (`trust/sealed.rs`); no path is opened.
 
-use super::spec::{MAX_SPEC, SPEC_FD, SandboxSpec};
+use super::spec::{MAX_SPEC, PROGRAM_FD, SPEC_FD, SandboxSpec};
 use super::{creds, landlock, seccomp};
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -57,6 +58,36 @@ extern "C" fn forward(sig: libc::c_int) {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, sig) };
     }
+}
+
+/// Executes the file open on `fd` (the sealed memfd) with `execveat(fd, "", argv, envp,
+/// AT_EMPTY_PATH)`, after marking `fd` close-on-exec so the plugin does not inherit it. Returns
+/// only on failure. Async-signal-safe (raw syscalls only): callable right after `fork`.
+/// `argv` and `envp` must be NULL-terminated arrays of C strings.
+pub fn exec_fd(
+    fd: libc::c_int,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> std::io::Error {
+    if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
+        return std::io::Error::from_raw_os_error(libc::EINVAL);
+    }
+    // SAFETY: fcntl on an fd number; execveat with NULL-terminated arrays (checked above) of C
+    // strings the caller keeps alive, and an empty NUL-terminated path.
+    unsafe {
+        if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) != 0 {
+            return std::io::Error::last_os_error();
+        }
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    std::io::Error::last_os_error()
 }
 
 /// Entry point of `srediag __sandbox-exec`. Never returns.
@@ -129,6 +160,7 @@ fn supervise(pid: libc::pid_t, uid: u32, gid: u32, plugin: &str) -> ! {
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
         libc::close(srediag_plugin_sdk::control::CONTROL_FD);
+        libc::close(PROGRAM_FD);
         libc::close(srediag_plugin_sdk::control::TO_PLUGIN_FD);
         libc::close(srediag_plugin_sdk::control::FROM_PLUGIN_FD);
         libc::close(0);
@@ -212,7 +244,7 @@ fn child(spec: SandboxSpec) -> ! {
         die(&p, &format!("chdir {}: {e}", spec.scratch_dir.display()));
     }
     let prog = cstr(spec.program.as_os_str().as_bytes());
-    let mut argv: Vec<CString> = vec![prog.clone()];
+    let mut argv: Vec<CString> = vec![prog];
     argv.extend(spec.args.iter().map(|a| cstr(a.as_bytes())));
     let envp: Vec<CString> = spec
         .env
@@ -262,12 +294,10 @@ fn child(spec: SandboxSpec) -> ! {
     if let Err(e) = filter.install() {
         die(&p, &format!("seccomp install: {e}"));
     }
-    // SAFETY: argv/envp are NUL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::execve(prog.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
-    let e = std::io::Error::last_os_error();
+    let e = exec_fd(PROGRAM_FD, &argv_p, &envp_p);
     let _ = writeln!(
         std::io::stderr(),
-        "srediag sandbox for plugin {p}: execve {}: {e}",
+        "srediag sandbox for plugin {p}: execveat(fd {PROGRAM_FD}, sealed copy of {}): {e}",
         spec.program.display()
     );
     // SAFETY: _exit never returns.

@@ -8,7 +8,7 @@
 //! Invariant: spawn from a long-lived thread (a tokio worker, never `spawn_blocking`):
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked exits.
 
-use super::spec::{SPEC_FD, SandboxSpec};
+use super::spec::{PROGRAM_FD, SPEC_FD, SandboxSpec};
 use srediag_plugin_sdk::control::{CONTROL_FD, FROM_PLUGIN_FD, TO_PLUGIN_FD};
 use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -51,11 +51,13 @@ pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
-/// Starts the helper with `control` as its fd 3 and the spec on fd 4; stdout and stderr are
-/// pipes for the agent's log. `data` (the ring memfds) lands on fds 5 and 6.
+/// Starts the helper with `control` as its fd 3, the spec on fd 4 and the sealed executable
+/// (`program`, a memfd) on fd 5; stdout and stderr are pipes for the agent's log. `data` (the
+/// ring memfds) lands on fds 6 and 7, which the plugin inherits.
 pub fn spawn(
     spec: &SandboxSpec,
     control: &OwnedFd,
+    program: BorrowedFd<'_>,
     data: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
 ) -> std::io::Result<Spawned> {
     let json = serde_json::to_vec(spec).map_err(std::io::Error::other)?;
@@ -75,7 +77,8 @@ pub fn spawn(
     let spec_fd = dup_high(rd.as_raw_fd())?;
     drop(rd);
     let ctl_fd = dup_high(control.as_raw_fd())?;
-    let (ctl, spc) = (ctl_fd.as_raw_fd(), spec_fd.as_raw_fd());
+    let prog_fd = dup_high(program.as_raw_fd())?;
+    let (ctl, spc, prg) = (ctl_fd.as_raw_fd(), spec_fd.as_raw_fd(), prog_fd.as_raw_fd());
     let data_fds = match data {
         Some((a, b)) => Some((dup_high(a.as_raw_fd())?, dup_high(b.as_raw_fd())?)),
         None => None,
@@ -83,7 +86,7 @@ pub fn spawn(
     let data_raw = data_fds
         .as_ref()
         .map(|(a, b)| (a.as_raw_fd(), b.as_raw_fd()));
-    let first_closed: u32 = if data_raw.is_some() { 7 } else { 5 };
+    let first_closed: u32 = if data_raw.is_some() { 8 } else { 6 };
     let mut cmd = Command::new(helper_program());
     cmd.arg0("srediag-sandbox")
         .arg("__sandbox-exec")
@@ -94,7 +97,10 @@ pub fn spawn(
     // SAFETY: the closure only makes async-signal-safe raw syscalls on fds prepared above.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(ctl, CONTROL_FD) < 0 || libc::dup2(spc, SPEC_FD) < 0 {
+            if libc::dup2(ctl, CONTROL_FD) < 0
+                || libc::dup2(spc, SPEC_FD) < 0
+                || libc::dup2(prg, PROGRAM_FD) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             if let Some((a, b)) = data_raw
@@ -133,6 +139,7 @@ pub fn spawn(
     let child = cmd.spawn()?;
     drop(ctl_fd);
     drop(spec_fd);
+    drop(prog_fd);
     drop(data_fds);
     let pidfd = pidfd_open(child.id())?;
     Ok(Spawned { child, pidfd })
@@ -157,10 +164,16 @@ pub fn control_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Keeps fds 3 to 6 open in the agent (on /dev/null when free), so that the pipe `std` creates
+/// Keeps fds 3 to 7 open in the agent (on /dev/null when free), so that the pipe `std` creates
 /// while spawning can never land on the numbers the helper's fds are moved to.
 pub fn reserve_low_fds() {
-    for fd in [CONTROL_FD, SPEC_FD, TO_PLUGIN_FD, FROM_PLUGIN_FD] {
+    for fd in [
+        CONTROL_FD,
+        SPEC_FD,
+        PROGRAM_FD,
+        TO_PLUGIN_FD,
+        FROM_PLUGIN_FD,
+    ] {
         // SAFETY: F_GETFD only queries; open returns the lowest free fd.
         unsafe {
             if libc::fcntl(fd, libc::F_GETFD) < 0 {

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 /// The fd on which the helper reads its [`SandboxSpec`].
 pub const SPEC_FD: i32 = 4;
 
+/// The fd on which the helper finds the plugin's executable: a sealed memfd holding exactly the
+/// verified bytes (`trust/sealed.rs`); the helper `execveat`s it, it never opens a path.
+pub const PROGRAM_FD: i32 = 5;
+
 /// Largest spec accepted.
 pub const MAX_SPEC: usize = 1024 * 1024;
 
@@ -17,7 +21,8 @@ pub const MAX_SPEC: usize = 1024 * 1024;
 pub struct SandboxSpec {
     /// Plugin id (for messages).
     pub plugin: String,
-    /// Absolute path of the plugin executable.
+    /// Where the executable came from (bundle entrypoint or `path:`), for argv[0] and messages
+    /// only: the helper runs the sealed memfd on [`PROGRAM_FD`], never this path.
     pub program: PathBuf,
     /// Arguments after argv[0].
     pub args: Vec<String>,

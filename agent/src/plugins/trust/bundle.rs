@@ -2,8 +2,8 @@
 //! bundle's directory fd with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`
 //! and `O_NOFOLLOW`, so no path in the bundle can leave it, symlinks anywhere are refused, and
 //! hardlinked files (whose content another directory could change) are refused. Each file is
-//! read once through its fd and hashed; the entrypoint's bytes are kept, so what runs later is
-//! exactly what was hashed (the loader copies them into a sealed memfd).
+//! read once through its fd and hashed; the entrypoint is copied into a memfd while it is hashed
+//! (`sealed.rs`), so what runs later is exactly what was hashed.
 
 use super::keys::sha256;
 use super::manifest::{MAX_MANIFEST_BYTES, RESERVED_FILES};
@@ -49,7 +49,7 @@ pub enum ReadError {
 }
 
 /// What was read.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct BundleContents {
     /// `manifest.sig`, when present.
     pub detached_sig: Option<Vec<u8>>,
@@ -57,8 +57,8 @@ pub struct BundleContents {
     pub sigstore_bundle: Option<Vec<u8>>,
     /// SHA-256 of every other regular file, by bundle-relative path.
     pub digests: BTreeMap<String, [u8; 32]>,
-    /// The bytes of the file named `keep`, as hashed.
-    pub kept: Option<Vec<u8>>,
+    /// The file named `keep`, copied into a memfd while it was hashed (not sealed yet).
+    pub kept: Option<super::sealed::ExeWriter>,
 }
 
 fn resolve() -> ResolveFlags {
@@ -239,15 +239,29 @@ fn walk(
                     return Err(ReadError::Limit(format!("more than {MAX_FILES} files")));
                 }
                 let (mut f, size) = open_file(dir, &name)?;
+                let too_big =
+                    || ReadError::Limit(format!("{rel}: larger than {MAX_FILE_BYTES} bytes"));
                 if size > MAX_FILE_BYTES {
-                    return Err(ReadError::Limit(format!(
-                        "{rel}: larger than {MAX_FILE_BYTES} bytes"
-                    )));
+                    return Err(too_big());
                 }
-                let bytes = read_capped(&mut f, &rel, MAX_FILE_BYTES)?;
-                out.digests.insert(rel.clone(), sha256(&bytes));
                 if keep == Some(rel.as_str()) {
-                    out.kept = Some(bytes);
+                    // The entrypoint: copied into a memfd through this fd, hashed while copied.
+                    let mut w = super::sealed::ExeWriter::new(&rel).map_err(|e| ReadError::Io {
+                        path: rel.clone(),
+                        msg: e.to_string(),
+                    })?;
+                    let n = w.copy_from(&mut f, MAX_FILE_BYTES).map_err(io_err(&rel))?;
+                    if n > MAX_FILE_BYTES {
+                        return Err(too_big());
+                    }
+                    out.digests.insert(rel.clone(), w.sha256());
+                    out.kept = Some(w);
+                } else {
+                    let bytes = read_capped(&mut f, &rel, MAX_FILE_BYTES)?;
+                    if bytes.len() as u64 > MAX_FILE_BYTES {
+                        return Err(too_big());
+                    }
+                    out.digests.insert(rel.clone(), sha256(&bytes));
                 }
             }
             _ => {

@@ -39,6 +39,7 @@ pub mod keys;
 pub mod manifest;
 pub mod policy;
 pub mod rollback;
+pub mod sealed;
 pub mod sigstore;
 #[cfg(test)]
 mod testing;
@@ -138,8 +139,8 @@ pub enum TrustedBy {
     Unsigned,
 }
 
-/// A verified bundle: what may be loaded, and the exact bytes of its entrypoint.
-#[derive(Debug, Clone)]
+/// A verified bundle: what may be loaded, and its entrypoint in a sealed memfd.
+#[derive(Debug)]
 pub struct VerifiedBundle {
     /// The manifest (all of it covered by the signature).
     pub manifest: Manifest,
@@ -147,8 +148,9 @@ pub struct VerifiedBundle {
     pub digest: String,
     /// Who vouched.
     pub trusted_by: TrustedBy,
-    /// The entrypoint's bytes as hashed; run these, never re-open the path.
-    pub entrypoint: Vec<u8>,
+    /// The entrypoint, copied through the bundle's fd into a sealed memfd while it was hashed;
+    /// its digest equals the signed `sha256`. Exec this fd, never re-open the path.
+    pub entrypoint: sealed::SealedExe,
 }
 
 /// The JSON shape of a verification result (`srediag plugin verify -o json`).
@@ -227,7 +229,13 @@ impl HostInfo {
                 Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
                     || Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists(),
             ),
-            ("landlock", lsm.split(',').any(|l| l.trim() == "landlock")),
+            // Asked of the kernel (landlock_create_ruleset's ABI query): securityfs, where
+            // /sys/kernel/security/lsm lives, is often not mounted (it is not on the reference VM).
+            (
+                "landlock",
+                crate::plugins::sandbox::landlock::abi_version().is_ok()
+                    || lsm.split(',').any(|l| l.trim() == "landlock"),
+            ),
             (
                 "seccomp",
                 Path::new("/proc/sys/kernel/seccomp/actions_avail").exists(),
@@ -535,6 +543,21 @@ fn verify_parsed(
             format!("entrypoint {} is not a file of the bundle", m.entrypoint),
         )
     })?;
+    // Seal, read the sealed bytes back, and compare with the digest the signature covers.
+    let entrypoint = entrypoint
+        .seal()
+        .map_err(|e| reject(Status::Malformed, e.to_string()))?;
+    if entrypoint.sha256_hex() != m.sha256 {
+        return Err(reject(
+            Status::RejectedDigest,
+            format!(
+                "entrypoint {}: sealed copy has sha256 {}, the manifest says {}",
+                m.entrypoint,
+                entrypoint.sha256_hex(),
+                m.sha256
+            ),
+        ));
+    }
     check_compat(m, host).map_err(|e| reject(Status::RejectedCompat, e))?;
     let digest = m.statement_digest();
     if let Some(store) = rollback {

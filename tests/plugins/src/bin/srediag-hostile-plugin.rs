@@ -446,6 +446,14 @@ fn syscall_table() -> Vec<(&'static str, libc::c_long, [u64; 6], bool)> {
             [NEG1, p(c""), 0, 0, AT_EMPTY_PATH as u64, 0],
             false,
         ),
+        // The profiles allow no exec by path (only execveat of the sealed memfd on fd 5): EPERM
+        // here, where an allowed execve would say ENOENT.
+        (
+            "execve",
+            SYS_execve,
+            [p(c"/nonexistent/srediag-hostile"), 0, 0, 0, 0, 0],
+            false,
+        ),
     ]
 }
 

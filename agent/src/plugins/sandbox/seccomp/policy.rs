@@ -244,6 +244,8 @@ pub(crate) const SYMBOLS: &[(&str, u64)] = &[
     ("CLONE_NEWUSER", libc::CLONE_NEWUSER as u64),
     ("CLONE_NEWPID", libc::CLONE_NEWPID as u64),
     ("CLONE_NEWNET", libc::CLONE_NEWNET as u64),
+    // execveat(2)
+    ("AT_EMPTY_PATH", libc::AT_EMPTY_PATH as u64),
     // prctl(2)
     ("PR_SET_NAME", libc::PR_SET_NAME as u64),
     ("PR_GET_NAME", libc::PR_GET_NAME as u64),

@@ -166,8 +166,9 @@ pub(crate) fn run(f: impl FnOnce(Reporter) -> i32) -> Outcome {
     }
 }
 
-/// Forks a child that installs `filter` (after [`prepare`]) and `execve`s `argv[0]` with `envp`;
-/// returns the outcome and what the program wrote to stdout/stderr.
+/// Forks a child that installs `filter` (after [`prepare`]) and executes `argv[0]` with `envp`
+/// the way the sandbox helper does (open on fd 5, `execveat(5, "", …, AT_EMPTY_PATH)`, the only
+/// exec the profiles allow); returns the outcome and what the program wrote to stdout/stderr.
 pub(crate) fn exec(
     filter: &CompiledFilter,
     argv: &[&std::ffi::CStr],
@@ -178,8 +179,11 @@ pub(crate) fn exec(
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_p.push(std::ptr::null());
     let [out_r, out_w] = pipe();
-    // SAFETY: the child only makes raw syscalls (dup2, close, prctl, seccomp, execve) on prepared
-    // data, then `_exit`s if execve fails.
+    let prog = std::fs::File::open(argv[0].to_str().expect("utf-8 program path"))
+        .expect("open the program to exec");
+    let prog_fd = std::os::fd::AsRawFd::as_raw_fd(&prog);
+    // SAFETY: the child only makes raw syscalls (dup2, close, prctl, seccomp, execveat) on
+    // prepared data, then `_exit`s if the exec fails.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
@@ -188,16 +192,19 @@ pub(crate) fn exec(
         unsafe {
             libc::dup2(out_w, 1);
             libc::dup2(out_w, 2);
+            libc::dup2(prog_fd, crate::plugins::sandbox::spec::PROGRAM_FD);
         }
         if install(filter) != 0 {
             // SAFETY: see above.
             unsafe { libc::_exit(120) };
         }
-        // SAFETY: argv_p and envp_p are NULL-terminated arrays of valid C strings.
-        unsafe {
-            libc::execve(argv_p[0], argv_p.as_ptr(), envp_p.as_ptr());
-            libc::_exit(121);
-        }
+        let _ = crate::plugins::sandbox::exec::exec_fd(
+            crate::plugins::sandbox::spec::PROGRAM_FD,
+            &argv_p,
+            &envp_p,
+        );
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(121) }
     }
     close(&[out_w]);
     // SAFETY: out_r is an open fd owned by nobody else.

@@ -408,7 +408,10 @@ fn base_syscalls_are_in_every_profile() {
         let s = syscalls_allowed(name, &Options::default()).unwrap();
         assert!(base.is_subset(&s), "{name}");
         assert!(
-            s.contains("execve") && s.contains("mmap") && s.contains("futex"),
+            s.contains("execveat")
+                && !s.contains("execve")
+                && s.contains("mmap")
+                && s.contains("futex"),
             "{name}"
         );
     }
