@@ -190,7 +190,7 @@ pub struct DataPathConfig {
     pub quarantine_after_malformed: u64,
     /// Probe-site sampling for the IPC latency observer: batches whose sequence number is a
     /// multiple of this fire the SDK's probe sites; 0 = off. Default 64 (B5: throughput on/off
-    /// 1.02, i.e. within noise; every batch, 0.92). Changeable at run time
+    /// 0.99, within noise; every batch, 0.79). Changeable at run time
     /// (`srediag plugin ipc-sampling NAME N`).
     pub probe_sampling: u32,
     /// The queue in front of the plugin's pipeline stage (as `processors.<id>.queue`): what
