@@ -95,9 +95,9 @@ pub fn ipc_sampling(socket: &Path, name: &str, every: u32, out: Output) -> CmdRe
     )?;
     print(out, &data, |_| {
         if every == 0 {
-            format!("IPC latency sampling of plugin {name}: off")
+            format!("IPC latency sampling of plugin {name}: off\n")
         } else {
-            format!("IPC latency sampling of plugin {name}: every {every} batches")
+            format!("IPC latency sampling of plugin {name}: every {every} batches\n")
         }
     })?;
     ok()
