@@ -27,6 +27,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "srediag.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -462,5 +463,91 @@ SEC("raw_tp/mark_victim")
 int srediag_room(__u64 *ctx)
 {
 	on_oom((struct task_struct *)ctx[0]);
+	return 0;
+}
+
+/* ---- IPC latency -------------------------------------------------------------------------- */
+
+/* Rings the agent registered: ring id -> (plugin id, direction). A probe hit on any other ring
+ * (another process running the same binary is excluded by the uprobe's pid scope) is ignored. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SREDIAG_IPC_MAX_RINGS);
+	__type(key, __u64);
+	__type(value, struct srediag_ipc_ring);
+} srediag_ipc_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SREDIAG_IPC_MAX_PENDING);
+	__type(key, struct srediag_ipc_key);
+	__type(value, __u64);
+} srediag_ipc_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SREDIAG_IPC_HISTS);
+	__type(key, __u32);
+	__type(value, struct srediag_ipc_hist);
+} srediag_ipc_hist SEC(".maps");
+
+/* floor(log2(v)) for v > 0, 0 for v = 0; branch-free enough for the verifier. */
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0, s;
+	s = (v > 0xFFFFFFFFULL) << 5; v >>= s; r |= s;
+	s = (v > 0xFFFF) << 4; v >>= s; r |= s;
+	s = (v > 0xFF) << 3; v >>= s; r |= s;
+	s = (v > 0xF) << 2; v >>= s; r |= s;
+	s = (v > 0x3) << 1; v >>= s; r |= s;
+	r |= (__u32)(v >> 1);
+	return r;
+}
+
+/* srediag_probe_publish(u64 ring, u64 seq, u64 items): remember when. */
+SEC("uprobe")
+int srediag_ipc_publish(struct pt_regs *ctx)
+{
+	struct srediag_ipc_key key = {
+		.ring = (__u64)PT_REGS_PARM1(ctx),
+		.seq = (__u64)PT_REGS_PARM2(ctx),
+	};
+	if (!bpf_map_lookup_elem(&srediag_ipc_ring, &key.ring))
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&srediag_ipc_pending, &key, &now, BPF_ANY);
+	return 0;
+}
+
+/* srediag_probe_consume(u64 ring, u64 seq, u64 items): publish -> consume into the histogram of
+ * the ring's (plugin, direction). */
+SEC("uprobe")
+int srediag_ipc_consume(struct pt_regs *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct srediag_ipc_key key = {
+		.ring = (__u64)PT_REGS_PARM1(ctx),
+		.seq = (__u64)PT_REGS_PARM2(ctx),
+	};
+	struct srediag_ipc_ring *r = bpf_map_lookup_elem(&srediag_ipc_ring, &key.ring);
+	if (!r)
+		return 0;
+	__u32 idx = r->plugin_id * 2 + (r->direction & 1);
+	__u64 *then = bpf_map_lookup_elem(&srediag_ipc_pending, &key);
+	if (!then) {
+		stat_inc(SREDIAG_STAT_IPC_UNMATCHED);
+		return 0;
+	}
+	__u64 delta = now > *then ? now - *then : 0;
+	bpf_map_delete_elem(&srediag_ipc_pending, &key);
+	struct srediag_ipc_hist *h = bpf_map_lookup_elem(&srediag_ipc_hist, &idx);
+	if (!h)
+		return 0;
+	__u32 b = log2_u64(delta);
+	if (b >= SREDIAG_IPC_BUCKETS)
+		b = SREDIAG_IPC_BUCKETS - 1;
+	h->count += 1;
+	h->sum_ns += delta;
+	h->buckets[b] += 1;
 	return 0;
 }

@@ -7,7 +7,13 @@
 //! plugin process). Needs root (the sandbox). Run with `cargo xtask bench tax`.
 //!
 //! Usage: SREDIAG_SANDBOX_HELPER=target/release/srediag plugin_tax PLUGIN_BINARY [--records N]
-//! [--batch N] [--rounds N] (the sandbox helper is `srediag __sandbox-exec`).
+//! [--batch N] [--rounds N] [--ipc-sampling N] (the sandbox helper is `srediag __sandbox-exec`).
+//!
+//! B5 tracing tax (`--ipc-sampling N`, also `cargo xtask bench tax --ipc-sampling N`): the eBPF
+//! observers are loaded, one sandboxed plugin process serves every round, and each round runs
+//! the data path with IPC-latency sampling off and at period N (switched at run time through the
+//! link, as `srediag plugin ipc-sampling` does), order alternating; reported: throughput ratio
+//! on/off per round and its median, and the histogram counts the uprobes produced.
 
 use srediag::plugins::config::{BundlesConfig, PluginConfig, Plugins};
 use srediag::plugins::datapath::{DataPathMetrics, Link, Links, Output};
@@ -173,6 +179,139 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
     })
 }
 
+/// One sandboxed plugin kept for every round (B5).
+struct Served {
+    _dir: tempfile::TempDir,
+    manager: Manager,
+    link: Arc<Link>,
+    answers: tokio::sync::mpsc::UnboundedReceiver<Output>,
+}
+
+async fn serve(bin: &str) -> Served {
+    let yaml = format!(
+        "path: {bin}\ntype: processor\ndata_path: {{max_in_flight: 32, max_batch_records: 100000}}\nlimits: {{cpu_max: 0}}"
+    );
+    let cfg: PluginConfig = serde_yaml::from_str(&yaml).expect("plugin config");
+    let mut plugins = Plugins::new();
+    plugins.insert("vectorhashprocessor".into(), cfg.clone());
+    let link = Arc::new(Link::new(
+        "vectorhashprocessor",
+        cfg.data_path.clone(),
+        DataPathMetrics::new(None),
+    ));
+    let mut links = Links::new();
+    links.insert("vectorhashprocessor".into(), link.clone());
+    let registry = prometheus::Registry::new();
+    // As in `plugin()`: a path-configured plugin under a policy that allows unsigned ones.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("trust.yaml"), "allow_unsigned: true\n").expect("policy");
+    let bundles = BundlesConfig {
+        directory: dir.path().to_path_buf(),
+        trust_policy: dir.path().join("trust.yaml"),
+        state_file: dir.path().join("plugin-versions.json"),
+    };
+    let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links)
+        .expect("plugin manager (root needed)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = manager.list();
+        if st
+            .first()
+            .is_some_and(|s| s.state == "ready" && s.pid.is_some())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "plugin not ready: {:?}",
+            st.first().map(|s| (&s.state, &s.error))
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answers = link.take_output().expect("output");
+    Served {
+        _dir: dir,
+        manager,
+        link,
+        answers,
+    }
+}
+
+async fn pass(s: &mut Served, input: &[Records], expect: u64) -> Duration {
+    let t = Instant::now();
+    let mut n = 0;
+    let mut it = input.iter();
+    let mut pending = true;
+    while n < expect {
+        tokio::select! {
+            slot = s.link.slot(), if pending => match it.next() {
+                Some(b) => s.link.submit(b.clone(), slot),
+                None => pending = false,
+            },
+            a = s.answers.recv() => match a {
+                Some(Output::Records(r)) => n += r.items(),
+                Some(Output::Dropped { items, reason }) => panic!("{items} dropped: {reason}"),
+                None => break,
+            },
+        }
+    }
+    assert_eq!(n, expect);
+    t.elapsed()
+}
+
+fn ipc_tax(input: &[Records], bin: &str, expect: u64, every: u32, rounds: usize, records: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        srediag::bpf::start(&prometheus::Registry::new());
+        let obs = srediag::bpf::observers().expect("observers");
+        let up = obs.status().into_iter().find(|s| s.name == "ipc_latency").expect("status");
+        assert!(up.up, "ipc_latency observer down: {:?}", up.reason);
+        let mut s = serve(bin).await;
+        // Warm-up (page faults, dedup tables), not measured.
+        s.link.set_probe_sampling(0);
+        pass(&mut s, input, expect).await;
+        println!(
+            "B5 tracing tax: {records} log records in batches of {}, IPC-latency sampling off vs every {every} batches; {rounds} alternated rounds",
+            records.div_ceil(input.len().max(1))
+        );
+        println!("{:<8} {:<6} {:>14} {:>12}", "round", "ipc", "records/s", "wall ms");
+        let mut ratios = Vec::new();
+        for round in 1..=rounds {
+            let order: [(&str, u32); 2] = if round % 2 == 1 { [("off", 0), ("on", every)] } else { [("on", every), ("off", 0)] };
+            let (mut on, mut off) = (Duration::ZERO, Duration::ZERO);
+            for (name, e) in order {
+                s.link.set_probe_sampling(e);
+                let wall = pass(&mut s, input, expect).await;
+                println!("{round:<8} {name:<6} {:>14.0} {:>12.1}", records as f64 / wall.as_secs_f64(), wall.as_secs_f64() * 1e3);
+                if e == 0 { off = wall } else { on = wall }
+            }
+            ratios.push(off.as_secs_f64() / on.as_secs_f64());
+        }
+        let id = obs.plugin_id("vectorhashprocessor").expect("id");
+        for (d, h) in obs.ipc_histograms(id) {
+            println!(
+                "histogram {d}: {} samples, p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs",
+                h.count,
+                h.quantile(0.5).unwrap_or(0.0) * 1e6,
+                h.quantile(0.99).unwrap_or(0.0) * 1e6,
+                if h.count > 0 { h.sum_seconds / h.count as f64 * 1e6 } else { 0.0 }
+            );
+        }
+        ratios.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "throughput ratio on/off per round (sorted): {:?}; median {:.3} (goal >= 0.90)",
+            ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+            ratios[ratios.len() / 2]
+        );
+        s.manager.stop_all().await;
+        srediag::bpf::stop();
+    });
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -202,6 +341,11 @@ fn main() {
     );
     let input = batches(records, per_batch);
     let expect = in_process(&input).out;
+    let every = opt("--ipc-sampling", 0);
+    if every > 0 {
+        ipc_tax(&input, &bin, expect, every as u32, rounds, records);
+        return;
+    }
     println!(
         "B3 plugin tax: {records} log records in batches of {per_batch}, {expect} unique; {rounds} alternated rounds"
     );

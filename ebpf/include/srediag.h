@@ -55,7 +55,9 @@
 #define SREDIAG_STAT_EVENTS_DROPPED 1  /* the ring buffer was full: event lost (counter kept) */
 #define SREDIAG_STAT_VIOLATIONS_FULL 2 /* srediag_viol full: violation counted in no key */
 #define SREDIAG_STAT_CPU_UNMATCHED 3 /* a switch-out not matching the recorded switch-in */
-#define SREDIAG_STAT_COUNT 4
+#define SREDIAG_STAT_IPC_UNMATCHED 4 /* a sampled consume whose publish was not seen (evicted, or
+                                      * published before the uprobes attached) */
+#define SREDIAG_STAT_COUNT 5
 
 /* Kernel values used by the programs (uapi, stable). */
 #define SREDIAG_SIGSYS 31
@@ -100,6 +102,40 @@ struct srediag_event {
 	__u32 arch;       /* AUDIT_ARCH_* */
 	__u32 source;     /* SREDIAG_SOURCE_* */
 	char comm[16];
+};
+
+/* ---- IPC latency (uprobes on the SDK's probe sites srediag_probe_publish/_consume) ---------- */
+
+/* srediag_ipc_ring value .direction (and the second half of a srediag_ipc_hist index). */
+#define SREDIAG_IPC_TO_PLUGIN 0   /* agent publish -> plugin consume */
+#define SREDIAG_IPC_FROM_PLUGIN 1 /* plugin publish -> agent consume */
+/* Rings the agent registered (two per plugin incarnation). */
+#define SREDIAG_IPC_MAX_RINGS 1024
+/* Publish timestamps waiting for their consume (LRU: a batch never consumed ages out). */
+#define SREDIAG_IPC_MAX_PENDING 8192
+/* log2 buckets: bucket b counts deltas d with 2^b <= d < 2^(b+1) ns (bucket 0 also d = 0);
+ * the last one also everything larger (2^39 ns = 550 s). */
+#define SREDIAG_IPC_BUCKETS 40
+/* srediag_ipc_hist entries: index plugin_id * 2 + direction. */
+#define SREDIAG_IPC_HISTS 512
+
+/* srediag_ipc_ring value (hash keyed by the __u64 ring id of DataPathInfo). */
+struct srediag_ipc_ring {
+	__u32 plugin_id;
+	__u32 direction; /* SREDIAG_IPC_* */
+};
+
+/* srediag_ipc_pending key (value: __u64 bpf_ktime_get_ns() at publish). */
+struct srediag_ipc_key {
+	__u64 ring;
+	__u64 seq;
+};
+
+/* srediag_ipc_hist value (per-CPU array): one histogram per (plugin, direction). */
+struct srediag_ipc_hist {
+	__u64 count;
+	__u64 sum_ns; /* exact sum of the deltas */
+	__u64 buckets[SREDIAG_IPC_BUCKETS];
 };
 
 #endif /* __SREDIAG_H__ */

@@ -114,11 +114,22 @@ struct mm_struct {
 	struct task_struct *owner;
 };
 
-/* x86_64 only (-D__TARGET_ARCH_x86): the syscall number a task entered with. */
+/* x86_64 only (-D__TARGET_ARCH_x86): the syscall number a task entered with (orig_ax), and
+ * the first three integer arguments of a function at a uprobe (di, si, dx: bpf_tracing.h's
+ * PT_REGS_PARM1..3 read these names because __VMLINUX_H__ is defined below). */
 struct pt_regs {
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
 	unsigned long orig_ax;
 };
 
 #pragma clang attribute pop
+
+/* What a bpftool-generated vmlinux.h defines: bpf_tracing.h then uses the kernel's pt_regs
+ * field names. */
+#ifndef __VMLINUX_H__
+#define __VMLINUX_H__
+#endif
 
 #endif /* __SREDIAG_VMLINUX_H__ */

@@ -118,8 +118,10 @@ impl Sender {
             .encode(seq, &records)
             .map_err(|e| PluginError(e.to_string()))?
             .to_vec();
-        self.push(tag, &bytes, limit)?;
+        // Before the push: once the frame is visible the agent may consume it at once, and its
+        // consume hit must find the publish timestamp (a split answer's last part wins).
         self.probe(seq, items);
+        self.push(tag, &bytes, limit)?;
         Ok(())
     }
 
@@ -194,8 +196,9 @@ fn answer_flags(
 ) -> Result<(), PluginError> {
     match flags {
         Ok(flags) => {
-            sender.push(Tag::Keep, &wire::keep_payload(seq, &flags), patience)?;
+            // Probe first: the agent may consume the frame as soon as it is visible.
             sender.probe(seq, items);
+            sender.push(Tag::Keep, &wire::keep_payload(seq, &flags), patience)?;
             Ok(())
         }
         Err(e) => sender.push(Tag::Fail, &wire::fail_payload(seq, &e.0), patience),

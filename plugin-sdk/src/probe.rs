@@ -10,18 +10,24 @@
 //! rule, so the publish and consume hits of a sampled batch always pair up. With sampling off the
 //! cost is one relaxed load and a branch per batch.
 
-/// A batch `seq` was published to ring `ring` (after the `tail` store).
+/// A batch `seq` is being published to ring `ring`: called right *before* the frame becomes
+/// visible (the `tail` store), so the consumer's hit can never come before this one.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn srediag_probe_publish(ring: u64, seq: u64, items: u64) {
-    std::hint::black_box((ring, seq, items));
+    // The tag keeps the two bodies different: identical functions get folded into one address
+    // (LTO/ICF did that to the release binaries), which would make both sites one uprobe.
+    std::hint::black_box((ring, seq, items, PUBLISH_TAG));
 }
+
+const PUBLISH_TAG: u32 = 0x5055_424c; // "PUBL"
+const CONSUME_TAG: u32 = 0x434f_4e53; // "CONS"
 
 /// A batch `seq` was consumed from ring `ring` (after it was copied out and verified).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn srediag_probe_consume(ring: u64, seq: u64, items: u64) {
-    std::hint::black_box((ring, seq, items));
+    std::hint::black_box((ring, seq, items, CONSUME_TAG));
 }
 
 /// Whether batch `seq` is sampled under period `every` (0 = never).
@@ -32,6 +38,13 @@ pub fn sampled(every: u32, seq: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn probe_sites_have_distinct_addresses() {
+        let publish = super::srediag_probe_publish as extern "C" fn(u64, u64, u64) as usize;
+        let consume = super::srediag_probe_consume as extern "C" fn(u64, u64, u64) as usize;
+        assert_ne!(publish, consume);
+    }
+
     #[test]
     fn sampling_rule() {
         assert!(!super::sampled(0, 0));

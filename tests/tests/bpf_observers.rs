@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 
 use srediag::bpf::{Action, Observers, Options, Violation};
 
+/// Keeps the SDK's probe sites in this binary (nothing here calls them), so the `ipc_latency`
+/// observer attaches to `/proc/self/exe` like in the agent.
+#[used]
+static PROBE_SITES: [extern "C" fn(u64, u64, u64); 2] = srediag::bpf::PROBE_SITES;
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const HELPER_ENV: &str = "SREDIAG_BPF_HELPER";
@@ -488,7 +493,8 @@ fn loads_and_attaches_every_observer() {
     assert_eq!(cpu.attach, vec!["tp_btf sched_switch"]);
     let mem = obs.map_memory();
     println!("map memory: {mem:?}");
-    assert_eq!(mem.len(), 10, "every map reports its memory: {mem:?}");
+    // 10, and the IPC observer's three.
+    assert_eq!(mem.len(), 13, "every map reports its memory: {mem:?}");
     assert!(mem.iter().all(|(_, b)| *b > 0));
     drop(obs);
 
@@ -794,7 +800,11 @@ fn nothing_is_left_after_drop() {
     let _g = rt.enter();
     let obs = load(Options::default());
     let ids = obs.program_ids();
-    assert_eq!(ids.len(), 6, "one program per hook: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        8,
+        "one program per hook and the two IPC uprobe programs: {ids:?}"
+    );
     let progs = srediag_objects("prog");
     assert!(
         ids.iter()

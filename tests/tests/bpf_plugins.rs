@@ -397,7 +397,14 @@ fn cli_surfaces_show_what_the_kernel_saw() {
     let names: Vec<&str> = obs.iter().filter_map(|o| o["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["process_tracking", "cpu", "memory", "seccomp", "events"]
+        [
+            "process_tracking",
+            "cpu",
+            "memory",
+            "seccomp",
+            "ipc_latency",
+            "events"
+        ]
     );
     assert!(obs.iter().all(|o| o["up"] == true), "{obs:?}");
     assert!(

@@ -106,9 +106,11 @@ enum BenchCmd {
         network: bool,
     },
     /// B3 plugin tax: vectorhashprocessor's dedup in-process vs as a sandboxed plugin on the
-    /// shared-memory data path (as root).
+    /// shared-memory data path (as root). With `--ipc-sampling N`: B5, the same data path with
+    /// IPC-latency sampling off vs every N batches (eBPF observers loaded), alternated.
     Tax {
-        /// Arguments for the example (`--records N`, `--batch N`, `--rounds N`).
+        /// Arguments for the example (`--records N`, `--batch N`, `--rounds N`,
+        /// `--ipc-sampling N`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

@@ -161,12 +161,88 @@ pub const SOURCE_SIGNAL: u32 = c::SOURCE_SIGNAL as u32;
 pub const SOURCE_EXIT: u32 = c::SOURCE_EXIT as u32;
 
 /// What the per-CPU `srediag_stats` slots count: (index, `reason` label).
-pub const STATS: [(u32, &str); 4] = [
+pub const STATS: [(u32, &str); 5] = [
     (c::STAT_PIDS_FULL as u32, "pids_map_full"),
     (c::STAT_EVENTS_DROPPED as u32, "ring_buffer_full"),
     (c::STAT_VIOLATIONS_FULL as u32, "violation_map_full"),
     (c::STAT_CPU_UNMATCHED as u32, "cpu_switch_unmatched"),
+    (c::STAT_IPC_UNMATCHED as u32, "ipc_consume_unmatched"),
 ];
+
+/// `SREDIAG_IPC_BUCKETS`: log2 buckets of an IPC latency histogram.
+pub const IPC_BUCKETS: usize = c::IPC_BUCKETS as usize;
+/// `SREDIAG_IPC_TO_PLUGIN`.
+pub const IPC_TO_PLUGIN: u32 = c::IPC_TO_PLUGIN as u32;
+/// `SREDIAG_IPC_FROM_PLUGIN`.
+pub const IPC_FROM_PLUGIN: u32 = c::IPC_FROM_PLUGIN as u32;
+
+/// `struct srediag_ipc_ring`: value of `srediag_ipc_ring` (keyed by ring id).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpcRing {
+    /// Plugin id.
+    pub plugin_id: u32,
+    /// [`IPC_TO_PLUGIN`] or [`IPC_FROM_PLUGIN`].
+    pub direction: u32,
+}
+
+/// `struct srediag_ipc_hist`: one (plugin, direction) histogram, per CPU.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpcHist {
+    /// Samples.
+    pub count: u64,
+    /// Exact sum of the deltas (ns).
+    pub sum_ns: u64,
+    /// Bucket `b`: deltas in `[2^b, 2^(b+1))` ns (bucket 0 includes 0; the last is open-ended).
+    pub buckets: [u64; IPC_BUCKETS],
+}
+
+impl Default for IpcHist {
+    fn default() -> Self {
+        IpcHist {
+            count: 0,
+            sum_ns: 0,
+            buckets: [0; IPC_BUCKETS],
+        }
+    }
+}
+
+// SAFETY: plain `#[repr(C)]` integers without implicit padding (asserted below).
+unsafe impl aya::Pod for IpcRing {}
+// SAFETY: as above.
+unsafe impl aya::Pod for IpcHist {}
+
+assert_layout!(
+    IpcRing,
+    srediag_ipc_ring {
+        plugin_id,
+        direction
+    }
+);
+assert_layout!(
+    IpcHist,
+    srediag_ipc_hist {
+        count,
+        sum_ns,
+        buckets
+    }
+);
+
+/// `struct srediag_ipc_key`: key of `srediag_ipc_pending` (ring id, seq).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpcKey {
+    /// Ring id.
+    pub ring: u64,
+    /// Batch sequence number.
+    pub seq: u64,
+}
+
+// SAFETY: as above.
+unsafe impl aya::Pod for IpcKey {}
+
+assert_layout!(IpcKey, srediag_ipc_key { ring, seq });
 
 impl Event {
     /// Decodes a ring buffer record (`None` when it is too short).

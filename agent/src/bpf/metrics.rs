@@ -8,6 +8,9 @@
 //! - `srediag_bpf_plugin_oom_kills_total{plugin}`: OOM-killer victims from `mark_victim`;
 //! - `srediag_plugin_seccomp_violations_total{plugin,syscall,action}`;
 //! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record;
+//! - `srediag_ipc_latency_seconds{plugin,direction}`: histogram of sampled data-path batches,
+//!   publish → consume; the BPF log2 buckets (`[2^b, 2^(b+1))` ns) become `le` buckets of
+//!   2^(b+1) ns in seconds, cumulative; `_sum` is exact (summed in BPF), `_count` the samples;
 //! - `srediag_bpf_program_run_seconds_total{program}`, `srediag_bpf_program_runs_total{program}`:
 //!   the kernel's run-time accounting, which grows only while `BPF_ENABLE_STATS` is held (on
 //!   demand, see `stats.rs`); `srediag_bpf_stats_enabled` says whether it is now.
@@ -16,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Weak;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
+use prometheus::proto::{self, LabelPair, MetricFamily};
 use prometheus::{CounterVec, IntCounterVec, IntGaugeVec, Opts};
 
 use super::{Inner, OBSERVERS};
@@ -33,6 +36,55 @@ pub(super) struct BpfCollector {
     run_seconds: CounterVec,
     runs: IntCounterVec,
     stats_on: prometheus::IntGauge,
+    ipc_desc: Desc,
+}
+
+const IPC_METRIC: &str = "srediag_ipc_latency_seconds";
+const IPC_HELP: &str = "Time from publish to consume of sampled data-path batches (plugins.<name>.data_path.probe_sampling), per plugin and direction, measured by uprobes on the probe sites; buckets are powers of two nanoseconds.";
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_owned());
+    l.set_value(value.to_owned());
+    l
+}
+
+/// The `srediag_ipc_latency_seconds` family (`None` without any plugin histogram).
+fn ipc_family(inner: &Inner) -> Option<MetricFamily> {
+    let mut metrics = Vec::new();
+    for (id, name) in inner.plugins() {
+        for (direction, h) in inner.ipc_histograms(id) {
+            let mut ph = proto::Histogram::default();
+            ph.set_sample_count(h.count);
+            ph.set_sample_sum(h.sum_seconds);
+            ph.set_bucket(
+                h.cumulative()
+                    .into_iter()
+                    .map(|(le, n)| {
+                        let mut b = proto::Bucket::default();
+                        b.set_upper_bound(le);
+                        b.set_cumulative_count(n);
+                        b
+                    })
+                    .collect(),
+            );
+            let mut m = proto::Metric::from_label(vec![
+                label("direction", direction),
+                label("plugin", &name),
+            ]);
+            m.set_histogram(ph);
+            metrics.push(m);
+        }
+    }
+    if metrics.is_empty() {
+        return None;
+    }
+    let mut f = MetricFamily::default();
+    f.set_name(IPC_METRIC.to_owned());
+    f.set_help(IPC_HELP.to_owned());
+    f.set_field_type(proto::MetricType::HISTOGRAM);
+    f.set_metric(metrics);
+    Some(f)
 }
 
 impl BpfCollector {
@@ -74,6 +126,13 @@ impl BpfCollector {
             runs: IntCounterVec::new(
                 o("srediag_bpf_program_runs_total", "Runs of srediag's BPF programs, counted by the kernel only while run-time statistics are on."),
                 &["program"],
+            )
+            .expect("static metric"),
+            ipc_desc: Desc::new(
+                IPC_METRIC.to_owned(),
+                IPC_HELP.to_owned(),
+                vec!["plugin".to_owned(), "direction".to_owned()],
+                std::collections::HashMap::new(),
             )
             .expect("static metric"),
             stats_on: prometheus::IntGauge::new("srediag_bpf_stats_enabled", "1 while the kernel's BPF run-time statistics (BPF_ENABLE_STATS, ~35-55 ns per program run) are on at srediag's request.").expect("static metric"),
@@ -165,6 +224,7 @@ impl Collector for BpfCollector {
         d.extend(self.run_seconds.desc());
         d.extend(self.runs.desc());
         d.extend(self.stats_on.desc());
+        d.push(&self.ipc_desc);
         d
     }
 
@@ -180,6 +240,9 @@ impl Collector for BpfCollector {
         m.extend(self.run_seconds.collect());
         m.extend(self.runs.collect());
         m.extend(self.stats_on.collect());
+        if let Some(f) = self.inner.upgrade().and_then(|i| ipc_family(&i)) {
+            m.push(f);
+        }
         m
     }
 }

@@ -13,6 +13,7 @@
 //! | `memory`           | `rss_stat`, `mark_victim`                    | `srediag_mem`, `srediag_ooms`  |
 //! | `seccomp`          | `signal_generate`, `sched_process_exit`      | `srediag_viol`, `srediag_sigsys` |
 //! | `events`           | (userspace reader of the ring buffer)        | `srediag_events`               |
+//! | `ipc_latency`      | uprobes `srediag_probe_publish`/`_consume` (agent + each plugin) | `srediag_ipc_ring`, `srediag_ipc_pending`, `srediag_ipc_hist` |
 //!
 //! Lifetime: nothing is pinned. Dropping [`Observers`] detaches every program and closes every
 //! map (the kernel frees maps once the programs using them are gone, after an RCU grace period).
@@ -23,6 +24,7 @@
 pub mod abi;
 mod cpu;
 mod events;
+mod ipc;
 mod memory;
 mod metrics;
 mod object;
@@ -43,13 +45,21 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 pub use events::Violation;
+pub use ipc::{DIRECTIONS as IPC_DIRECTIONS, Histogram as IpcHistogram};
 pub use seccomp::{Action, ViolationCount};
 pub use stats::{MAX_WINDOW as STATS_MAX_WINDOW, ProgramStats};
 
-use abi::{CpuState, Rss, ViolationKey};
+use abi::{CpuState, IpcHist, IpcRing, Rss, ViolationKey};
 
 /// The observers, in display order (`observer` label values).
-pub const OBSERVERS: [&str; 5] = ["process_tracking", "cpu", "memory", "seccomp", "events"];
+pub const OBSERVERS: [&str; 6] = [
+    "process_tracking",
+    "cpu",
+    "memory",
+    "seccomp",
+    "ipc_latency",
+    "events",
+];
 
 /// Whether one observer runs, how, and why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -126,7 +136,31 @@ pub struct PluginKernelStats {
     pub oom_kills: Option<u64>,
     /// Host pids tracked now.
     pub pids: Vec<u32>,
+    /// IPC latency histograms by direction (`to_plugin`, `from_plugin`), when the observer runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ipc: BTreeMap<String, IpcSummary>,
 }
+
+/// One direction's IPC latency, for the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct IpcSummary {
+    /// Sampled batches measured.
+    pub count: u64,
+    /// Exact sum of their latencies (seconds).
+    pub sum_seconds: f64,
+    /// Median (seconds; inside its log2 bucket, interpolated).
+    pub p50_seconds: Option<f64>,
+    /// 99th percentile (seconds; as above).
+    pub p99_seconds: Option<f64>,
+}
+
+/// The SDK's probe sites (publish, consume), for binaries that load the observers without
+/// calling them (tests, benchmarks): a `#[used] static` holding this keeps the linker from
+/// dropping them, so the `ipc_latency` observer finds them in `/proc/self/exe`.
+pub const PROBE_SITES: [extern "C" fn(u64, u64, u64); 2] = [
+    srediag_plugin_sdk::probe::srediag_probe_publish,
+    srediag_plugin_sdk::probe::srediag_probe_consume,
+];
 
 /// How many recent violation events the agent keeps for `srediag diagnose seccomp`.
 pub const RECENT_EVENTS: usize = 256;
@@ -144,6 +178,18 @@ struct Loaded {
     stats: PerCpuArray<MapData, u64>,
     ring: Option<RingBuf<MapData>>,
     program_ids: Vec<u32>,
+    /// The IPC latency observer's maps, when it runs.
+    ipc: Option<IpcMaps>,
+}
+
+struct IpcMaps {
+    rings: HashMap<MapData, u64, IpcRing>,
+    hist: PerCpuArray<MapData, IpcHist>,
+    pending: HashMap<MapData, abi::IpcKey, u64>,
+    /// The agent's own uprobes (kept for the object's lifetime).
+    _agent: ipc::Attachment,
+    /// Per plugin name: its current incarnation's uprobes, rings and attach path.
+    plugins: BTreeMap<String, (ipc::Attachment, String)>,
 }
 
 /// Shared by [`Observers`], the metrics collector and the event reader (these two hold `Weak`s).
@@ -191,6 +237,16 @@ impl Inner {
     fn oom_kills(&self, plugin_id: u32) -> Option<u64> {
         self.with(|l| memory::oom_kills(&l.ooms, plugin_id).ok())
             .flatten()
+    }
+
+    fn ipc_histograms(&self, plugin_id: u32) -> BTreeMap<&'static str, ipc::Histogram> {
+        self.with(|l| {
+            l.ipc
+                .as_ref()
+                .map(|i| ipc::histograms(&i.hist, plugin_id))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
     }
 
     fn program_stats(&self) -> Vec<ProgramStats> {
@@ -357,6 +413,16 @@ impl Observers {
         let rss = object::attach(&mut ebpf, &btf, object::RSS, raw);
         let oom = object::attach(&mut ebpf, &btf, object::OOM, raw);
         drop(btf);
+        let exe = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let ipc_agent = ipc::load(&mut ebpf).and_then(|()| {
+            ipc::attach(
+                &mut ebpf,
+                std::path::Path::new("/proc/self/exe"),
+                std::process::id(),
+            )
+        });
 
         let attached = |r: &[&Result<String, String>]| -> Vec<String> {
             r.iter().filter_map(|x| x.as_ref().ok().cloned()).collect()
@@ -404,6 +470,22 @@ impl Observers {
                     (Ok(_), Ok(_)) => Some("errno violations are counted when compiled as trap+errno (the default for plugins); kernel_errno ones are invisible (no signal, no sys_enter)".into()),
                 },
             },
+            ObserverStatus {
+                name: "ipc_latency",
+                up: ipc_agent.is_ok(),
+                attach: if ipc_agent.is_ok() {
+                    vec![
+                        format!("uprobe srediag_probe_publish, srediag_probe_consume in /proc/self/exe ({exe}) pid {}", std::process::id()),
+                        "uprobe srediag_probe_publish, srediag_probe_consume in /proc/<pid>/exe of each plugin incarnation, scoped to its pid".into(),
+                    ]
+                } else {
+                    Vec::new()
+                },
+                reason: match &ipc_agent {
+                    Err(e) => Some(format!("{e} (no IPC latency histograms)")),
+                    Ok(_) => Some("measures sampled batches only: set plugins.<name>.data_path.probe_sampling or srediag plugin ipc-sampling".into()),
+                },
+            },
         ];
 
         let mut program_ids: Vec<u32> = ebpf
@@ -412,6 +494,31 @@ impl Observers {
             .collect();
         program_ids.sort_unstable();
         let ring: Result<RingBuf<MapData>, String> = take_map!(ebpf, "srediag_events");
+        let ipc = match ipc_agent {
+            Ok(agent) => {
+                let maps = (|| -> Result<_, String> {
+                    Ok((
+                        take_map!(ebpf, "srediag_ipc_ring")?,
+                        take_map!(ebpf, "srediag_ipc_hist")?,
+                        take_map!(ebpf, "srediag_ipc_pending")?,
+                    ))
+                })();
+                match maps {
+                    Ok((rings, hist, pending)) => Some(IpcMaps {
+                        rings,
+                        hist,
+                        pending,
+                        _agent: agent,
+                        plugins: BTreeMap::new(),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "IPC latency observer: maps");
+                        None
+                    }
+                }
+            }
+            Err(_) => None,
+        };
         let loaded = Loaded {
             pids: take_map!(ebpf, "srediag_pids")?,
             cpu: take_map!(ebpf, "srediag_cpu")?,
@@ -422,6 +529,7 @@ impl Observers {
             stats: take_map!(ebpf, "srediag_stats")?,
             ring: ring.ok(),
             program_ids,
+            ipc,
             _ebpf: ebpf,
         };
         Ok((loaded, statuses))
@@ -440,6 +548,11 @@ impl Observers {
         ];
         if let Some(r) = &l.ring {
             out.push(("srediag_events", memlock(r.as_fd())));
+        }
+        if let Some(i) = &l.ipc {
+            out.push(("srediag_ipc_ring", memlock(i.rings.map().fd().as_fd())));
+            out.push(("srediag_ipc_hist", memlock(i.hist.map().fd().as_fd())));
+            out.push(("srediag_ipc_pending", memlock(i.pending.map().fd().as_fd())));
         }
         if let Some(m) = l._ebpf.map("srediag_sigsys")
             && let Ok(h) = HashMap::<&MapData, u32, u32>::try_from(m)
@@ -592,7 +705,92 @@ impl Observers {
                 .sum(),
             oom_kills: self.oom_kills(id),
             pids: self.tracked_pids(id),
+            ipc: self
+                .ipc_histograms(id)
+                .into_iter()
+                .map(|(d, h)| {
+                    (
+                        d.to_owned(),
+                        IpcSummary {
+                            count: h.count,
+                            sum_seconds: h.sum_seconds,
+                            p50_seconds: h.quantile(0.5),
+                            p99_seconds: h.quantile(0.99),
+                        },
+                    )
+                })
+                .collect(),
         })
+    }
+
+    /// The IPC latency histograms of `plugin_id`, by direction (empty when the observer is down).
+    pub fn ipc_histograms(&self, plugin_id: u32) -> BTreeMap<&'static str, IpcHistogram> {
+        self.inner.ipc_histograms(plugin_id)
+    }
+
+    /// Attaches the IPC latency uprobes to plugin `name`'s new incarnation (host pid `pid`,
+    /// binary `/proc/<pid>/exe`) and registers its rings; replaces a previous incarnation's.
+    /// Returns the attach path.
+    pub fn ipc_attach(
+        &self,
+        name: &str,
+        pid: u32,
+        to_plugin_ring: u64,
+        from_plugin_ring: u64,
+    ) -> Result<String, String> {
+        let id = self.plugin_id(name).map_err(|e| e.to_string())?;
+        self.ipc_detach(name);
+        let exe = format!("/proc/{pid}/exe");
+        self.loaded(|l| {
+            let Loaded { _ebpf, ipc, .. } = l;
+            let Some(ipc) = ipc.as_mut() else {
+                return Err("the ipc_latency observer is down".to_owned());
+            };
+            let mut a = ipc::attach(_ebpf, std::path::Path::new(&exe), pid)?;
+            if let Err(e) =
+                ipc::register_rings(&mut ipc.rings, &mut a, id, to_plugin_ring, from_plugin_ring)
+            {
+                ipc::unregister_rings(&mut ipc.rings, &a);
+                ipc::detach(_ebpf, a);
+                return Err(format!("srediag_ipc_ring: {e}"));
+            }
+            let target = std::fs::read_link(&exe)
+                .map(|p| format!("{exe} ({})", p.display()))
+                .unwrap_or(exe);
+            ipc.plugins.insert(name.to_owned(), (a, target.clone()));
+            Ok(target)
+        })
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Detaches plugin `name`'s IPC uprobes and forgets its rings (its histograms stay).
+    pub fn ipc_detach(&self, name: &str) {
+        let _ = self.loaded(|l| {
+            let Loaded { _ebpf, ipc, .. } = l;
+            if let Some(ipc) = ipc.as_mut()
+                && let Some((a, _)) = ipc.plugins.remove(name)
+            {
+                ipc::unregister_rings(&mut ipc.rings, &a);
+                ipc::detach(_ebpf, a);
+            }
+        });
+    }
+
+    /// Plugin name → where its IPC uprobes are attached now.
+    pub fn ipc_attachments(&self) -> BTreeMap<String, String> {
+        self.inner
+            .with(|l| {
+                l.ipc
+                    .as_ref()
+                    .map(|i| {
+                        i.plugins
+                            .iter()
+                            .map(|(n, (_, t))| (n.clone(), t.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
     }
 
     /// The last [`RECENT_EVENTS`] violation events, oldest first.
@@ -748,12 +946,31 @@ pub fn plugin_started(name: &str, helper_pid: u32, members: impl FnOnce() -> Vec
     }
 }
 
+/// Supervisor hook, after the handshake and before the data path starts: attaches the IPC
+/// latency uprobes to the incarnation (`pid`: the plugin's host pid) and registers its rings.
+/// Logs and carries on when eBPF is unavailable.
+pub fn ipc_started(name: &str, pid: u32, to_plugin_ring: u64, from_plugin_ring: u64) {
+    let Some(obs) = global() else { return };
+    if !obs.is_loaded() || !obs.status().iter().any(|s| s.name == "ipc_latency" && s.up) {
+        return;
+    }
+    match obs.ipc_attach(name, pid, to_plugin_ring, from_plugin_ring) {
+        Ok(target) => {
+            tracing::debug!(plugin = %name, %target, "eBPF: IPC latency uprobes attached")
+        }
+        Err(e) => {
+            tracing::warn!(plugin = %name, error = %e, "eBPF: no IPC latency for this plugin incarnation")
+        }
+    }
+}
+
 /// Supervisor hook, after the plugin's processes were reaped: forgets any pid still tracked.
 pub fn plugin_stopped(name: &str) {
     let Some(obs) = global() else { return };
     if !obs.is_loaded() {
         return;
     }
+    obs.ipc_detach(name);
     if let Ok(id) = obs.plugin_id(name) {
         match obs.unregister(id) {
             Ok(n) if n > 0 => {

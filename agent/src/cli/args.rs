@@ -164,6 +164,17 @@ pub enum PluginCommand {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Set a plugin's IPC latency sampling period at run time (no restart): batches whose
+    /// sequence number is a multiple of N are measured by the ipc_latency eBPF observer; 0 = off.
+    IpcSampling {
+        /// Plugin name.
+        name: String,
+        /// Sampling period (0 = off).
+        every: u32,
+        /// Admin socket.
+        #[command(flatten)]
+        socket: SocketArg,
+    },
 }
 
 /// `srediag top`.

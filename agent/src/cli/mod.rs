@@ -41,6 +41,11 @@ pub fn execute(cli: Cli) -> CmdResult {
         Command::Plugin(PluginCommand::Restart { name, socket }) => {
             plugin::restart(&socket.socket, &name)
         }
+        Command::Plugin(PluginCommand::IpcSampling {
+            name,
+            every,
+            socket,
+        }) => plugin::ipc_sampling(&socket.socket, &name, every, out),
         Command::Top(t) => top::execute(&t, out),
         Command::Diagnose(DiagnoseCommand::Seccomp { follow, socket }) => {
             diagnose::seccomp(&socket.socket, follow, out)

@@ -1,4 +1,4 @@
-//! `srediag plugin list|restart`: talks to the running agent over its admin socket.
+//! `srediag plugin list|restart|ipc-sampling`: talks to the running agent over its admin socket.
 
 use super::Output;
 use super::exit::{CmdResult, FAILURE, Failure, UNAVAILABLE, ok};
@@ -80,6 +80,25 @@ pub fn list(socket: &Path, out: Output) -> CmdResult {
             ],
             &rows,
         )
+    })?;
+    ok()
+}
+
+/// Sets a plugin's IPC latency sampling period (0 = off) in the running agent.
+pub fn ipc_sampling(socket: &Path, name: &str, every: u32, out: Output) -> CmdResult {
+    let data = call(
+        socket,
+        &AdminRequest::PluginIpcSampling {
+            name: name.to_string(),
+            every,
+        },
+    )?;
+    print(out, &data, |_| {
+        if every == 0 {
+            format!("IPC latency sampling of plugin {name}: off\n")
+        } else {
+            format!("IPC latency sampling of plugin {name}: every {every} batches\n")
+        }
     })?;
     ok()
 }

@@ -31,6 +31,8 @@ struct Observers {
 #[derive(serde::Deserialize)]
 struct StatusOnly {
     observers: Vec<ObserverView>,
+    #[serde(default)]
+    ipc_attachments: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -47,9 +49,18 @@ fn from_agent(socket: &Path) -> Option<Vec<ObserverStatus>> {
         return None;
     }
     let s: StatusOnly = serde_json::from_value(resp.data).ok()?;
+    let ipc = s.ipc_attachments;
     Some(
         s.observers
             .into_iter()
+            .map(|mut o| {
+                if o.name == "ipc_latency" {
+                    // Where each running plugin's uprobes are attached now.
+                    o.attach
+                        .extend(ipc.iter().map(|(p, t)| format!("plugin {p}: {t}")));
+                }
+                o
+            })
             .map(|o| ObserverStatus {
                 name: crate::bpf::OBSERVERS
                     .iter()

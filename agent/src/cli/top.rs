@@ -1,7 +1,9 @@
 //! `srediag top`: a refreshing per-plugin table from the running agent, with what the kernel
 //! observed (eBPF): CPU% (on-CPU time growth between refreshes, 100% = one CPU), RSS, seccomp
-//! violations, OOM kills. IPC latency p50/p99 columns show `-` until the IPC latency histogram
-//! exists. `-o json` prints one JSON object per refresh (a line each), for programs.
+//! violations, OOM kills, and IPC latency p50/p99 of sampled batches per direction
+//! (`to_plugin/from_plugin`, from the ipc_latency observer's log2 histograms since the agent
+//! started; `-` without samples: sampling off or the observer down). `-o json` prints one JSON
+//! object per refresh (a line each), for programs.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -15,6 +17,30 @@ use super::exit::{CmdResult, FAILURE, Failure, ok};
 use super::output::table;
 use super::plugin::{call, cell, human_bytes};
 use crate::plugins::admin::AdminRequest;
+
+/// `{to_plugin, from_plugin}` of one IPC quantile (`null` without any sample).
+fn ipc(kernel: &Value, q: &str) -> Value {
+    let dirs = &kernel["ipc"];
+    let to = &dirs["to_plugin"][q];
+    let from = &dirs["from_plugin"][q];
+    if to.is_null() && from.is_null() {
+        return Value::Null;
+    }
+    json!({ "to_plugin": to, "from_plugin": from })
+}
+
+/// `to/from` latency cell: `12.3µs/40.1µs`.
+fn ipc_cell(v: &Value) -> String {
+    if v.is_null() {
+        return "-".into();
+    }
+    let one = |x: &Value| match x.as_f64() {
+        None => "-".to_owned(),
+        Some(s) if s >= 1e-3 => format!("{:.1}ms", s * 1e3),
+        Some(s) => format!("{:.1}µs", s * 1e6),
+    };
+    format!("{}/{}", one(&v["to_plugin"]), one(&v["from_plugin"]))
+}
 
 /// One refresh: per plugin, its row values.
 fn sample(
@@ -46,8 +72,8 @@ fn sample(
             "rss_bytes": k["rss_bytes"],
             "violations": k["violations"],
             "oom_kills": k["oom_kills"],
-            "ipc_p50_seconds": Value::Null,
-            "ipc_p99_seconds": Value::Null,
+            "ipc_p50_seconds": ipc(k, "p50_seconds"),
+            "ipc_p99_seconds": ipc(k, "p99_seconds"),
         }));
     }
     (rows, next)
@@ -68,13 +94,13 @@ fn render(rows: &[Value], interval: f64) -> String {
                 human_bytes(&r["rss_bytes"]),
                 cell(&r["violations"]),
                 cell(&r["oom_kills"]),
-                "-".into(),
-                "-".into(),
+                ipc_cell(&r["ipc_p50_seconds"]),
+                ipc_cell(&r["ipc_p99_seconds"]),
             ]
         })
         .collect();
     format!(
-        "srediag top — every {interval}s, kernel-observed (eBPF); IPC latency: not measured yet\n\n{}",
+        "srediag top — every {interval}s, kernel-observed (eBPF); IPC latency to/from the plugin, sampled batches since start\n\n{}",
         table(
             &[
                 "PLUGIN",
@@ -150,5 +176,23 @@ mod tests {
         let pct = rows[0]["cpu_percent"].as_f64().unwrap();
         assert!((pct - 50.0).abs() < 1e-6, "{pct}");
         assert!(render(&rows, 1.0).contains("IPC_P50"));
+    }
+
+    #[test]
+    fn ipc_columns_from_the_histogram_summary() {
+        let d = json!([{"name": "a", "kernel": {"ipc": {
+            "to_plugin": {"count": 3, "p50_seconds": 0.000012, "p99_seconds": 0.002},
+            "from_plugin": {"count": 3, "p50_seconds": 0.00004, "p99_seconds": null}}}}]);
+        let (rows, _) = sample(&d, &BTreeMap::new(), Instant::now());
+        assert_eq!(rows[0]["ipc_p50_seconds"]["to_plugin"], json!(0.000012));
+        let t = render(&rows, 1.0);
+        assert!(t.contains("12.0µs/40.0µs"), "{t}");
+        assert!(t.contains("2.0ms/-"), "{t}");
+        let (rows, _) = sample(
+            &json!([{"name": "b", "kernel": {}}]),
+            &BTreeMap::new(),
+            Instant::now(),
+        );
+        assert!(rows[0]["ipc_p50_seconds"].is_null());
     }
 }

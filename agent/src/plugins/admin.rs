@@ -23,6 +23,14 @@ pub enum AdminRequest {
         /// Plugin name.
         name: String,
     },
+    /// Set a plugin's probe sampling period (IPC latency observer) on its current rings and
+    /// future ones, without restarting it; 0 = off.
+    PluginIpcSampling {
+        /// Plugin name.
+        name: String,
+        /// Batches whose `seq` is a multiple of this are sampled (0 = none).
+        every: u32,
+    },
     /// The eBPF observers: which run, how they are attached, why any is down.
     BpfStatus,
     /// Turn the kernel's BPF run-time statistics on for `seconds` (0: only report), and report
@@ -217,6 +225,7 @@ async fn handle(line: &str, manager: &Manager) -> AdminResponse {
                 ok_data(serde_json::json!({
                     "loaded": obs.is_loaded(),
                     "observers": obs.status(),
+                    "ipc_attachments": obs.ipc_attachments(),
                     "map_memory": obs.map_memory().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
                     "stats_enabled": on,
                     "stats_remaining_seconds": left.as_secs_f64(),
@@ -244,6 +253,22 @@ async fn handle(line: &str, manager: &Manager) -> AdminResponse {
             }
         },
         AdminRequest::SeccompEvents { .. } => ok_data(serde_json::Value::Null), // streamed above
+        AdminRequest::PluginIpcSampling { name, every } => {
+            match manager.set_ipc_sampling(&name, every) {
+                Ok(()) => ok_data(serde_json::json!({
+                    "plugin": name,
+                    "probe_sampling": every,
+                    "ipc_latency_observer": crate::bpf::observers()
+                        .map(|o| o.status().iter().any(|s| s.name == "ipc_latency" && s.up))
+                        .unwrap_or(false),
+                })),
+                Err(e) => AdminResponse {
+                    ok: false,
+                    error: Some(e),
+                    data: serde_json::Value::Null,
+                },
+            }
+        }
         AdminRequest::PluginRestart { name } => match manager.restart(&name).await {
             Ok(()) => AdminResponse {
                 ok: true,

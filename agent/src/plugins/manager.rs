@@ -34,6 +34,7 @@ struct Entry {
 pub struct Manager {
     plugins: BTreeMap<String, Entry>,
     cgroups: Option<Arc<dyn CgroupDriver>>,
+    links: crate::plugins::datapath::Links,
 }
 
 impl Manager {
@@ -54,6 +55,7 @@ impl Manager {
                 return Ok(Manager {
                     plugins: BTreeMap::new(),
                     cgroups: None,
+                    links: Default::default(),
                 });
             }
             return Err(ManagerError::NotRoot(euid));
@@ -92,6 +94,7 @@ impl Manager {
             return Ok(Manager {
                 plugins: BTreeMap::new(),
                 cgroups: None,
+                links: Default::default(),
             });
         };
         if plugins.is_empty() {
@@ -100,6 +103,7 @@ impl Manager {
             return Ok(Manager {
                 plugins: BTreeMap::new(),
                 cgroups: None,
+                links: Default::default(),
             });
         }
         let trust = Arc::new(super::loader::TrustContext::new(bundles.clone()));
@@ -129,7 +133,22 @@ impl Manager {
         Ok(Manager {
             plugins: out,
             cgroups: Some(driver),
+            links: links.clone(),
         })
+    }
+
+    /// Sets plugin `name`'s probe sampling period (IPC latency) on its current and future rings;
+    /// the plugin reads it from the ring header, so it needs no restart. 0 = off.
+    pub fn set_ipc_sampling(&self, name: &str, every: u32) -> Result<(), String> {
+        if !self.plugins.contains_key(name) {
+            return Err(format!("no plugin named {name:?}"));
+        }
+        let link = self.links.get(name).ok_or_else(|| {
+            format!("plugin {name} has no data path (no pipeline uses plugin/{name})")
+        })?;
+        link.set_probe_sampling(every);
+        tracing::info!(plugin = %name, every, "IPC latency sampling set");
+        Ok(())
     }
 
     /// Status of every plugin.

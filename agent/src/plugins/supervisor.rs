@@ -638,6 +638,17 @@ impl Supervisor {
                 );
             }
         }
+        if let Some(p) = &prepared
+            && let Some(pid) = cg.pids().into_iter().find(|p| *p != child.id())
+        {
+            // Before the data path starts, so the first sampled batch is seen.
+            crate::bpf::ipc_started(
+                &self.name,
+                pid,
+                p.info.to_plugin_ring,
+                p.info.from_plugin_ring,
+            );
+        }
         if let (Some(link), Some(p)) = (&self.link, prepared)
             && let Err(e) = link.attach(p)
         {

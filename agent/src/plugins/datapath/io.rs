@@ -112,7 +112,13 @@ fn write_loop(
                 continue;
             }
         };
+        let probe = sampled(link.probe_sampling(), seq);
         loop {
+            // Before each attempt (the last one's timestamp wins): once the frame is visible the
+            // plugin may consume it at once, and its consume hit must find the timestamp.
+            if probe {
+                srediag_probe_publish(ring_id, seq, records.items());
+            }
             match tx.push_timeout(Tag::Batch as u32, bytes, TICK) {
                 Ok(()) => break,
                 Err(RingError::TimedOut(_)) if !stop.load(Ordering::Relaxed) => {}
@@ -125,9 +131,6 @@ fn write_loop(
             }
         }
         counter.inc();
-        if sampled(link.probe_sampling(), seq) {
-            srediag_probe_publish(ring_id, seq, records.items());
-        }
     }
 }
 

@@ -1,0 +1,358 @@
+//! The IPC latency observer against the real agent and the real sandboxed `vectorhashprocessor`:
+//! uprobes on the probe sites of both binaries fill `srediag_ipc_latency_seconds{plugin,direction}`
+//! with exactly one sample per sampled batch; sampling switched off at run time (same plugin
+//! process) stops the histogram while traffic goes on; a restarted plugin gets its uprobes moved
+//! to the new process; once the agent stops, none of its uprobes is left.
+//!
+//! Privileged (root, kernel BTF, bpftool): without them the tests print why they skip, unless
+//! `CI=true`. They share host-global state with the other plugin tests and run one at a time.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use srediag_tests::plugins::*;
+use srediag_tests::*;
+
+const PLUGIN: &str = "vectorhashprocessor";
+
+fn bpf_privileged(test: &str) -> bool {
+    if !privileged(test) {
+        return false;
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: no kernel BTF"
+        );
+        eprintln!("skipping {test}: no kernel BTF (/sys/kernel/btf/vmlinux)");
+        return false;
+    }
+    true
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    admin: PathBuf,
+    out: PathBuf,
+    otlp: u16,
+    agent: Agent,
+}
+
+/// otlp (HTTP) → plugin/vectorhashprocessor → file; `data_path` is the plugin's YAML flow map.
+fn start(data_path: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = dir.path().join("admin.sock");
+    let out = dir.path().join("out.jsonl");
+    let (tel, otlp) = (free_port(), free_port());
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{otlp}
+exporters:
+  file:
+    path: {out}
+plugins:
+  {PLUGIN}:
+    path: {bin}
+    type: processor
+    config: {{window_seconds: 60}}
+    data_path: {data_path}
+service:
+  admin:
+    socket: {admin}
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{tel}
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [plugin/{PLUGIN}]
+      exporters: [file]
+"#,
+        out = out.display(),
+        admin = admin.display(),
+        bin = plugin_bin(PLUGIN).display(),
+    );
+    let agent = start_agent(dir.path(), &config, tel, &admin);
+    wait_state(&admin, PLUGIN, &["ready"], Duration::from_secs(20));
+    Setup {
+        _dir: dir,
+        admin,
+        out,
+        otlp,
+        agent,
+    }
+}
+
+/// Records of `run` in the exporter's file.
+fn records_of(out: &Path, run: &str) -> usize {
+    if !out.exists() {
+        return 0;
+    }
+    log_records(&read_jsonl(out))
+        .iter()
+        .filter(|r| r.attr_str("test.run") == Some(run))
+        .count()
+}
+
+/// Sends `requests` requests of 10 unique records each (one batch each), waits until all are
+/// exported; returns how many batches crossed to the plugin meanwhile.
+fn traffic(s: &Setup, requests: u64) -> u64 {
+    let before = batches(&s.agent);
+    let run = run_id();
+    let client = http();
+    let url = format!("http://127.0.0.1:{}/v1/logs", s.otlp);
+    for i in 0..requests {
+        let req = logs_request(&run, "ipc", i * 10..i * 10 + 10, 16);
+        assert_eq!(post_protobuf(&client, &url, &req), 200);
+    }
+    let want = (requests * 10) as usize;
+    poll_until(Duration::from_secs(20), "every record exported", || {
+        (records_of(&s.out, &run) == want).then_some(())
+    });
+    // Every answer was read (the records are out), so nothing is in flight.
+    batches(&s.agent) - before
+}
+
+fn batches(agent: &Agent) -> u64 {
+    agent.counter(
+        "srediag_plugin_ipc_batches_total",
+        &[("plugin", PLUGIN), ("direction", "to_plugin")],
+    ) as u64
+}
+
+/// `_count` of the histogram per direction (0 when the series does not exist).
+fn counts(agent: &Agent) -> (u64, u64) {
+    let c = |d: &str| {
+        agent.counter(
+            "srediag_ipc_latency_seconds_count",
+            &[("plugin", PLUGIN), ("direction", d)],
+        ) as u64
+    };
+    (c("to_plugin"), c("from_plugin"))
+}
+
+fn srediag_ok(args: &[&str]) -> String {
+    let out = srediag(args, Duration::from_secs(30));
+    out.assert_no_panic();
+    assert_eq!(
+        out.code(),
+        0,
+        "srediag {args:?}: {}\n{}",
+        out.stderr,
+        out.stdout
+    );
+    out.stdout
+}
+
+fn set_sampling(admin: &Path, every: u32) {
+    srediag_ok(&[
+        "plugin",
+        "ipc-sampling",
+        PLUGIN,
+        &every.to_string(),
+        "--socket",
+        &admin.display().to_string(),
+    ]);
+}
+
+/// One uprobe link the agent holds: (link id, prog id, attach target) from `/proc/<pid>/fdinfo`
+/// (`link_type: perf`, `event_type: uprobe`).
+type Uprobe = (u64, u64, String);
+
+/// The uprobe links process `pid` holds now.
+fn agent_uprobes(pid: u64) -> Vec<Uprobe> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_owned())
+        };
+        if field("event_type:").as_deref() == Some("uprobe")
+            && let (Some(link), Some(prog), Some(name)) =
+                (field("link_id:"), field("prog_id:"), field("name:"))
+        {
+            out.push((link.parse().unwrap(), prog.parse().unwrap(), name));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Ids of every BPF `what` (`link`, `prog`) on the host, per `bpftool -j <what> show`.
+fn bpf_ids(what: &str) -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", what, "show"])
+        .output()
+        .expect("bpftool (Debian: apt install bpftool)");
+    assert!(
+        out.status.success(),
+        "bpftool {what} show: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap_or_default()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["id"].as_u64())
+        .collect()
+}
+
+#[test]
+fn ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing() {
+    if !bpf_privileged("ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing") {
+        return;
+    }
+    let _g = serial();
+    let mut s = start("{probe_sampling: 1}");
+    let sock = s.admin.display().to_string();
+    let agent_pid = s.agent.pid() as u64;
+    let pid = plugin_status(&s.admin, PLUGIN)["pid"].as_u64().unwrap();
+
+    // The observer runs and `srediag probe` says where it is attached.
+    let probe: Value =
+        serde_json::from_str(&srediag_ok(&["probe", "-o", "json", "--socket", &sock])).unwrap();
+    let text = probe.to_string();
+    assert!(
+        text.contains(&format!("plugin {PLUGIN}: /proc/{pid}/exe")),
+        "{probe:#}"
+    );
+    // Two uprobes in the agent's binary, two in the plugin's: all held by the agent.
+    let ups = agent_uprobes(agent_pid);
+    let targets: Vec<&str> = ups.iter().map(|u| u.2.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/proc/self/exe",
+            "/proc/self/exe",
+            &format!("/proc/{pid}/exe"),
+            &format!("/proc/{pid}/exe")
+        ],
+        "{ups:?}"
+    );
+
+    // Sampling every batch: one sample per batch and direction, exactly.
+    let b1 = traffic(&s, 25);
+    assert!(b1 >= 25, "{b1} batches");
+    let (to1, from1) = counts(&s.agent);
+    println!("sampling 1: {b1} batches, histogram counts to_plugin {to1}, from_plugin {from1}");
+    assert_eq!((to1, from1), (b1, b1));
+    let text = s.agent.metrics_text();
+    let inf = |d: &str| {
+        s.agent.counter(
+            "srediag_ipc_latency_seconds_bucket",
+            &[("plugin", PLUGIN), ("direction", d), ("le", "+Inf")],
+        ) as u64
+    };
+    assert_eq!(
+        (inf("to_plugin"), inf("from_plugin")),
+        (to1, from1),
+        "{text}"
+    );
+    let sum = s.agent.counter(
+        "srediag_ipc_latency_seconds_sum",
+        &[("plugin", PLUGIN), ("direction", "to_plugin")],
+    );
+    // Each sample is > 0 and far below a second on any host that passes the traffic above.
+    assert!(sum > 0.0 && sum < b1 as f64, "sum {sum}");
+    assert_eq!(
+        s.agent.counter(
+            "srediag_bpf_dropped_total",
+            &[("reason", "ipc_consume_unmatched")]
+        ),
+        0.0
+    );
+    // `srediag top` fills its IPC columns from the histogram.
+    let top: Value = serde_json::from_str(
+        srediag_ok(&["top", "-n", "1", "-o", "json", "--socket", &sock])
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let row = &top["plugins"][0];
+    for d in ["to_plugin", "from_plugin"] {
+        let p50 = row["ipc_p50_seconds"][d].as_f64().expect("p50");
+        let p99 = row["ipc_p99_seconds"][d].as_f64().expect("p99");
+        assert!(0.0 < p50 && p50 <= p99 && p99 < 10.0, "{row}");
+    }
+
+    // Off at run time: the same plugin process, traffic on, the histogram stands still.
+    set_sampling(&s.admin, 0);
+    let b2 = traffic(&s, 25);
+    assert!(b2 >= 25);
+    assert_eq!(counts(&s.agent), (to1, from1), "sampling off, {b2} batches");
+    assert_eq!(plugin_status(&s.admin, PLUGIN)["pid"].as_u64(), Some(pid));
+
+    // Every second batch: consecutive sequence numbers, half of them (rounded either way).
+    set_sampling(&s.admin, 2);
+    let b3 = traffic(&s, 25);
+    let (to3, from3) = counts(&s.agent);
+    println!(
+        "sampling 2: {b3} batches, +{} / +{}",
+        to3 - to1,
+        from3 - from1
+    );
+    for grown in [to3 - to1, from3 - from1] {
+        assert!(
+            grown == b3 / 2 || grown == b3.div_ceil(2),
+            "{grown} samples of {b3} batches at period 2"
+        );
+    }
+    assert_eq!(plugin_status(&s.admin, PLUGIN)["pid"].as_u64(), Some(pid));
+
+    // A restarted plugin: its uprobes move to the new process (still four in all).
+    srediag_ok(&["plugin", "restart", PLUGIN, "--socket", &sock]);
+    let new_pid = poll_until(Duration::from_secs(20), "a new plugin process", || {
+        let st = plugin_status(&s.admin, PLUGIN);
+        st["pid"]
+            .as_u64()
+            .filter(|p| *p != pid && st["state"] == "ready")
+    });
+    let ups = poll_until(Duration::from_secs(5), "the uprobes moved", || {
+        let u = agent_uprobes(agent_pid);
+        let moved = u
+            .iter()
+            .filter(|x| x.2 == format!("/proc/{new_pid}/exe"))
+            .count();
+        (u.len() == 4 && moved == 2).then_some(u)
+    });
+    let b4 = traffic(&s, 10);
+    let (to4, from4) = counts(&s.agent);
+    assert!(
+        to4 > to3 && from4 > from3 && to4 - to3 <= b4.div_ceil(2),
+        "after restart (pid {new_pid}): {to3}->{to4}, {from3}->{from4}, {b4} batches; {ups:?}"
+    );
+
+    // Agent stopped: none of its uprobe links or programs is left.
+    let (links, progs): (Vec<u64>, Vec<u64>) = ups.iter().map(|u| (u.0, u.1)).unzip();
+    s.agent.sigterm();
+    assert!(s.agent.wait_exit(Duration::from_secs(20)).success());
+    poll_until(
+        Duration::from_secs(5),
+        "the uprobe links and programs gone",
+        || {
+            let left_links: Vec<u64> = bpf_ids("link")
+                .into_iter()
+                .filter(|l| links.contains(l))
+                .collect();
+            let left_progs: Vec<u64> = bpf_ids("prog")
+                .into_iter()
+                .filter(|p| progs.contains(p))
+                .collect();
+            (left_links.is_empty() && left_progs.is_empty()).then_some(())
+        },
+    );
+}
