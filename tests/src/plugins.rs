@@ -147,3 +147,93 @@ pub fn proc_fds(pid: u64) -> BTreeMap<i32, String> {
         })
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// The data path: an agent with `otlp → processors → file` and plugins (`plugin_datapath.rs`,
+// `bpf_ipc.rs`).
+
+/// A running agent with an OTLP/HTTP receiver, a `file` exporter and plugins.
+pub struct DataPath {
+    _dir: tempfile::TempDir,
+    /// The admin socket.
+    pub admin: PathBuf,
+    /// The file exporter's output (rotation far away, queue of 8 batches).
+    pub out: PathBuf,
+    /// The OTLP/HTTP port.
+    pub otlp: u16,
+    pub agent: Agent,
+}
+
+impl DataPath {
+    /// otlp (HTTP) → `processors` (a `batch` processor is defined: 200 items, 50 ms) → file, with
+    /// `plugins` (YAML mapping entries indented by two spaces).
+    pub fn start(plugins: &str, processors: &str) -> DataPath {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let admin = dir.path().join("admin.sock");
+        let out = dir.path().join("out.jsonl");
+        let (tel, otlp) = (free_port(), free_port());
+        let config = format!(
+            r#"receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{otlp}
+processors:
+  batch:
+    send_batch_size: 200
+    timeout: 50ms
+exporters:
+  file:
+    path: {out}
+    rotation:
+      max_megabytes: 4096
+    queue:
+      capacity: 8
+plugins:
+{plugins}
+service:
+  admin:
+    socket: {admin}
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{tel}
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [{processors}]
+      exporters: [file]
+"#,
+            out = out.display(),
+            admin = admin.display()
+        );
+        let agent = start_agent(dir.path(), &config, tel, &admin);
+        DataPath {
+            _dir: dir,
+            admin,
+            out,
+            otlp,
+            agent,
+        }
+    }
+
+    /// The OTLP/HTTP logs URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/logs", self.otlp)
+    }
+
+    /// Sequence numbers (`test.seq`) of run `run` in the exporter's file, with their counts.
+    pub fn seqs(&self, run: &str) -> BTreeMap<i64, usize> {
+        let mut m = BTreeMap::new();
+        if !self.out.exists() {
+            return m;
+        }
+        for r in log_records(&read_jsonl(&self.out)) {
+            if r.attr_str("test.run") == Some(run)
+                && let Some(s) = r.attr_int("test.seq")
+            {
+                *m.entry(s).or_default() += 1;
+            }
+        }
+        m
+    }
+}

@@ -7,7 +7,7 @@
 //! Privileged (root, kernel BTF, bpftool): without them the tests print why they skip, unless
 //! `CI=true`. They share host-global state with the other plugin tests and run one at a time.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -32,60 +32,17 @@ fn bpf_privileged(test: &str) -> bool {
     true
 }
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    admin: PathBuf,
-    out: PathBuf,
-    otlp: u16,
-    agent: Agent,
-}
-
 /// otlp (HTTP) → plugin/vectorhashprocessor → file; `data_path` is the plugin's YAML flow map.
-fn start(data_path: &str) -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let admin = dir.path().join("admin.sock");
-    let out = dir.path().join("out.jsonl");
-    let (tel, otlp) = (free_port(), free_port());
-    let config = format!(
-        r#"receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{otlp}
-exporters:
-  file:
-    path: {out}
-plugins:
-  {PLUGIN}:
-    path: {bin}
-    type: processor
-    config: {{window_seconds: 60}}
-    data_path: {data_path}
-service:
-  admin:
-    socket: {admin}
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{tel}
-  pipelines:
-    logs:
-      receivers: [otlp]
-      processors: [plugin/{PLUGIN}]
-      exporters: [file]
-"#,
-        out = out.display(),
-        admin = admin.display(),
-        bin = plugin_bin(PLUGIN).display(),
+fn start(data_path: &str) -> DataPath {
+    let s = DataPath::start(
+        &format!(
+            "  {PLUGIN}:\n    path: {}\n    type: processor\n    config: {{window_seconds: 60}}\n    data_path: {data_path}",
+            plugin_bin(PLUGIN).display()
+        ),
+        &format!("plugin/{PLUGIN}"),
     );
-    let agent = start_agent(dir.path(), &config, tel, &admin);
-    wait_state(&admin, PLUGIN, &["ready"], Duration::from_secs(20));
-    Setup {
-        _dir: dir,
-        admin,
-        out,
-        otlp,
-        agent,
-    }
+    wait_state(&s.admin, PLUGIN, &["ready"], Duration::from_secs(20));
+    s
 }
 
 /// Records of `run` in the exporter's file.
@@ -101,11 +58,11 @@ fn records_of(out: &Path, run: &str) -> usize {
 
 /// Sends `requests` requests of 10 unique records each (one batch each), waits until all are
 /// exported; returns how many batches crossed to the plugin meanwhile.
-fn traffic(s: &Setup, requests: u64) -> u64 {
+fn traffic(s: &DataPath, requests: u64) -> u64 {
     let before = batches(&s.agent);
     let run = run_id();
     let client = http();
-    let url = format!("http://127.0.0.1:{}/v1/logs", s.otlp);
+    let url = s.url();
     for i in 0..requests {
         let req = logs_request(&run, "ipc", i * 10..i * 10 + 10, 16);
         assert_eq!(post_protobuf(&client, &url, &req), 200);

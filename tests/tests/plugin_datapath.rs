@@ -5,92 +5,13 @@
 //! Privileged (the sandbox needs root); without root the tests print why they skip, unless
 //! `CI=true`. They share host-global state with the other plugin tests and run one at a time.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use srediag_tests::plugins::*;
 use srediag_tests::*;
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    admin: PathBuf,
-    out: PathBuf,
-    otlp: u16,
-    agent: Agent,
-}
-
-/// otlp (HTTP) → `processors` → file, with `plugins` (YAML entries indented by two spaces).
-fn start(plugins: &str, processors: &str) -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let admin = dir.path().join("admin.sock");
-    let out = dir.path().join("out.jsonl");
-    let (tel, otlp) = (free_port(), free_port());
-    let config = format!(
-        r#"receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{otlp}
-processors:
-  batch:
-    send_batch_size: 200
-    timeout: 50ms
-exporters:
-  file:
-    path: {out}
-    rotation:
-      max_megabytes: 4096
-    queue:
-      capacity: 8
-plugins:
-{plugins}
-service:
-  admin:
-    socket: {admin}
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{tel}
-  pipelines:
-    logs:
-      receivers: [otlp]
-      processors: [{processors}]
-      exporters: [file]
-"#,
-        out = out.display(),
-        admin = admin.display()
-    );
-    let agent = start_agent(dir.path(), &config, tel, &admin);
-    Setup {
-        _dir: dir,
-        admin,
-        out,
-        otlp,
-        agent,
-    }
-}
-
-fn url(s: &Setup) -> String {
-    format!("http://127.0.0.1:{}/v1/logs", s.otlp)
-}
-
-/// Sequence numbers (`test.seq`) in the exporter's file, with their counts.
-fn seqs_in(out: &Path, run: &str) -> BTreeMap<i64, usize> {
-    let mut m = BTreeMap::new();
-    if !out.exists() {
-        return m;
-    }
-    for r in log_records(&read_jsonl(out)) {
-        if r.attr_str("test.run") == Some(run)
-            && let Some(s) = r.attr_int("test.seq")
-        {
-            *m.entry(s).or_default() += 1;
-        }
-    }
-    m
-}
 
 fn vectorhash_bin() -> PathBuf {
     plugin_bin("vectorhashprocessor")
@@ -102,7 +23,7 @@ fn vectorhash_end_to_end_drops_duplicates_and_keeps_everything_else() {
         return;
     }
     let _g = serial();
-    let s = start(
+    let s = DataPath::start(
         &format!(
             "  vectorhashprocessor:\n    path: {}\n    type: processor\n    config: {{window_seconds: 60}}",
             vectorhash_bin().display()
@@ -114,16 +35,16 @@ fn vectorhash_end_to_end_drops_duplicates_and_keeps_everything_else() {
     // 0..500 unique, then 0..100 again (duplicates: same body and attributes; only the
     // timestamps differ, which the default identity ignores), then 500..600 unique.
     for (range, pad) in [(0..500, 40), (0..100, 40), (500..600, 40)] {
-        let status = post_protobuf(&client, &url(&s), &logs_request(&run, "vh", range, pad));
+        let status = post_protobuf(&client, &s.url(), &logs_request(&run, "vh", range, pad));
         assert_eq!(status, 200);
         std::thread::sleep(Duration::from_millis(150));
     }
     let got = poll_until(Duration::from_secs(20), "600 records in the file", || {
-        let m = seqs_in(&s.out, &run);
+        let m = s.seqs(&run);
         (m.len() == 600).then_some(m)
     });
     std::thread::sleep(Duration::from_millis(500));
-    let got_after = seqs_in(&s.out, &run);
+    let got_after = s.seqs(&run);
     assert_eq!(got, got_after, "records kept arriving");
     assert!(
         got.iter().all(|(k, n)| (0..600).contains(k) && *n == 1),
@@ -180,7 +101,7 @@ fn sigkill_of_the_plugin_100_times_loses_no_record() {
     }
     let _g = serial();
     let (window, per_batch) = (8u64, 64u64);
-    let s = start(
+    let s = DataPath::start(
         &format!(
             "  vectorhashprocessor:\n    path: {}\n    type: processor\n    restart: {{initial_backoff: 5ms, max_backoff: 20ms, quarantine_after: 100000, window: 1s}}\n    data_path: {{max_in_flight: {window}, max_batch_records: {per_batch}}}",
             vectorhash_bin().display()
@@ -191,7 +112,7 @@ fn sigkill_of_the_plugin_100_times_loses_no_record() {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let sender = {
-        let (stop, sent, url, run) = (stop.clone(), sent.clone(), url(&s), run.clone());
+        let (stop, sent, url, run) = (stop.clone(), sent.clone(), s.url(), run.clone());
         std::thread::spawn(move || {
             let client = http();
             let mut next = 0u64;
@@ -234,7 +155,7 @@ fn sigkill_of_the_plugin_100_times_loses_no_record() {
         Duration::from_secs(30),
         "every record sent in the file",
         || {
-            let m = seqs_in(&s.out, &run);
+            let m = s.seqs(&run);
             (m.len() as u64 == total).then_some(m)
         },
     );
@@ -275,7 +196,7 @@ fn hostile_ring_writer_is_counted_and_quarantined_and_the_agent_stays_up() {
         return;
     }
     let _g = serial();
-    let s = start(
+    let s = DataPath::start(
         &format!(
             "  hostile:\n    path: {}\n    type: processor\n    config: {{final: ringwriter, delay_ms: 200, ring_ms: 5000}}\n    data_path: {{quarantine_after_malformed: 16}}",
             plugin_bin("srediag-hostile-plugin").display()
@@ -285,7 +206,7 @@ fn hostile_ring_writer_is_counted_and_quarantined_and_the_agent_stays_up() {
     let run = run_id();
     let client = http();
     assert_eq!(
-        post_protobuf(&client, &url(&s), &logs_request(&run, "h", 0..10, 0)),
+        post_protobuf(&client, &s.url(), &logs_request(&run, "h", 0..10, 0)),
         200
     );
     let st = wait_state(
@@ -318,14 +239,14 @@ fn hostile_ring_writer_is_counted_and_quarantined_and_the_agent_stays_up() {
     let (code, _) = s.agent.get("/metrics");
     assert_eq!(code, 200);
     assert_eq!(
-        post_protobuf(&client, &url(&s), &logs_request(&run, "h", 10..20, 0)),
+        post_protobuf(&client, &s.url(), &logs_request(&run, "h", 10..20, 0)),
         200
     );
 }
 
 /// A plugin that stalls for `stall_ms` on its first batch, with the given queue policy.
-fn stalled(policy: &str) -> Setup {
-    start(
+fn stalled(policy: &str) -> DataPath {
+    DataPath::start(
         &format!(
             "  slow:\n    path: {}\n    type: processor\n    config: {{stall_ms: 3000}}\n    data_path: {{max_in_flight: 4, max_batch_records: 100, queue: {{capacity: 8, policy: {policy}}}}}",
             plugin_bin("srediag-hostile-plugin").display()
@@ -348,7 +269,7 @@ fn stalled_plugin_drop_policy_counts_drops_exactly() {
     for i in 0..40 {
         let status = post_protobuf(
             &client,
-            &url(&s),
+            &s.url(),
             &logs_request(&run, "d", i * 100..(i + 1) * 100, 0),
         );
         assert_eq!(status, 200);
@@ -363,7 +284,7 @@ fn stalled_plugin_drop_policy_counts_drops_exactly() {
         Duration::from_secs(30),
         "delivered + dropped = sent",
         || {
-            let got = seqs_in(&s.out, &run).len() as u64;
+            let got = s.seqs(&run).len() as u64;
             let dropped =
                 s.agent
                     .counter("srediag_queue_dropped_items_total", &labels) as u64;
@@ -371,11 +292,7 @@ fn stalled_plugin_drop_policy_counts_drops_exactly() {
         },
     );
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        seqs_in(&s.out, &run).len() as u64,
-        got,
-        "nothing arrives late"
-    );
+    assert_eq!(s.seqs(&run).len() as u64, got, "nothing arrives late");
     assert!(dropped > 0, "the stall never filled the queue");
     eprintln!("drop policy: {total} sent, {got} delivered, {dropped} dropped and counted");
 }
@@ -401,7 +318,7 @@ fn stalled_plugin_block_policy_loses_nothing_and_memory_stays_bounded() {
     let (requests, pad) = (300u64, 2000usize);
     let total = requests * 100;
     let total_kib = total * pad as u64 / 1024;
-    let (url, run2) = (url(&s), run.clone());
+    let (url, run2) = (s.url(), run.clone());
     let sender = std::thread::spawn(move || {
         let client = http();
         for i in 0..requests {
@@ -421,7 +338,7 @@ fn stalled_plugin_block_policy_loses_nothing_and_memory_stays_bounded() {
     }
     sender.join().expect("sender");
     let got = poll_until(Duration::from_secs(60), "every record delivered", || {
-        let m = seqs_in(&s.out, &run);
+        let m = s.seqs(&run);
         (m.len() as u64 == total).then_some(m)
     });
     assert!(got.values().all(|n| *n == 1));
