@@ -6,8 +6,7 @@
 //! this process; plugin: this process — the agent side, with its encode/decode threads — plus the
 //! plugin process). Needs root (the sandbox). Run with `cargo xtask bench tax`.
 //!
-//! Usage: SREDIAG_SANDBOX_HELPER=target/release/srediag plugin_tax PLUGIN_BINARY [--records N]
-//! [--batch N] [--rounds N] [--ipc-sampling N] (the sandbox helper is `srediag __sandbox-exec`).
+//! Usage: plugin_tax PLUGIN_BINARY [--records N] [--batch N] [--rounds N] [--ipc-sampling N].
 //!
 //! B5 tracing tax (`--ipc-sampling N`, also `cargo xtask bench tax --ipc-sampling N`): the eBPF
 //! observers are loaded, one sandboxed plugin process serves every round, and each round runs
@@ -145,7 +144,7 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
             }
             assert!(
                 Instant::now() < deadline,
-                "plugin not ready (is SREDIAG_SANDBOX_HELPER the srediag binary?): {:?}",
+                "plugin not ready: {:?}",
                 st.first().map(|s| (&s.state, &s.error))
             );
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -5,13 +5,6 @@ use srediag::cli::{self, Cli};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // The sandbox helper must run before anything else (single-threaded, no logging setup).
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == "__sandbox-exec")
-    {
-        srediag::plugins::sandbox::exec::main();
-    }
     let cli = Cli::parse();
     if !matches!(cli.command, cli::Command::Run(_)) {
         let level = cli.log_level.clone().unwrap_or_else(|| "warn".into());

@@ -149,14 +149,6 @@ fn vm_rss(pid: u64) -> u64 {
         * 1024
 }
 
-fn ppid(pid: u64) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn rss_per_plugin_matches_procfs() {
     if !bpf_privileged("rss_per_plugin_matches_procfs") {
@@ -172,17 +164,15 @@ fn rss_per_plugin_matches_procfs() {
     let pid = plugin_status(&r.admin, "tp-grow")["pid"]
         .as_u64()
         .expect("pid");
-    // The plugin and its sandbox helper (its parent) are the plugin's processes.
-    let helper = ppid(pid);
     std::thread::sleep(Duration::from_millis(200));
     let bpf = r
         .agent
         .metric("srediag_bpf_plugin_rss_bytes", &[("plugin", "tp-grow")])
         .expect("srediag_bpf_plugin_rss_bytes{plugin=tp-grow}");
-    let procfs = (vm_rss(pid) + vm_rss(helper)) as f64;
+    let procfs = vm_rss(pid) as f64;
     let err = (bpf - procfs).abs() / procfs;
     println!(
-        "RSS of tp-grow ({mib} MiB touched): bpf {:.2} MiB, procfs VmRSS (plugin + helper) {:.2} MiB, error {:.2}%",
+        "RSS of tp-grow ({mib} MiB touched): bpf {:.2} MiB, procfs VmRSS {:.2} MiB, error {:.2}%",
         bpf / 1048576.0,
         procfs / 1048576.0,
         err * 100.0

@@ -124,6 +124,7 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
     };
     let first = wait_ready(None)?;
     let mut cold = vec![first["last_startup_ms"].as_f64().unwrap_or(f64::NAN)];
+    let mut phases = vec![first["last_startup_phases_ms"].clone()];
     let mut restart = Vec::new();
     let mut prev = Some(f64::NAN);
     for _ in 0..n {
@@ -131,6 +132,7 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
         let s = wait_ready(prev)?;
         prev = s["last_restart_ms"].as_f64();
         cold.push(s["last_startup_ms"].as_f64().unwrap_or(f64::NAN));
+        phases.push(s["last_startup_phases_ms"].clone());
         restart.push(prev.unwrap_or(f64::NAN));
     }
     drop(guard);
@@ -161,6 +163,24 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
         "| restart request → ready (graceful stop + cold start) | {r50:.3} | {r99:.3} | {:.2}× |",
         r50 / rp50
     );
+    println!(
+        "| ratios to `/bin/true` p50 | | | cold {:.2}×, restart {:.2}× |",
+        c50 / rt50,
+        r50 / rt50
+    );
+    println!("\nWhere a cold start's time goes (p50 of each phase, ms):\n");
+    println!("| phase | p50 ms |\n|---|---|");
+    for phase in [
+        "verify",
+        "cgroup",
+        "scratch",
+        "prepare",
+        "spawn",
+        "handshake",
+    ] {
+        let mut v: Vec<f64> = phases.iter().filter_map(|p| p[phase].as_f64()).collect();
+        println!("| {phase} | {:.3} |", percentile(&mut v, 0.5));
+    }
     Ok(())
 }
 

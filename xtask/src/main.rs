@@ -276,7 +276,7 @@ fn run(args: &[String]) -> Result<()> {
     Err(err).with_context(|| format!("exec {}", bin.display()))
 }
 
-/// `cargo xtask bench tax`: builds the release agent (the sandbox helper), the plugin and the
+/// `cargo xtask bench tax`: builds the release agent, the plugin and the
 /// example, then runs the example.
 fn tax_bench(args: &[String]) -> Result<()> {
     let root = root();
@@ -300,10 +300,6 @@ fn tax_bench(args: &[String]) -> Result<()> {
     let st = Command::new(root.join("target/release/examples/plugin_tax"))
         .arg(root.join("target/release/vectorhashprocessor"))
         .args(args)
-        .env(
-            "SREDIAG_SANDBOX_HELPER",
-            root.join("target/release/srediag"),
-        )
         .status()?;
     if !st.success() {
         bail!("plugin tax benchmark failed");

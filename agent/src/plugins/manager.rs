@@ -60,7 +60,6 @@ impl Manager {
             }
             return Err(ManagerError::NotRoot(euid));
         }
-        super::sandbox::spawn::reserve_low_fds();
         let host = crate::sys::real_host();
         let driver: Option<Arc<dyn CgroupDriver>> = match crate::sys::cgroup::detect(&*host)
             .map_err(|e| e.to_string())

@@ -51,10 +51,56 @@ pub struct PluginStatus {
     pub error: Option<String>,
     /// Capabilities from the handshake.
     pub capabilities: Vec<String>,
-    /// Spawn → sandbox → handshake → ready of the last start, in milliseconds.
+    /// Start of the incarnation (verification, cgroup, scratch, spawn, sandbox, handshake) →
+    /// ready, in milliseconds.
     pub last_startup_ms: Option<f64>,
     /// Restart request → ready of the last requested restart, in milliseconds.
     pub last_restart_ms: Option<f64>,
+    /// Where the last start's time went, in milliseconds.
+    pub last_startup_phases_ms: Option<StartupPhases>,
+}
+
+/// The phases of a start, in milliseconds (they add up to `last_startup_ms`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StartupPhases {
+    /// Bundle verification, or the reuse of the last verified load.
+    pub verify: f64,
+    /// Creating the plugin's cgroup(s) and writing its limits.
+    pub cgroup: f64,
+    /// Creating the private scratch directory.
+    pub scratch: f64,
+    /// Seccomp filter, Landlock check, control socket and data-path rings.
+    pub prepare: f64,
+    /// `clone3` into the namespaces and the sandbox steps, up to the plugin's `execveat`.
+    pub spawn: f64,
+    /// The plugin's own start and the handshake, up to `ready`.
+    pub handshake: f64,
+}
+
+/// Splits a start into [`StartupPhases`].
+struct Laps {
+    started: Instant,
+    last: Instant,
+    phases: StartupPhases,
+}
+
+impl Laps {
+    fn new() -> Laps {
+        let now = Instant::now();
+        Laps {
+            started: now,
+            last: now,
+            phases: StartupPhases::default(),
+        }
+    }
+
+    /// Milliseconds since the previous lap.
+    fn lap(&mut self) -> f64 {
+        let now = Instant::now();
+        let ms = (now - self.last).as_secs_f64() * 1e3;
+        self.last = now;
+        ms
+    }
 }
 
 /// Requests to a supervisor.
@@ -402,9 +448,7 @@ impl Supervisor {
                 network: sb.network,
                 allow_degraded: cfg.sandbox.allow_degraded,
             },
-            seccomp_profile: profile,
-            seccomp_action: word.to_owned(),
-            seccomp_filter: filter.to_bytes(),
+            seccomp: filter,
         })
     }
 
@@ -431,6 +475,9 @@ impl Supervisor {
         requests: &mut mpsc::Receiver<Request>,
         restart_requested: Option<Instant>,
     ) -> End {
+        // Startup time counts everything: verification (or its cache), cgroup, scratch directory,
+        // the clone and the sandbox steps, the plugin's exec and its handshake.
+        let mut laps = Laps::new();
         self.state("starting");
         self.set(|s| {
             s.error = None;
@@ -487,6 +534,7 @@ impl Supervisor {
             let v = m.version.clone();
             self.set(|s| s.version = v);
         }
+        laps.phases.verify = laps.lap();
         let cg = match self
             .cgroups
             .create(&self.name, &limits(&loaded.sandbox.limits))
@@ -494,6 +542,7 @@ impl Supervisor {
             Ok(c) => c,
             Err(e) => return fail(codes::SANDBOX, format!("cgroup: {e}")),
         };
+        laps.phases.cgroup = laps.lap();
         let scratch = match self.make_scratch() {
             Ok(d) => d,
             Err(e) => {
@@ -508,7 +557,7 @@ impl Supervisor {
             }
         };
         let end = self
-            .run_in(&*cg, &scratch, &loaded, requests, restart_requested)
+            .run_in(&*cg, &scratch, &loaded, requests, restart_requested, laps)
             .await;
         if let Some(l) = &self.link {
             // The process is gone: drain what it published, keep what it did not answer.
@@ -526,7 +575,9 @@ impl Supervisor {
         loaded: &super::loader::Loaded,
         requests: &mut mpsc::Receiver<Request>,
         restart_requested: Option<Instant>,
+        mut laps: Laps,
     ) -> End {
+        laps.phases.scratch = laps.lap();
         let spec = match self.spec(cg, scratch, loaded) {
             Ok(s) => s,
             Err(e) => {
@@ -560,36 +611,35 @@ impl Supervisor {
         let data_fds = prepared
             .as_ref()
             .map(|p| (p.to_plugin.memfd(), p.from_plugin.memfd()));
-        let Spawned { mut child, pidfd } =
-            match spawn::spawn(&spec, &plugin_end, loaded.exe.fd(), data_fds) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.load_failed();
-                    return End::Failed(
-                        "start",
-                        format!(
-                            "{}: spawn {}: {e}",
-                            codes::SANDBOX,
-                            spawn::helper_program().display()
-                        ),
-                    );
-                }
-            };
+        laps.phases.prepare = laps.lap();
+        let Spawned {
+            process: mut child,
+            stdout,
+            stderr,
+        } = match spawn::spawn(&spec, &plugin_end, loaded.exe.fd(), data_fds) {
+            Ok(s) => s,
+            Err(e) => {
+                self.load_failed();
+                return End::Crashed(
+                    "sandbox",
+                    format!("{}: cannot start the plugin: {e}", codes::SANDBOX),
+                );
+            }
+        };
         drop(plugin_end);
+        laps.phases.spawn = laps.lap();
+        let spawned = Instant::now();
         crate::bpf::plugin_started(&self.name, child.id(), || cg.pids());
-        let started = Instant::now();
         self.set(|s| {
             s.started_at = Some(now_unix());
             s.pid = None;
         });
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(forward_output(self.name.clone(), "stdout", out));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(forward_output(self.name.clone(), "stderr", err));
-        }
-        // SAFETY: the pidfd moves into the AsyncFd, which keeps it open for its whole lifetime.
-        let exited = match unsafe { AsyncFd::register(pidfd) }.map_err(std::io::Error::from) {
+        tokio::spawn(forward_output(self.name.clone(), "stdout", stdout));
+        tokio::spawn(forward_output(self.name.clone(), "stderr", stderr));
+        let exited = match child.pidfd().and_then(|fd| {
+            // SAFETY: the pidfd moves into the AsyncFd, which keeps it open for its lifetime.
+            unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)
+        }) {
             Ok(fd) => fd,
             Err(e) => {
                 let _ = cg.kill_all();
@@ -617,8 +667,8 @@ impl Supervisor {
         match hs {
             Ok(Ok(())) => {}
             Ok(Err(end)) => {
-                // Let the helper report how the plugin died (e.g. SIGSYS) before the cgroup kill,
-                // which would kill the helper too.
+                // Let the plugin finish dying on its own (e.g. SIGSYS) before the cgroup kill, so
+                // its status says why.
                 let _ = tokio::time::timeout(Duration::from_millis(500), exited.readable()).await;
                 let _ = cg.kill_all();
                 let status = reap(&mut child);
@@ -638,9 +688,8 @@ impl Supervisor {
                 );
             }
         }
-        if let Some(p) = &prepared
-            && let Some(pid) = cg.pids().into_iter().find(|p| *p != child.id())
-        {
+        if let Some(p) = &prepared {
+            let pid = child.id();
             // Before the data path starts, so the first sampled batch is seen.
             crate::bpf::ipc_started(
                 &self.name,
@@ -674,15 +723,17 @@ impl Supervisor {
             .load
             .with_label_values(&[&self.name, "loaded"])
             .inc();
-        let startup = started.elapsed();
+        laps.phases.handshake = laps.lap();
+        let startup = laps.started.elapsed();
         self.metrics
             .startup
             .with_label_values(&[&self.name])
             .observe(startup.as_secs_f64());
-        let plugin_pid = cg.pids().into_iter().find(|p| *p != child.id());
+        let plugin_pid = Some(child.id());
         self.set(|s| {
-            s.pid = plugin_pid.or(Some(child.id()));
+            s.pid = plugin_pid;
             s.last_startup_ms = Some(startup.as_secs_f64() * 1e3);
+            s.last_startup_phases_ms = Some(laps.phases);
             if let Some(at) = restart_requested {
                 s.last_restart_ms = Some(at.elapsed().as_secs_f64() * 1e3);
             }
@@ -741,7 +792,7 @@ impl Supervisor {
                         }
                         self.set(|s| s.cpu_seconds = Some(ns as f64 / 1e9));
                     }
-                    self.set(|s| s.uptime_seconds = Some(started.elapsed().as_secs()));
+                    self.set(|s| s.uptime_seconds = Some(spawned.elapsed().as_secs()));
                     if last_ack.elapsed() > self.cfg.heartbeat.timeout {
                         let _ = cg.kill_all();
                         break End::Crashed("hang", format!("{}: no heartbeat answer for {:?}", codes::HANG, last_ack.elapsed()));
@@ -894,7 +945,7 @@ impl Supervisor {
         ctl: &ControlChannel,
         exited: &AsyncFd<std::os::fd::OwnedFd>,
         cg: &dyn PluginCgroup,
-        child: &std::process::Child,
+        child: &spawn::PluginProcess,
     ) {
         self.state("stopping");
         let grace = self.cfg.shutdown_grace;
@@ -904,8 +955,9 @@ impl Supervisor {
         if tokio::time::timeout(grace, exited.readable()).await.is_ok() {
             return;
         }
-        // SAFETY: signalling our own child (the helper forwards SIGTERM to the plugin).
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        // Through the pidfd: never a recycled pid. As pid 1 of its namespace the plugin only
+        // receives SIGTERM when it handles it (the SDK does).
+        let _ = child.signal(libc::SIGTERM);
         if tokio::time::timeout(Duration::from_millis(500), exited.readable())
             .await
             .is_ok()
@@ -930,7 +982,7 @@ impl Supervisor {
                 .with_label_values(&[&self.name])
                 .inc_by(oom);
         }
-        let code = status.and_then(|s| s.code());
+        let code = status.and_then(spawn::status_code);
         let detail = match status {
             Some(s) => format!("{s}"),
             None => "status unknown".into(),
@@ -973,7 +1025,7 @@ impl Supervisor {
     }
 }
 
-fn reap(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+fn reap(child: &mut spawn::PluginProcess) -> Option<std::process::ExitStatus> {
     // The pidfd said it exited (or its cgroup was killed): wait is immediate or very short.
     for _ in 0..200 {
         match child.try_wait() {
@@ -982,8 +1034,7 @@ fn reap(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
             Err(_) => return None,
         }
     }
-    let _ = child.kill();
-    child.wait().ok()
+    child.kill_and_wait().ok()
 }
 
 fn cleanup(cg: &dyn PluginCgroup, scratch: Option<&Path>) {

@@ -1,65 +1,247 @@
-//! The sandbox helper: `srediag __sandbox-exec`, a fresh single-threaded process that the agent
-//! starts for each plugin. Being single-threaded, it may allocate and use libraries freely while
-//! it builds the sandbox — unlike code running between `fork` and `exec` in the multi-threaded
-//! agent. Order (each step needs the privileges the later ones drop):
+//! The plugin's side of the spawn: what runs in the child between `clone` and `execveat`.
 //!
-//! 1. read the [`SandboxSpec`] from fd 4; join the plugin's cgroups;
-//! 2. `unshare` mount, pid, ipc, uts (and net) namespaces; make `/` private;
-//! 3. `fork`: the child becomes pid 1 of the new pid namespace; the helper stays outside, forwards
-//!    SIGTERM/SIGINT and exits with the child's status (signals as 128+N), so the agent sees one
-//!    process and one status;
-//! 4. child: mount a fresh `/proc` (only the plugin's processes), set the hostname, compile the
-//!    seccomp filter and build the Landlock ruleset (still root), drop uid/gid/capabilities, set
-//!    `PR_SET_PDEATHSIG` (after the credential change, which clears it), `no_new_privs`, Landlock,
-//!    seccomp **last**, then `execveat(5, "", argv, envp, AT_EMPTY_PATH)`: fd 5 is the sealed
-//!    memfd holding exactly the verified bytes (`trust/sealed.rs`); no path is opened.
+//! The agent is multi-threaded and the child shares its memory (`CLONE_VM`, on its own stack,
+//! while the cloning thread waits), so the child may only make raw syscalls: no allocation, no
+//! locks, no glibc wrapper that keeps process-wide state (`setxid`), no writes to the agent's
+//! memory besides its own stack and errno. Everything that needs more is prepared by the agent
+//! before the clone (`spawn.rs`): the cgroup files are open, the Landlock ruleset is built, the
+//! seccomp filter is compiled, argv and envp are C arrays. The child is created already inside
+//! its new mount, pid, ipc, uts (and net) namespaces, as pid 1 of its pid namespace, with every
+//! signal blocked. Order (each step needs the privileges the later ones drop):
+//!
+//! 1. reset every signal handler to the default (the agent's handlers must never run here),
+//!    empty the signal mask; join the plugin's cgroups (write `0` to each open `cgroup.procs`);
+//! 2. move the passed fds into place (0–3, 5–7) and mark every other fd close-on-exec;
+//!    `setsid`;
+//! 3. make `/` private, mount a fresh `/proc` (only the plugin's processes), set the hostname,
+//!    enter the scratch directory, lower `RLIMIT_NOFILE`, add the Landlock rule for the new
+//!    `/proc` (its inode exists only now);
+//! 4. drop groups, gid, uid and every capability set; `PR_SET_PDEATHSIG` (after the credential
+//!    change, which clears it); `no_new_privs`; Landlock; seccomp **last**;
+//! 5. `execveat(5, "", argv, envp, AT_EMPTY_PATH)`: fd 5 is the sealed memfd holding exactly the
+//!    verified bytes (`trust/sealed.rs`); no path is opened.
+//!
+//! A failing step writes its errno and name to the report pipe (close-on-exec: the agent reads
+//! EOF when the exec succeeded) and exits with [`SANDBOX_FAILED`].
 
-use super::spec::{MAX_SPEC, PROGRAM_FD, SPEC_FD, SandboxSpec};
-use super::{creds, landlock, seccomp};
-use std::ffi::CString;
-use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
-use std::os::unix::ffi::OsStrExt;
+use super::creds;
+use super::seccomp::CompiledFilter;
+use super::spec::PROGRAM_FD;
+use std::ffi::CStr;
+use std::os::fd::RawFd;
 
 /// Exit code when the sandbox could not be built (distinct from plugin exit codes by convention).
 pub const SANDBOX_FAILED: i32 = 121;
 
-fn die(plugin: &str, msg: &str) -> ! {
-    let _ = writeln!(
-        std::io::stderr(),
-        "srediag sandbox for plugin {plugin}: {msg}"
-    );
-    // SAFETY: _exit never returns and runs no destructors.
-    unsafe { libc::_exit(SANDBOX_FAILED) }
+/// Size of a failure report: errno (4 bytes, native endian) and the step's name (up to 60).
+pub const REPORT_LEN: usize = 64;
+
+/// Everything the child needs, prepared by the agent before the clone: numbers, and pointers
+/// into memory the agent keeps alive (and the child has a copy of) until the clone returns.
+pub struct ChildPlan<'a> {
+    /// Open (write-only) `cgroup.procs` files to join, in order.
+    pub cgroup_procs: &'a [RawFd],
+    /// `(from, to)`: fds to `dup2` into place (every `from` is ≥ 100, so none is overwritten).
+    pub moves: &'a [(RawFd, RawFd)],
+    /// Every fd from here up is close-on-exec (so is fd 4).
+    pub first_closed: u32,
+    /// Hostname inside the UTS namespace.
+    pub hostname: &'a [u8],
+    /// The scratch directory (working directory).
+    pub scratch: &'a CStr,
+    /// `RLIMIT_NOFILE`, soft and hard.
+    pub nofile: u64,
+    /// Unprivileged uid.
+    pub uid: u32,
+    /// Unprivileged gid.
+    pub gid: u32,
+    /// Highest capability number of the kernel.
+    pub last_cap: u32,
+    /// The Landlock ruleset fd, or `None` when the kernel has no Landlock (degraded mode).
+    pub landlock: Option<RawFd>,
+    /// Rights of the rule for the fresh `/proc` (0: no rule).
+    pub proc_access: u64,
+    /// The seccomp filter, installed last.
+    pub seccomp: &'a CompiledFilter,
+    /// NULL-terminated argv.
+    pub argv: &'a [*const libc::c_char],
+    /// NULL-terminated envp.
+    pub envp: &'a [*const libc::c_char],
+    /// Write end of the report pipe (close-on-exec).
+    pub report: RawFd,
 }
 
-fn cstr(s: &[u8]) -> CString {
-    CString::new(s).unwrap_or_else(|_| CString::new("?").expect("no NUL"))
+type Step = Result<(), (&'static str, i32)>;
+
+fn errno() -> i32 {
+    // SAFETY: errno is thread-local and always readable.
+    unsafe { *libc::__errno_location() }
 }
 
-fn read_spec() -> Result<SandboxSpec, String> {
-    // SAFETY: fd 4 is the spec pipe the agent passed; we take ownership and close it after.
-    let f = unsafe { std::fs::File::from_raw_fd(SPEC_FD) };
-    let mut buf = Vec::new();
-    f.take(MAX_SPEC as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read the sandbox spec on fd {SPEC_FD}: {e}"))?;
-    if buf.len() > MAX_SPEC {
-        return Err("sandbox spec too large".into());
+fn ok(r: libc::c_long, step: &'static str) -> Step {
+    if r < 0 { Err((step, errno())) } else { Ok(()) }
+}
+
+/// Builds the sandbox and executes the plugin. Never returns: on failure it reports the step
+/// and exits with [`SANDBOX_FAILED`]. Async-signal-safe.
+pub fn run(plan: &ChildPlan<'_>) -> ! {
+    let (step, err) = match setup(plan) {
+        Err(e) => e,
+        Ok(()) => (
+            "execveat",
+            exec_fd(PROGRAM_FD, plan.argv, plan.envp)
+                .raw_os_error()
+                .unwrap_or(0),
+        ),
+    };
+    let mut buf = [0u8; REPORT_LEN];
+    buf[..4].copy_from_slice(&err.to_ne_bytes());
+    let n = step.len().min(REPORT_LEN - 4);
+    buf[4..4 + n].copy_from_slice(&step.as_bytes()[..n]);
+    // SAFETY: write and _exit are async-signal-safe; `buf` is on the stack.
+    unsafe {
+        libc::write(plan.report, buf.as_ptr().cast(), 4 + n);
+        libc::_exit(SANDBOX_FAILED)
     }
-    serde_json::from_slice(&buf).map_err(|e| format!("invalid sandbox spec: {e}"))
 }
 
-static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-extern "C" fn forward(sig: libc::c_int) {
-    let pid = CHILD.load(std::sync::atomic::Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, sig) };
+fn setup(p: &ChildPlan<'_>) -> Step {
+    // SAFETY: raw syscalls with scalar arguments or pointers to memory this process owns.
+    unsafe {
+        // The kernel's struct sigaction (x86_64): handler, flags, restorer, mask.
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: usize,
+            flags: u64,
+            restorer: usize,
+            mask: u64,
+        }
+        let default = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            ok(
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &default as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                ),
+                "reset signal handlers",
+            )?;
+        }
+        let empty: libc::sigset_t = std::mem::zeroed();
+        ok(
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &empty as *const libc::sigset_t,
+                std::ptr::null_mut::<libc::sigset_t>(),
+                8usize,
+            ),
+            "signal mask",
+        )?;
+        for &fd in p.cgroup_procs {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(("join cgroup", errno()));
+            }
+        }
+        for &(from, to) in p.moves {
+            ok(libc::dup2(from, to) as libc::c_long, "move fds")?;
+        }
+        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+        ok(
+            libc::syscall(libc::SYS_close_range, 4u32, 4u32, CLOSE_RANGE_CLOEXEC),
+            "close fds",
+        )?;
+        ok(
+            libc::syscall(
+                libc::SYS_close_range,
+                p.first_closed,
+                u32::MAX,
+                CLOSE_RANGE_CLOEXEC,
+            ),
+            "close fds",
+        )?;
+        ok(libc::setsid() as libc::c_long, "setsid")?;
+        ok(
+            libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) as libc::c_long,
+            "make / private",
+        )?;
+        ok(
+            libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ) as libc::c_long,
+            "mount /proc",
+        )?;
+        ok(
+            libc::sethostname(p.hostname.as_ptr().cast(), p.hostname.len()) as libc::c_long,
+            "sethostname",
+        )?;
+        ok(
+            libc::chdir(p.scratch.as_ptr()) as libc::c_long,
+            "chdir to the scratch directory",
+        )?;
+        let nofile = libc::rlimit {
+            rlim_cur: p.nofile,
+            rlim_max: p.nofile,
+        };
+        ok(
+            libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) as libc::c_long,
+            "setrlimit(RLIMIT_NOFILE)",
+        )?;
+        if let Some(ruleset) = p.landlock
+            && p.proc_access != 0
+        {
+            let fd = libc::open(
+                c"/proc".as_ptr(),
+                libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY,
+            );
+            ok(fd as libc::c_long, "open /proc for its landlock rule")?;
+            super::landlock::add_rule_raw(ruleset, fd, p.proc_access)
+                .map_err(|e| ("landlock rule for /proc", e))?;
+            libc::close(fd);
+        }
+        creds::drop_to(p.uid, p.gid, p.last_cap)?;
+        ok(
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) as libc::c_long,
+            "PR_SET_PDEATHSIG",
+        )?;
+        ok(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long,
+            "PR_SET_NO_NEW_PRIVS",
+        )?;
+        if let Some(ruleset) = p.landlock {
+            super::landlock::restrict_self_raw(ruleset)
+                .map_err(|e| ("landlock restrict_self", e))?;
+        }
+        p.seccomp.install().map_err(|e| ("seccomp install", e.0))?;
     }
+    Ok(())
 }
-
 /// Executes the file open on `fd` (the sealed memfd) with `execveat(fd, "", argv, envp,
 /// AT_EMPTY_PATH)`, after marking `fd` close-on-exec so the plugin does not inherit it. Returns
 /// only on failure. Async-signal-safe (raw syscalls only): callable right after `fork`.
@@ -88,218 +270,4 @@ pub fn exec_fd(
         );
     }
     std::io::Error::last_os_error()
-}
-
-/// Entry point of `srediag __sandbox-exec`. Never returns.
-pub fn main() -> ! {
-    let spec = match read_spec() {
-        Ok(s) => s,
-        Err(e) => die("?", &e),
-    };
-    let p = spec.plugin.clone();
-    for procs in &spec.cgroup_procs {
-        if let Err(e) = std::fs::OpenOptions::new()
-            .write(true)
-            .open(procs)
-            .and_then(|mut f| f.write_all(b"0"))
-        {
-            die(&p, &format!("cannot join cgroup {}: {e}", procs.display()));
-        }
-    }
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if spec.new_net {
-        flags |= libc::CLONE_NEWNET;
-    }
-    // SAFETY: unshare/mount with valid arguments; this process is single-threaded.
-    unsafe {
-        if libc::unshare(flags) != 0 {
-            die(&p, &format!("unshare: {}", std::io::Error::last_os_error()));
-        }
-        if libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            die(
-                &p,
-                &format!("make / private: {}", std::io::Error::last_os_error()),
-            );
-        }
-    }
-    // SAFETY: single-threaded process: the child may allocate.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        die(&p, &format!("fork: {}", std::io::Error::last_os_error()));
-    }
-    if pid > 0 {
-        supervise(pid, spec.uid, spec.gid, &p)
-    }
-    child(spec)
-}
-
-/// The helper after fork: drop every privilege (it only waits and forwards signals, to a child
-/// with the same uid), wait for the plugin and exit with its status.
-fn supervise(pid: libc::pid_t, uid: u32, gid: u32, plugin: &str) -> ! {
-    CHILD.store(pid, std::sync::atomic::Ordering::SeqCst);
-    if let Err(e) = creds::drop_to(uid, gid) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        die(plugin, &format!("helper cannot drop privileges: {e}"));
-    }
-    // SAFETY: prctl with scalar arguments.
-    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    // SAFETY: installing async-signal-safe handlers; closing fds this process no longer needs
-    // (the control socket must only stay open in the plugin, so its death closes it).
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = forward as *const () as usize;
-        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-        libc::close(srediag_plugin_sdk::control::CONTROL_FD);
-        libc::close(PROGRAM_FD);
-        libc::close(srediag_plugin_sdk::control::TO_PLUGIN_FD);
-        libc::close(srediag_plugin_sdk::control::FROM_PLUGIN_FD);
-        libc::close(0);
-        libc::close(1);
-    }
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            break;
-        }
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            // SAFETY: _exit never returns.
-            unsafe { libc::_exit(SANDBOX_FAILED) }
-        }
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    // SAFETY: _exit never returns.
-    unsafe { libc::_exit(code) }
-}
-
-/// The plugin side: pid 1 of the new pid namespace.
-fn child(spec: SandboxSpec) -> ! {
-    let p = spec.plugin.clone();
-    // SAFETY: mounting procfs over /proc in our private mount namespace; sethostname in our UTS ns.
-    unsafe {
-        let r = libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        );
-        if r != 0 {
-            die(
-                &p,
-                &format!("mount /proc: {}", std::io::Error::last_os_error()),
-            );
-        }
-        let h = spec.hostname.as_bytes();
-        if libc::sethostname(h.as_ptr().cast(), h.len()) != 0 {
-            die(
-                &p,
-                &format!("sethostname: {}", std::io::Error::last_os_error()),
-            );
-        }
-    }
-    let action: seccomp::Action =
-        match serde_json::from_value(serde_json::Value::String(spec.seccomp_action.clone())) {
-            Ok(a) => a,
-            Err(_) => die(
-                &p,
-                &format!("unknown seccomp action {:?}", spec.seccomp_action),
-            ),
-        };
-    let filter = match seccomp::CompiledFilter::from_bytes(
-        &spec.seccomp_profile,
-        action,
-        spec.landlock.network,
-        &spec.seccomp_filter,
-    ) {
-        Ok(f) => f,
-        Err(e) => die(&p, &format!("seccomp: {e}")),
-    };
-    let ruleset = match landlock::Ruleset::build(&spec.landlock) {
-        Ok(r) => r,
-        Err(e) => die(&p, &e.to_string()),
-    };
-    if let landlock::Enforcement::Degraded(why) = &ruleset.enforcement {
-        let _ = writeln!(
-            std::io::stderr(),
-            "srediag sandbox for plugin {p}: WARNING landlock degraded: {why}"
-        );
-    }
-    if let Err(e) = std::env::set_current_dir(&spec.scratch_dir) {
-        die(&p, &format!("chdir {}: {e}", spec.scratch_dir.display()));
-    }
-    let prog = cstr(spec.program.as_os_str().as_bytes());
-    let mut argv: Vec<CString> = vec![prog];
-    argv.extend(spec.args.iter().map(|a| cstr(a.as_bytes())));
-    let envp: Vec<CString> = spec
-        .env
-        .iter()
-        .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
-        .collect();
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
-    envp_p.push(std::ptr::null());
-    let nofile = libc::rlimit {
-        rlim_cur: spec.nofile,
-        rlim_max: spec.nofile,
-    };
-    // SAFETY: setrlimit with a valid struct (lowering a limit needs no privilege).
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) } != 0 {
-        die(
-            &p,
-            &format!(
-                "setrlimit(RLIMIT_NOFILE): {}",
-                std::io::Error::last_os_error()
-            ),
-        );
-    }
-    if let Err(e) = creds::drop_to(spec.uid, spec.gid) {
-        die(&p, &format!("drop privileges: {e}"));
-    }
-    // SAFETY: prctl with scalar arguments.
-    unsafe {
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-            || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-        {
-            die(&p, &format!("prctl: {}", std::io::Error::last_os_error()));
-        }
-    }
-    if !ruleset.is_inert()
-        && let Err(e) = ruleset.restrict_self()
-    {
-        die(&p, &e.to_string());
-    }
-    if let Err(e) = filter.install() {
-        die(&p, &format!("seccomp install: {e}"));
-    }
-    let e = exec_fd(PROGRAM_FD, &argv_p, &envp_p);
-    let _ = writeln!(
-        std::io::stderr(),
-        "srediag sandbox for plugin {p}: execveat(fd {PROGRAM_FD}, sealed copy of {}): {e}",
-        spec.program.display()
-    );
-    // SAFETY: _exit never returns.
-    unsafe { libc::_exit(127) }
 }

@@ -2,9 +2,10 @@
 //! unless the plugin needs the network, and scoping (no signals, no abstract sockets outside).
 //!
 //! Raw syscalls (x86_64: 444–446) rather than a crate: the rules are few and the kernel ABI is
-//! small. The ruleset is built by the single-threaded sandbox helper right before it drops
-//! privileges; the ABI is probed and the build fails closed when the kernel cannot enforce every
-//! handled right, unless the operator allowed degraded mode.
+//! small. The agent builds the ruleset (an fd) before it clones the plugin; the child adds the
+//! rule for its own fresh `/proc` ([`add_rule_raw`]) and enforces the ruleset
+//! ([`restrict_self_raw`]) with raw syscalls only. The ABI is probed and the build fails closed
+//! when the kernel cannot enforce every handled right, unless the operator allowed degraded mode.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -194,6 +195,8 @@ fn degraded(spec: &LandlockSpec, why: String) -> Result<Enforcement, LandlockErr
 /// A ruleset ready to be enforced with [`Ruleset::restrict_self`].
 pub struct Ruleset {
     fd: OwnedFd,
+    /// The filesystem rights the ruleset handles (0 for an inert one).
+    handled_fs: u64,
     /// Full or degraded.
     pub enforcement: Enforcement,
 }
@@ -270,7 +273,11 @@ impl Ruleset {
         }
         // SAFETY: a new fd owned by us.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let rs = Ruleset { fd, enforcement };
+        let rs = Ruleset {
+            fd,
+            handled_fs,
+            enforcement,
+        };
         let ro = fs::READ_FILE | fs::READ_DIR;
         let rw = handled_fs & !(fs::EXECUTE | fs::MAKE_CHAR | fs::MAKE_BLOCK);
         for (paths, access) in [
@@ -344,13 +351,56 @@ fn degraded_or_fail(spec: &LandlockSpec, why: String) -> Result<Ruleset, Landloc
     let fd = path_fd(Path::new("/dev/null"))?;
     Ok(Ruleset {
         fd,
+        handled_fs: 0,
         enforcement: Enforcement::Degraded(why),
     })
 }
 
 impl Ruleset {
+    /// The ruleset's fd, for [`add_rule_raw`] and [`restrict_self_raw`] in the child.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The rights a read-only rule grants (what [`LandlockSpec::read_only`] paths get).
+    pub fn read_only_access(&self) -> u64 {
+        (fs::READ_FILE | fs::READ_DIR) & self.handled_fs
+    }
+
     /// True when nothing can be enforced at all (no Landlock in the kernel).
     pub fn is_inert(&self) -> bool {
         matches!(&self.enforcement, Enforcement::Degraded(w) if w.starts_with("landlock"))
     }
+}
+
+/// `landlock_add_rule(ruleset, PATH_BENEATH, {access, path_fd})`: 0 or the errno. Raw syscall,
+/// no allocation: callable in the child between `clone` and `exec`.
+pub fn add_rule_raw(ruleset: libc::c_int, path_fd: libc::c_int, access: u64) -> Result<(), i32> {
+    let attr = PathBeneathAttr {
+        allowed_access: access,
+        parent_fd: path_fd,
+    };
+    // SAFETY: a rule attribute on the stack that outlives the call; fds are plain numbers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0u32,
+        )
+    };
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+/// `landlock_restrict_self(ruleset, 0)`: 0 or the errno. Raw syscall, no allocation.
+pub fn restrict_self_raw(ruleset: libc::c_int) -> Result<(), i32> {
+    // SAFETY: a plain syscall on an fd number.
+    let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) };
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+fn errno() -> i32 {
+    // SAFETY: errno is thread-local and always readable.
+    unsafe { *libc::__errno_location() }
 }

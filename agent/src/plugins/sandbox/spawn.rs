@@ -1,33 +1,151 @@
-//! Starting the sandbox helper from the multi-threaded agent.
+//! Starting a sandboxed plugin from the multi-threaded agent.
 //!
-//! Between `fork` and `exec` only raw syscalls run (no allocation, no locks): the closure moves
-//! the prepared fds into place, marks every other fd close-on-exec, starts a new session and sets
-//! the parent-death signal. Everything else (namespaces, credentials, Landlock, seccomp) happens in
-//! the freshly executed, single-threaded helper (see `exec.rs`).
+//! The agent prepares everything that allocates or parses (cgroup files opened, Landlock ruleset
+//! built, seccomp filter compiled, argv/envp as C arrays, fds moved above 100), then creates the
+//! plugin with one `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_NEW*)`, the way
+//! `posix_spawn` does: no copy of the agent's page tables, the child already inside its new
+//! namespaces as pid 1 of its pid namespace, with a pidfd. The child resets every signal
+//! handler, makes raw syscalls only (`exec.rs`) and `execveat`s the sealed executable; the
+//! calling thread waits until then. A failure report arrives on a close-on-exec pipe: EOF means
+//! the exec happened.
+//!
+//! No helper process: the plugin is the agent's own child, so its exit status (exit code, or the
+//! signal that killed it, e.g. SIGSYS from seccomp) is read directly through the pidfd.
 //!
 //! Invariant: spawn from a long-lived thread (a tokio worker, never `spawn_blocking`):
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked exits.
 
-use super::spec::{PROGRAM_FD, SPEC_FD, SandboxSpec};
+use super::exec::{self, ChildPlan, REPORT_LEN, SANDBOX_FAILED};
+use super::landlock::{LandlockSpec, Ruleset};
+use super::spec::{PROGRAM_FD, SandboxSpec};
 use srediag_plugin_sdk::control::{CONTROL_FD, FROM_PLUGIN_FD, TO_PLUGIN_FD};
-use std::io::Write;
+use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
 
-/// Where to find the `srediag` binary that runs the helper (this executable by default).
-pub fn helper_program() -> std::path::PathBuf {
-    std::env::var_os("SREDIAG_SANDBOX_HELPER")
-        .map(Into::into)
-        .unwrap_or_else(|| "/proc/self/exe".into())
+/// A started plugin process.
+pub struct Spawned {
+    /// The plugin (pid in the agent's namespace).
+    pub process: PluginProcess,
+    /// Read end of the plugin's stdout.
+    pub stdout: OwnedFd,
+    /// Read end of the plugin's stderr.
+    pub stderr: OwnedFd,
 }
 
-/// A started helper.
-pub struct Spawned {
-    /// The helper process (its status is the plugin's status).
-    pub child: Child,
-    /// A pidfd of the helper: readable when it exits.
-    pub pidfd: OwnedFd,
+/// A plugin process, the agent's direct child, held by pid and pidfd.
+pub struct PluginProcess {
+    pid: u32,
+    pidfd: OwnedFd,
+    status: Option<ExitStatus>,
+}
+
+impl PluginProcess {
+    /// Its pid in the agent's pid namespace.
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// A duplicate of its pidfd (readable once it exits), for the async waiter.
+    pub fn pidfd(&self) -> std::io::Result<OwnedFd> {
+        self.pidfd.try_clone()
+    }
+
+    /// Sends `sig` through the pidfd (never to a recycled pid); a no-op once it was reaped.
+    pub fn signal(&self, sig: libc::c_int) -> std::io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        // SAFETY: pidfd_send_signal on our own pidfd with no siginfo.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Its exit status if it exited (reaping it), without blocking.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.wait_flags(libc::WNOHANG)
+    }
+
+    /// Waits for it to exit (reaping it).
+    pub fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        loop {
+            match self.wait_flags(0) {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// SIGKILL, then wait.
+    pub fn kill_and_wait(&mut self) -> std::io::Result<ExitStatus> {
+        let _ = self.signal(libc::SIGKILL);
+        self.wait()
+    }
+
+    fn wait_flags(&mut self, flags: libc::c_int) -> std::io::Result<Option<ExitStatus>> {
+        if let Some(s) = self.status {
+            return Ok(Some(s));
+        }
+        const P_PIDFD: libc::idtype_t = 3;
+        // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid fills `info` for our own child's pidfd.
+        let r = unsafe {
+            libc::waitid(
+                P_PIDFD,
+                self.pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | flags,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: waitid filled `info` (si_pid 0 means WNOHANG found nothing).
+        let (pid, status, code) = unsafe { (info.si_pid(), info.si_status(), info.si_code) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        // The wait(2) encoding ExitStatus understands: code << 8, or the signal number.
+        let raw = if code == libc::CLD_EXITED {
+            (status & 0xff) << 8
+        } else {
+            status & 0x7f
+        };
+        let s = ExitStatus::from_raw(raw);
+        self.status = Some(s);
+        Ok(Some(s))
+    }
+}
+
+impl Drop for PluginProcess {
+    fn drop(&mut self) {
+        // Never leave a zombie or a running plugin behind a dropped handle.
+        if self.status.is_none() {
+            let _ = self.kill_and_wait();
+        }
+    }
+}
+
+/// What a status means as the old helper's exit code: `code`, or 128 + the signal.
+pub fn status_code(s: ExitStatus) -> Option<i32> {
+    s.code().or_else(|| s.signal().map(|n| 128 + n))
 }
 
 fn dup_high(fd: RawFd) -> std::io::Result<OwnedFd> {
@@ -40,109 +158,270 @@ fn dup_high(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
-/// Opens a pidfd for `pid`.
-pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open(pid, 0) returns a new fd or -1.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
-}
-
-/// Starts the helper with `control` as its fd 3, the spec on fd 4 and the sealed executable
-/// (`program`, a memfd) on fd 5; stdout and stderr are pipes for the agent's log. `data` (the
-/// ring memfds) lands on fds 6 and 7, which the plugin inherits.
-pub fn spawn(
-    spec: &SandboxSpec,
-    control: &OwnedFd,
-    program: BorrowedFd<'_>,
-    data: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
-) -> std::io::Result<Spawned> {
-    let json = serde_json::to_vec(spec).map_err(std::io::Error::other)?;
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: both fds are fresh and owned here.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    if json.len() >= 60 * 1024 {
-        return Err(std::io::Error::other(
-            "sandbox spec larger than a pipe buffer",
-        ));
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn cstring(bytes: &[u8]) -> std::io::Result<CString> {
+    CString::new(bytes).map_err(|_| std::io::Error::other("NUL byte in an argument or variable"))
+}
+
+fn open_write(p: &Path) -> std::io::Result<OwnedFd> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .map(OwnedFd::from)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("open {}: {e}", p.display())))
+}
+
+/// The Landlock ruleset without the `/proc` rule (the child adds it for its own, fresh `/proc`:
+/// a rule on the agent's would not cover it), and the rights that rule gets.
+fn landlock(spec: &LandlockSpec) -> std::io::Result<(Ruleset, u64)> {
+    let mut parent = spec.clone();
+    let before = parent.read_only.len();
+    parent.read_only.retain(|p| p != Path::new("/proc"));
+    let wants_proc = parent.read_only.len() != before;
+    let rs = Ruleset::build(&parent).map_err(std::io::Error::other)?;
+    let access = if wants_proc { rs.read_only_access() } else { 0 };
+    Ok((rs, access))
+}
+
+/// The child's stack: it shares the agent's memory (`CLONE_VM`) but not its stack. Mapped per
+/// spawn, with a guard page below it, and unmapped once the child has exec'd or exited.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    const LEN: usize = 256 * 1024;
+
+    fn new() -> std::io::Result<ChildStack> {
+        // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stack = ChildStack {
+            base,
+            len: Self::LEN,
+        };
+        // SAFETY: the lowest page of our own mapping becomes the guard page.
+        if unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stack)
     }
-    std::fs::File::from(wr).write_all(&json)?; // closed here: the helper reads to EOF
-    let spec_fd = dup_high(rd.as_raw_fd())?;
-    drop(rd);
-    let ctl_fd = dup_high(control.as_raw_fd())?;
-    let prog_fd = dup_high(program.as_raw_fd())?;
-    let (ctl, spc, prg) = (ctl_fd.as_raw_fd(), spec_fd.as_raw_fd(), prog_fd.as_raw_fd());
-    let data_fds = match data {
-        Some((a, b)) => Some((dup_high(a.as_raw_fd())?, dup_high(b.as_raw_fd())?)),
-        None => None,
+
+    /// The initial stack pointer (the stack grows down; the end of a mapping is page-aligned).
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of our mapping, as clone(2) expects for a downward stack.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; with CLONE_VFORK the child no longer runs on it.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `&ChildPlan` passed to clone by `spawn`, which stays blocked (vfork)
+    // with the plan alive until this child execs or exits.
+    let plan = unsafe { &*(arg as *const ChildPlan<'_>) };
+    exec::run(plan)
+}
+
+/// Starts the plugin described by `spec`: `control` becomes its fd 3 and the sealed executable
+/// (`program`, a memfd) its fd 5 (close-on-exec: only `execveat` uses it); `data` (the ring
+/// memfds) lands on fds 6 and 7. stdin is `/dev/null`; stdout and stderr are pipes for the
+/// agent's log.
+///
+/// # Errors
+///
+/// Preparation failures, or the sandbox step that failed in the child with its errno (e.g.
+/// `sandbox step "mount /proc": Operation not permitted`); the child is reaped.
+pub fn spawn(
+    spec: &SandboxSpec,
+    control: &OwnedFd,
+    program: BorrowedFd<'_>,
+    data: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+) -> std::io::Result<Spawned> {
+    // Everything that allocates happens here, before the clone.
+    let cgroups = spec
+        .cgroup_procs
+        .iter()
+        .map(|p| open_write(p).and_then(|f| dup_high(f.as_raw_fd())))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let cgroup_raw: Vec<RawFd> = cgroups.iter().map(|f| f.as_raw_fd()).collect();
+    let (ruleset, proc_access) = landlock(&spec.landlock)?;
+    let null = dup_high(open_write(Path::new("/dev/null"))?.as_raw_fd())?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (report_r, report_w) = pipe()?;
+    // Moved above 100 (so no dup2 of the child overwrites it); the original closes here, or
+    // the read below would never see EOF.
+    let report_w = {
+        let low = report_w;
+        dup_high(low.as_raw_fd())?
     };
-    let data_raw = data_fds
-        .as_ref()
-        .map(|(a, b)| (a.as_raw_fd(), b.as_raw_fd()));
-    let first_closed: u32 = if data_raw.is_some() { 8 } else { 6 };
-    let mut cmd = Command::new(helper_program());
-    cmd.arg0("srediag-sandbox")
-        .arg("__sandbox-exec")
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: the closure only makes async-signal-safe raw syscalls on fds prepared above.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(ctl, CONTROL_FD) < 0
-                || libc::dup2(spc, SPEC_FD) < 0
-                || libc::dup2(prg, PROGRAM_FD) < 0
-            {
-                return Err(std::io::Error::last_os_error());
+    let mut passed: Vec<(OwnedFd, RawFd)> = vec![
+        (null, 0),
+        (dup_high(out_w.as_raw_fd())?, 1),
+        (dup_high(err_w.as_raw_fd())?, 2),
+        (dup_high(control.as_raw_fd())?, CONTROL_FD),
+        (dup_high(program.as_raw_fd())?, PROGRAM_FD),
+    ];
+    drop((out_w, err_w));
+    if let Some((a, b)) = data {
+        passed.push((dup_high(a.as_raw_fd())?, TO_PLUGIN_FD));
+        passed.push((dup_high(b.as_raw_fd())?, FROM_PLUGIN_FD));
+    }
+    let moves: Vec<(RawFd, RawFd)> = passed.iter().map(|(f, to)| (f.as_raw_fd(), *to)).collect();
+    let first_closed: u32 = if data.is_some() { 8 } else { 6 };
+    let argv: Vec<CString> = std::iter::once(spec.program.as_os_str().as_bytes())
+        .chain(spec.args.iter().map(|a| a.as_bytes()))
+        .map(cstring)
+        .collect::<std::io::Result<_>>()?;
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+        .collect::<std::io::Result<_>>()?;
+    let argv_p: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp_p: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let scratch = cstring(spec.scratch_dir.as_os_str().as_bytes())?;
+    let plan = ChildPlan {
+        cgroup_procs: &cgroup_raw,
+        moves: &moves,
+        first_closed,
+        hostname: spec.hostname.as_bytes(),
+        scratch: &scratch,
+        nofile: spec.nofile,
+        uid: spec.uid,
+        gid: spec.gid,
+        last_cap: super::creds::last_cap(),
+        landlock: (!ruleset.is_inert()).then(|| ruleset.raw_fd()),
+        proc_access,
+        seccomp: &spec.seccomp,
+        argv: &argv_p,
+        envp: &envp_p,
+        report: report_w.as_raw_fd(),
+    };
+    // Like posix_spawn: the child borrows this address space (no page-table copy, no
+    // copy-on-write faults afterwards) on its own stack, and this thread waits (vfork) until it
+    // has exec'd or exited. All signals stay blocked across the clone, so no agent handler runs
+    // in the child before it resets them (`exec::run`).
+    let mut flags = libc::CLONE_VM
+        | libc::CLONE_VFORK
+        | libc::CLONE_PIDFD
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::SIGCHLD;
+    if spec.new_net {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let stack = ChildStack::new()?;
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: sigset operations on local values; pthread_sigmask on the calling thread.
+    let old_mask = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    // SAFETY: the child runs `child_main` on `stack` with a pointer to `plan`; both outlive it
+    // (CLONE_VFORK suspends this thread until the child execs or exits). CLONE_PIDFD stores the
+    // pidfd in `pidfd` (the parent_tid argument).
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack.top(),
+            flags,
+            &plan as *const ChildPlan<'_> as *mut libc::c_void,
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    let clone_err = std::io::Error::last_os_error();
+    // SAFETY: restoring this thread's previous mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    drop(stack);
+    if pid < 0 {
+        return Err(clone_err);
+    }
+    // SAFETY: CLONE_PIDFD stored a fresh (close-on-exec) pidfd owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let mut process = PluginProcess {
+        pid: pid as u32,
+        pidfd,
+        status: None,
+    };
+    // The child holds its own copies now.
+    drop((report_w, passed, cgroups, ruleset));
+    let mut report = [0u8; REPORT_LEN];
+    let mut n = 0;
+    let file = std::fs::File::from(report_r);
+    while n < REPORT_LEN {
+        match std::io::Read::read(&mut &file, &mut report[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = process.kill_and_wait();
+                return Err(e);
             }
-            if let Some((a, b)) = data_raw
-                && (libc::dup2(a, TO_PLUGIN_FD) < 0 || libc::dup2(b, FROM_PLUGIN_FD) < 0)
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Everything above the passed fds closes at exec (std's own exec-error pipe keeps
-            // working).
-            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-            if libc::syscall(
-                libc::SYS_close_range,
-                first_closed,
-                u32::MAX,
-                CLOSE_RANGE_CLOEXEC,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+        }
+    }
+    if n == 0 {
+        return Ok(Spawned {
+            process,
+            stdout: out_r,
+            stderr: err_r,
         });
     }
-    let child = cmd.spawn()?;
-    drop(ctl_fd);
-    drop(spec_fd);
-    drop(prog_fd);
-    drop(data_fds);
-    let pidfd = pidfd_open(child.id())?;
-    Ok(Spawned { child, pidfd })
+    let status = process.wait();
+    let errno = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+    let step = String::from_utf8_lossy(&report[4.min(n)..n]).into_owned();
+    let err = std::io::Error::from_raw_os_error(errno);
+    Err(std::io::Error::new(
+        err.kind(),
+        format!(
+            "sandbox step {step:?} failed: {err} (child exit {})",
+            match status.ok().and_then(status_code) {
+                Some(c) if c == SANDBOX_FAILED => "SANDBOX_FAILED".to_string(),
+                Some(c) => c.to_string(),
+                None => "unknown".into(),
+            }
+        ),
+    ))
 }
 
 /// An `AF_UNIX` `SOCK_SEQPACKET` socketpair: (agent end, plugin end), both close-on-exec.
@@ -162,26 +441,4 @@ pub fn control_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: both fds are fresh and owned here.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Keeps fds 3 to 7 open in the agent (on /dev/null when free), so that the pipe `std` creates
-/// while spawning can never land on the numbers the helper's fds are moved to.
-pub fn reserve_low_fds() {
-    for fd in [
-        CONTROL_FD,
-        SPEC_FD,
-        PROGRAM_FD,
-        TO_PLUGIN_FD,
-        FROM_PLUGIN_FD,
-    ] {
-        // SAFETY: F_GETFD only queries; open returns the lowest free fd.
-        unsafe {
-            if libc::fcntl(fd, libc::F_GETFD) < 0 {
-                let n = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-                if n >= 0 && n != fd {
-                    libc::close(n);
-                }
-            }
-        }
-    }
 }

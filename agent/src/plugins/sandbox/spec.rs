@@ -1,28 +1,20 @@
-//! What the sandbox helper needs to confine one plugin, passed from the agent as JSON on an
-//! inherited pipe.
+//! What the agent applies to confine one plugin (`spawn.rs` turns it into a child plan).
 
 use super::landlock::LandlockSpec;
-use serde::{Deserialize, Serialize};
+use super::seccomp::CompiledFilter;
 use std::path::PathBuf;
 
-/// The fd on which the helper reads its [`SandboxSpec`].
-pub const SPEC_FD: i32 = 4;
-
-/// The fd on which the helper finds the plugin's executable: a sealed memfd holding exactly the
-/// verified bytes (`trust/sealed.rs`); the helper `execveat`s it, it never opens a path.
+/// The fd on which the child finds the plugin's executable: a sealed memfd holding exactly the
+/// verified bytes (`trust/sealed.rs`); it is `execveat`ed, no path is ever opened.
 pub const PROGRAM_FD: i32 = 5;
 
-/// Largest spec accepted.
-pub const MAX_SPEC: usize = 1024 * 1024;
-
-/// Everything the helper applies before it executes the plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Everything applied before the plugin's executable runs.
+#[derive(Debug, Clone)]
 pub struct SandboxSpec {
     /// Plugin id (for messages).
     pub plugin: String,
     /// Where the executable came from (bundle entrypoint or `path:`), for argv[0] and messages
-    /// only: the helper runs the sealed memfd on [`PROGRAM_FD`], never this path.
+    /// only: the child runs the sealed memfd on [`PROGRAM_FD`], never this path.
     pub program: PathBuf,
     /// Arguments after argv[0].
     pub args: Vec<String>,
@@ -44,10 +36,6 @@ pub struct SandboxSpec {
     pub scratch_dir: PathBuf,
     /// Landlock rules.
     pub landlock: LandlockSpec,
-    /// Seccomp profile name (`profiles/seccomp/<name>.yaml`).
-    pub seccomp_profile: String,
-    /// Seccomp action for denied syscalls: `errno`, `trap`, `kill` or `log`.
-    pub seccomp_action: String,
-    /// The filter, compiled (and cached) by the agent: `struct sock_filter` instructions.
-    pub seccomp_filter: Vec<u8>,
+    /// The compiled seccomp filter (profile, action, network rules), installed last.
+    pub seccomp: CompiledFilter,
 }
