@@ -1019,6 +1019,9 @@ fn failures_are_warned_once_with_fields_and_recovery_is_logged() {
         .with_ansi(false)
         .finish();
     tracing::subscriber::with_default(subscriber, || {
+        // Another test thread may have hit a callsite first, with no subscriber interested, and
+        // had it cached as "never": recompute every callsite's interest with ours in place.
+        tracing::callsite::rebuild_interest_cache();
         let mut s = fixture_scraper(&fixture_config(dir.path()));
         for _ in 0..3 {
             s.scrape().unwrap();
