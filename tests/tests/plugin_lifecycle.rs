@@ -95,6 +95,18 @@ fn assert_plugin_fds(pid: u64, context: &str) {
         "{context}: plugin pid {pid} fds {fds:?}"
     );
     assert_eq!(fds[&0], "/dev/null", "{context}: {fds:?}");
+    // stdin is readable (EOF), like `Stdio::null()`: O_RDONLY in the access-mode bits.
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/0")).unwrap_or_default();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .unwrap_or(u32::MAX);
+    assert_eq!(
+        flags & libc::O_ACCMODE as u32,
+        libc::O_RDONLY as u32,
+        "{context}: stdin flags {info}"
+    );
     assert!(
         fds[&1].starts_with("pipe:") && fds[&2].starts_with("pipe:"),
         "{context}: {fds:?}"

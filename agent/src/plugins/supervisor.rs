@@ -5,10 +5,10 @@ use super::config::PluginConfig;
 use super::control::ControlChannel;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{CgroupDriver, PluginCgroup};
-use super::sandbox::exec::SANDBOX_FAILED;
 use super::sandbox::landlock::LandlockSpec;
 use super::sandbox::seccomp;
 use super::sandbox::spawn::{self, Spawned};
+use super::sandbox::spawner::{self, SpawnRequest};
 use super::sandbox::spec::SandboxSpec;
 use serde::Serialize;
 use srediag_plugin_sdk::control::{AgentMsg, PROTOCOL_VERSION, PluginMsg};
@@ -71,7 +71,7 @@ pub struct StartupPhases {
     pub scratch: f64,
     /// Seccomp filter, Landlock check, control socket and data-path rings.
     pub prepare: f64,
-    /// `clone3` into the namespaces and the sandbox steps, up to the plugin's `execveat`.
+    /// The clone into the namespaces and the sandbox steps, up to the plugin's `execveat`.
     pub spawn: f64,
     /// The plugin's own start and the handshake, up to `ready`.
     pub handshake: f64,
@@ -608,15 +608,30 @@ impl Supervisor {
             }
         };
         let oom_before = cg.oom_kills().unwrap_or(0);
-        let data_fds = prepared
-            .as_ref()
-            .map(|p| (p.to_plugin.memfd(), p.from_plugin.memfd()));
+        let request = (|| -> std::io::Result<SpawnRequest> {
+            Ok(SpawnRequest {
+                spec,
+                control: plugin_end,
+                program: loaded.exe.fd().try_clone_to_owned()?,
+                data: match &prepared {
+                    Some(p) => Some((
+                        p.to_plugin.memfd().try_clone_to_owned()?,
+                        p.from_plugin.memfd().try_clone_to_owned()?,
+                    )),
+                    None => None,
+                },
+            })
+        })();
         laps.phases.prepare = laps.lap();
+        let spawned = match request {
+            Ok(r) => spawner::spawn(r).await,
+            Err(e) => Err(e),
+        };
         let Spawned {
             process: mut child,
             stdout,
             stderr,
-        } = match spawn::spawn(&spec, &plugin_end, loaded.exe.fd(), data_fds) {
+        } = match spawned {
             Ok(s) => s,
             Err(e) => {
                 self.load_failed();
@@ -626,7 +641,6 @@ impl Supervisor {
                 );
             }
         };
-        drop(plugin_end);
         laps.phases.spawn = laps.lap();
         let spawned = Instant::now();
         crate::bpf::plugin_started(&self.name, child.id(), || cg.pids());
@@ -982,7 +996,11 @@ impl Supervisor {
                 .with_label_values(&[&self.name])
                 .inc_by(oom);
         }
-        let code = status.and_then(spawn::status_code);
+        use std::os::unix::process::ExitStatusExt;
+        let (code, signal) = match status {
+            Some(s) => (s.code(), s.signal()),
+            None => (None, None),
+        };
         let detail = match status {
             Some(s) => format!("{s}"),
             None => "status unknown".into(),
@@ -1003,23 +1021,19 @@ impl Supervisor {
         if let End::Crashed("hang", d) = end {
             return End::Crashed("hang", d);
         }
-        match code {
-            Some(c) if c == 128 + libc::SIGSYS => End::Crashed(
+        // The plugin is the agent's own child: its status is its own exit code or the signal
+        // that killed it (a sandbox that could not be built never gets here: the spawn fails).
+        match (code, signal) {
+            (_, Some(libc::SIGSYS)) => End::Crashed(
                 "seccomp",
                 format!("{}: killed by its seccomp profile (SIGSYS)", codes::SECCOMP),
             ),
-            Some(c) if c == SANDBOX_FAILED => End::Crashed(
-                "sandbox",
-                format!(
-                    "{}: the sandbox could not be built (see the plugin's stderr above)",
-                    codes::SANDBOX
-                ),
-            ),
-            Some(0) => End::Crashed("exited", "exited with status 0 without being asked".into()),
-            Some(c) if c > 128 => End::Crashed(
-                "signal",
-                format!("{}: killed by signal {}", codes::CRASH, c - 128),
-            ),
+            (_, Some(n)) => {
+                End::Crashed("signal", format!("{}: killed by signal {n}", codes::CRASH))
+            }
+            (Some(0), _) => {
+                End::Crashed("exited", "exited with status 0 without being asked".into())
+            }
             _ => End::Crashed("crash", format!("{}: {detail}", codes::CRASH)),
         }
     }

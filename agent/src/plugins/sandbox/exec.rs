@@ -14,15 +14,21 @@
 //! 2. move the passed fds into place (0–3, 5–7) and mark every other fd close-on-exec;
 //!    `setsid`;
 //! 3. make `/` private, mount a fresh `/proc` (only the plugin's processes), set the hostname,
-//!    enter the scratch directory, lower `RLIMIT_NOFILE`, add the Landlock rule for the new
-//!    `/proc` (its inode exists only now);
+//!    enter the scratch directory, add the Landlock rules for paths under the new `/proc` (its
+//!    inodes exist only now), then lower `RLIMIT_NOFILE` (the child still holds a copy of the
+//!    agent's fd table, marked close-on-exec, so opening anything must come first);
 //! 4. drop groups, gid, uid and every capability set; `PR_SET_PDEATHSIG` (after the credential
 //!    change, which clears it); `no_new_privs`; Landlock; seccomp **last**;
 //! 5. `execveat(5, "", argv, envp, AT_EMPTY_PATH)`: fd 5 is the sealed memfd holding exactly the
 //!    verified bytes (`trust/sealed.rs`); no path is opened.
 //!
 //! A failing step writes its errno and name to the report pipe (close-on-exec: the agent reads
-//! EOF when the exec succeeded) and exits with [`SANDBOX_FAILED`].
+//! EOF when the exec succeeded) and exits with [`SANDBOX_FAILED`]. EOF alone also comes from a
+//! child killed before its exec (say, by a cgroup kill); the supervisor then sees it exit and
+//! classifies that status like any other.
+//!
+//! Only `libc::syscall` and plain wrappers run here: no cancellation-point wrappers (`write`,
+//! `open`, `close` of glibc touch the thread's `struct pthread`, which the child shares).
 
 use super::creds;
 use super::seccomp::CompiledFilter;
@@ -59,8 +65,8 @@ pub struct ChildPlan<'a> {
     pub last_cap: u32,
     /// The Landlock ruleset fd, or `None` when the kernel has no Landlock (degraded mode).
     pub landlock: Option<RawFd>,
-    /// Rights of the rule for the fresh `/proc` (0: no rule).
-    pub proc_access: u64,
+    /// Landlock rules the child adds itself (paths under its fresh `/proc`): path and rights.
+    pub deferred_rules: &'a [(&'a CStr, u64)],
     /// The seccomp filter, installed last.
     pub seccomp: &'a CompiledFilter,
     /// NULL-terminated argv.
@@ -98,9 +104,9 @@ pub fn run(plan: &ChildPlan<'_>) -> ! {
     buf[..4].copy_from_slice(&err.to_ne_bytes());
     let n = step.len().min(REPORT_LEN - 4);
     buf[4..4 + n].copy_from_slice(&step.as_bytes()[..n]);
-    // SAFETY: write and _exit are async-signal-safe; `buf` is on the stack.
+    // SAFETY: raw write and _exit; `buf` is on the stack.
     unsafe {
-        libc::write(plan.report, buf.as_ptr().cast(), 4 + n);
+        libc::syscall(libc::SYS_write, plan.report, buf.as_ptr(), 4 + n);
         libc::_exit(SANDBOX_FAILED)
     }
 }
@@ -137,6 +143,20 @@ fn setup(p: &ChildPlan<'_>) -> Step {
                 "reset signal handlers",
             )?;
         }
+        // The agent's alternate signal stack (kept by CLONE_VM|CLONE_VFORK) is not ours.
+        let off = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        ok(
+            libc::syscall(
+                libc::SYS_sigaltstack,
+                &off as *const libc::stack_t,
+                std::ptr::null_mut::<libc::stack_t>(),
+            ),
+            "sigaltstack",
+        )?;
         let empty: libc::sigset_t = std::mem::zeroed();
         ok(
             libc::syscall(
@@ -149,7 +169,7 @@ fn setup(p: &ChildPlan<'_>) -> Step {
             "signal mask",
         )?;
         for &fd in p.cgroup_procs {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+            if libc::syscall(libc::SYS_write, fd, b"0".as_ptr(), 1usize) != 1 {
                 return Err(("join cgroup", errno()));
             }
         }
@@ -199,6 +219,25 @@ fn setup(p: &ChildPlan<'_>) -> Step {
             libc::chdir(p.scratch.as_ptr()) as libc::c_long,
             "chdir to the scratch directory",
         )?;
+        if let Some(ruleset) = p.landlock {
+            for &(path, access) in p.deferred_rules {
+                let fd = libc::syscall(
+                    libc::SYS_openat,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    libc::O_PATH | libc::O_CLOEXEC,
+                );
+                if fd < 0 {
+                    if errno() == libc::ENOENT {
+                        continue; // like the agent's rules: a missing path is no error
+                    }
+                    return Err(("open a /proc path for its landlock rule", errno()));
+                }
+                let r = super::landlock::add_rule_raw(ruleset, fd as libc::c_int, access);
+                libc::syscall(libc::SYS_close, fd);
+                r.map_err(|e| ("landlock rule for a /proc path", e))?;
+            }
+        }
         let nofile = libc::rlimit {
             rlim_cur: p.nofile,
             rlim_max: p.nofile,
@@ -207,18 +246,6 @@ fn setup(p: &ChildPlan<'_>) -> Step {
             libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) as libc::c_long,
             "setrlimit(RLIMIT_NOFILE)",
         )?;
-        if let Some(ruleset) = p.landlock
-            && p.proc_access != 0
-        {
-            let fd = libc::open(
-                c"/proc".as_ptr(),
-                libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY,
-            );
-            ok(fd as libc::c_long, "open /proc for its landlock rule")?;
-            super::landlock::add_rule_raw(ruleset, fd, p.proc_access)
-                .map_err(|e| ("landlock rule for /proc", e))?;
-            libc::close(fd);
-        }
         creds::drop_to(p.uid, p.gid, p.last_cap)?;
         ok(
             libc::prctl(
@@ -242,6 +269,7 @@ fn setup(p: &ChildPlan<'_>) -> Step {
     }
     Ok(())
 }
+
 /// Executes the file open on `fd` (the sealed memfd) with `execveat(fd, "", argv, envp,
 /// AT_EMPTY_PATH)`, after marking `fd` close-on-exec so the plugin does not inherit it. Returns
 /// only on failure. Async-signal-safe (raw syscalls only): callable right after `fork`.
@@ -257,7 +285,7 @@ pub fn exec_fd(
     // SAFETY: fcntl on an fd number; execveat with NULL-terminated arrays (checked above) of C
     // strings the caller keeps alive, and an empty NUL-terminated path.
     unsafe {
-        if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) != 0 {
+        if libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFD, libc::FD_CLOEXEC) != 0 {
             return std::io::Error::last_os_error();
         }
         libc::syscall(

@@ -192,11 +192,18 @@ fn degraded(spec: &LandlockSpec, why: String) -> Result<Enforcement, LandlockErr
     }
 }
 
+/// `access` as a rule on `path` may carry it: directory rights only on directories.
+fn rights_for(path: &Path, access: u64) -> u64 {
+    if path.is_dir() {
+        access
+    } else {
+        access & FILE_RIGHTS
+    }
+}
+
 /// A ruleset ready to be enforced with [`Ruleset::restrict_self`].
 pub struct Ruleset {
     fd: OwnedFd,
-    /// The filesystem rights the ruleset handles (0 for an inert one).
-    handled_fs: u64,
     /// Full or degraded.
     pub enforcement: Enforcement,
 }
@@ -224,6 +231,23 @@ impl Ruleset {
     /// Builds the ruleset for `spec`. Paths that do not exist are skipped (a library directory
     /// missing on this distribution is not an error).
     pub fn build(spec: &LandlockSpec) -> Result<Ruleset, LandlockError> {
+        Self::build_inner(spec, None).map(|(rs, _)| rs)
+    }
+
+    /// Like [`build`](Self::build), but rules for paths beneath `deferred` (the plugin's own
+    /// `/proc`, mounted only in its child) are not added: they are returned with their rights,
+    /// for the child to add with [`add_rule_raw`] once the path names what the plugin will see.
+    pub fn build_deferring(
+        spec: &LandlockSpec,
+        deferred: &Path,
+    ) -> Result<(Ruleset, Vec<(PathBuf, u64)>), LandlockError> {
+        Self::build_inner(spec, Some(deferred))
+    }
+
+    fn build_inner(
+        spec: &LandlockSpec,
+        deferred: Option<&Path>,
+    ) -> Result<(Ruleset, Vec<(PathBuf, u64)>), LandlockError> {
         let abi = match abi_version() {
             Ok(v) if v >= 1 => v,
             // No Landlock at all: `enforcement` fails closed, or allows an inert ruleset.
@@ -232,7 +256,7 @@ impl Ruleset {
                     Enforcement::Degraded(w) => w,
                     Enforcement::Full { abi } => format!("landlock ABI {abi}"),
                 };
-                return degraded_or_fail(spec, why);
+                return degraded_or_fail(spec, why).map(|rs| (rs, Vec::new()));
             }
         };
         let enforcement = enforcement(spec)?;
@@ -273,34 +297,31 @@ impl Ruleset {
         }
         // SAFETY: a new fd owned by us.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let rs = Ruleset {
-            fd,
-            handled_fs,
-            enforcement,
-        };
+        let rs = Ruleset { fd, enforcement };
         let ro = fs::READ_FILE | fs::READ_DIR;
         let rw = handled_fs & !(fs::EXECUTE | fs::MAKE_CHAR | fs::MAKE_BLOCK);
+        let mut later = Vec::new();
         for (paths, access) in [
             (&spec.read_exec, ro | fs::EXECUTE),
             (&spec.read_only, ro),
             (&spec.read_write, rw | ro),
         ] {
             for p in paths {
-                if p.exists() {
-                    rs.allow(p, access & handled_fs)?;
+                if !p.exists() {
+                    continue;
+                }
+                let access = rights_for(p, access & handled_fs);
+                match deferred {
+                    Some(d) if p.starts_with(d) => later.push((p.clone(), access)),
+                    _ => rs.allow(p, access)?,
                 }
             }
         }
-        Ok(rs)
+        Ok((rs, later))
     }
 
     fn allow(&self, path: &Path, access: u64) -> Result<(), LandlockError> {
         let pfd = path_fd(path)?;
-        let access = if path.is_dir() {
-            access
-        } else {
-            access & FILE_RIGHTS
-        };
         let attr = PathBeneathAttr {
             allowed_access: access,
             parent_fd: pfd.as_raw_fd(),
@@ -351,7 +372,6 @@ fn degraded_or_fail(spec: &LandlockSpec, why: String) -> Result<Ruleset, Landloc
     let fd = path_fd(Path::new("/dev/null"))?;
     Ok(Ruleset {
         fd,
-        handled_fs: 0,
         enforcement: Enforcement::Degraded(why),
     })
 }
@@ -360,11 +380,6 @@ impl Ruleset {
     /// The ruleset's fd, for [`add_rule_raw`] and [`restrict_self_raw`] in the child.
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         self.fd.as_raw_fd()
-    }
-
-    /// The rights a read-only rule grants (what [`LandlockSpec::read_only`] paths get).
-    pub fn read_only_access(&self) -> u64 {
-        (fs::READ_FILE | fs::READ_DIR) & self.handled_fs
     }
 
     /// True when nothing can be enforced at all (no Landlock in the kernel).
@@ -403,4 +418,41 @@ pub fn restrict_self_raw(ruleset: libc::c_int) -> Result<(), i32> {
 fn errno() -> i32 {
     // SAFETY: errno is thread-local and always readable.
     unsafe { *libc::__errno_location() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_proc_are_left_to_the_child_with_their_rights() {
+        if let Err(e) = abi_version() {
+            eprintln!("skipping: this kernel has no landlock (errno {e})");
+            return;
+        }
+        let spec = LandlockSpec {
+            read_exec: vec!["/usr/lib".into()],
+            read_only: vec![
+                "/proc".into(),
+                "/proc/meminfo".into(),
+                "/etc/hostname".into(),
+                "/proc/no-such-file".into(),
+            ],
+            read_write: vec![],
+            network: false,
+            allow_degraded: true,
+        };
+        let (_rs, later) = Ruleset::build_deferring(&spec, Path::new("/proc")).unwrap();
+        assert_eq!(
+            later,
+            [
+                (PathBuf::from("/proc"), fs::READ_FILE | fs::READ_DIR),
+                // A file: directory rights are dropped, as for the agent's own rules.
+                (PathBuf::from("/proc/meminfo"), fs::READ_FILE),
+            ]
+        );
+        // Without deferral everything is added at once.
+        let (_rs, none) = Ruleset::build_inner(&spec, None).unwrap();
+        assert!(none.is_empty());
+    }
 }

@@ -6,4 +6,5 @@ pub mod exec;
 pub mod landlock;
 pub mod seccomp;
 pub mod spawn;
+pub mod spawner;
 pub mod spec;

@@ -12,8 +12,8 @@
 //! No helper process: the plugin is the agent's own child, so its exit status (exit code, or the
 //! signal that killed it, e.g. SIGSYS from seccomp) is read directly through the pidfd.
 //!
-//! Invariant: spawn from a long-lived thread (a tokio worker, never `spawn_blocking`):
-//! `PR_SET_PDEATHSIG` fires when the *thread* that forked exits.
+//! Invariant: call [`spawn`] only from a thread that lives as long as the agent (the spawner
+//! thread, `spawner.rs`): `PR_SET_PDEATHSIG` fires when the *thread* that cloned exits.
 
 use super::exec::{self, ChildPlan, REPORT_LEN, SANDBOX_FAILED};
 use super::landlock::{LandlockSpec, Ruleset};
@@ -123,10 +123,10 @@ impl PluginProcess {
             return Ok(None);
         }
         // The wait(2) encoding ExitStatus understands: code << 8, or the signal number.
-        let raw = if code == libc::CLD_EXITED {
-            (status & 0xff) << 8
-        } else {
-            status & 0x7f
+        let raw = match code {
+            libc::CLD_EXITED => (status & 0xff) << 8,
+            libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+            _ => status & 0x7f,
         };
         let s = ExitStatus::from_raw(raw);
         self.status = Some(s);
@@ -141,11 +141,6 @@ impl Drop for PluginProcess {
             let _ = self.kill_and_wait();
         }
     }
-}
-
-/// What a status means as the old helper's exit code: `code`, or 128 + the signal.
-pub fn status_code(s: ExitStatus) -> Option<i32> {
-    s.code().or_else(|| s.signal().map(|n| 128 + n))
 }
 
 fn dup_high(fd: RawFd) -> std::io::Result<OwnedFd> {
@@ -180,16 +175,22 @@ fn open_write(p: &Path) -> std::io::Result<OwnedFd> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("open {}: {e}", p.display())))
 }
 
-/// The Landlock ruleset without the `/proc` rule (the child adds it for its own, fresh `/proc`:
-/// a rule on the agent's would not cover it), and the rights that rule gets.
-fn landlock(spec: &LandlockSpec) -> std::io::Result<(Ruleset, u64)> {
-    let mut parent = spec.clone();
-    let before = parent.read_only.len();
-    parent.read_only.retain(|p| p != Path::new("/proc"));
-    let wants_proc = parent.read_only.len() != before;
-    let rs = Ruleset::build(&parent).map_err(std::io::Error::other)?;
-    let access = if wants_proc { rs.read_only_access() } else { 0 };
-    Ok((rs, access))
+/// The Landlock ruleset without the rules for paths under `/proc` (the child adds those for its
+/// own, fresh `/proc`: a rule on the agent's procfs would not cover it), and those rules.
+fn landlock(spec: &LandlockSpec) -> std::io::Result<(Ruleset, Vec<(CString, u64)>)> {
+    let (rs, later) =
+        Ruleset::build_deferring(spec, Path::new("/proc")).map_err(std::io::Error::other)?;
+    let later = later
+        .into_iter()
+        .map(|(p, a)| Ok((cstring(p.as_os_str().as_bytes())?, a)))
+        .collect::<std::io::Result<_>>()?;
+    Ok((rs, later))
+}
+
+fn open_read(p: &Path) -> std::io::Result<OwnedFd> {
+    std::fs::File::open(p)
+        .map(OwnedFd::from)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("open {}: {e}", p.display())))
 }
 
 /// The child's stack: it shares the agent's memory (`CLONE_VM`) but not its stack. Mapped per
@@ -271,8 +272,12 @@ pub fn spawn(
         .map(|p| open_write(p).and_then(|f| dup_high(f.as_raw_fd())))
         .collect::<std::io::Result<Vec<_>>>()?;
     let cgroup_raw: Vec<RawFd> = cgroups.iter().map(|f| f.as_raw_fd()).collect();
-    let (ruleset, proc_access) = landlock(&spec.landlock)?;
-    let null = dup_high(open_write(Path::new("/dev/null"))?.as_raw_fd())?;
+    let (ruleset, deferred) = landlock(&spec.landlock)?;
+    // Above 100 like every fd the child uses, so no dup2 below can land on it.
+    let ruleset_fd = dup_high(ruleset.raw_fd())?;
+    let deferred_rules: Vec<(&std::ffi::CStr, u64)> =
+        deferred.iter().map(|(p, a)| (p.as_c_str(), *a)).collect();
+    let null = dup_high(open_read(Path::new("/dev/null"))?.as_raw_fd())?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
@@ -326,8 +331,8 @@ pub fn spawn(
         uid: spec.uid,
         gid: spec.gid,
         last_cap: super::creds::last_cap(),
-        landlock: (!ruleset.is_inert()).then(|| ruleset.raw_fd()),
-        proc_access,
+        landlock: (!ruleset.is_inert()).then(|| ruleset_fd.as_raw_fd()),
+        deferred_rules: &deferred_rules,
         seccomp: &spec.seccomp,
         argv: &argv_p,
         envp: &envp_p,
@@ -350,13 +355,22 @@ pub fn spawn(
     }
     let stack = ChildStack::new()?;
     let mut pidfd: libc::c_int = -1;
-    // SAFETY: sigset operations on local values; pthread_sigmask on the calling thread.
-    let old_mask = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        old
+    // Dropping credentials in the child goes through commit_creds, which resets the dumpable
+    // flag of the memory it runs on: with CLONE_VM that is the agent's. Restored below.
+    // SAFETY: prctl with scalar arguments.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    // Raw rt_sigprocmask: glibc's wrappers leave its two internal signals unblocked.
+    let all: u64 = !0;
+    let mut old_mask: u64 = 0;
+    // SAFETY: rt_sigprocmask on the calling thread with 8-byte kernel sigsets on the stack.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            &mut old_mask as *mut u64,
+            8usize,
+        )
     };
     // SAFETY: the child runs `child_main` on `stack` with a pointer to `plan`; both outlive it
     // (CLONE_VFORK suspends this thread until the child execs or exits). CLONE_PIDFD stores the
@@ -371,8 +385,19 @@ pub fn spawn(
         )
     };
     let clone_err = std::io::Error::last_os_error();
-    // SAFETY: restoring this thread's previous mask.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    // SAFETY: restoring this thread's previous mask and the process's dumpable flag.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old_mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+        if dumpable >= 0 {
+            libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong, 0, 0, 0);
+        }
+    }
     drop(stack);
     if pid < 0 {
         return Err(clone_err);
@@ -385,7 +410,7 @@ pub fn spawn(
         status: None,
     };
     // The child holds its own copies now.
-    drop((report_w, passed, cgroups, ruleset));
+    drop((report_w, passed, cgroups, ruleset_fd, ruleset));
     let mut report = [0u8; REPORT_LEN];
     let mut n = 0;
     let file = std::fs::File::from(report_r);
@@ -414,11 +439,11 @@ pub fn spawn(
     Err(std::io::Error::new(
         err.kind(),
         format!(
-            "sandbox step {step:?} failed: {err} (child exit {})",
-            match status.ok().and_then(status_code) {
-                Some(c) if c == SANDBOX_FAILED => "SANDBOX_FAILED".to_string(),
-                Some(c) => c.to_string(),
-                None => "unknown".into(),
+            "sandbox step {step:?} failed: {err} (child {})",
+            match status {
+                Ok(s) if s.code() == Some(SANDBOX_FAILED) => "exited".to_string(),
+                Ok(s) => s.to_string(),
+                Err(e) => format!("not reaped: {e}"),
             }
         ),
     ))
