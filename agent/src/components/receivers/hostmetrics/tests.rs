@@ -1018,10 +1018,12 @@ fn failures_are_warned_once_with_fields_and_recovery_is_logged() {
         .with_max_level(tracing::Level::INFO)
         .with_ansi(false)
         .finish();
+    // tracing-core caches a callsite's interest when it is first hit. While exactly one
+    // dispatcher is registered, it asks the *hitting thread's* default, so a callsite first hit
+    // by another test thread (no subscriber there) stays "never" for ours. A second live
+    // dispatcher makes it ask every registered one.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::subscriber::with_default(subscriber, || {
-        // Another test thread may have hit a callsite first, with no subscriber interested, and
-        // had it cached as "never": recompute every callsite's interest with ours in place.
-        tracing::callsite::rebuild_interest_cache();
         let mut s = fixture_scraper(&fixture_config(dir.path()));
         for _ in 0..3 {
             s.scrape().unwrap();
