@@ -307,6 +307,14 @@ fn fds_stay_clean_over_many_spawns() {
     let agent_pid = agent.pid() as u64;
     let first = wait_state(&admin, "tp", &["ready"], Duration::from_secs(20));
     assert_plugin_fds(first["pid"].as_u64().expect("pid"), "first start");
+    // Its own network namespace (it did not ask for the network), kept across restarts.
+    let netns = |pid: u64| fs::read_link(format!("/proc/{pid}/ns/net")).expect("ns/net");
+    let first_netns = netns(first["pid"].as_u64().expect("pid"));
+    assert_ne!(
+        first_netns,
+        netns(agent_pid),
+        "the plugin runs in the host's netns"
+    );
 
     // The plugin is the agent's direct child (no helper process in between).
     let children = |pid: u64| -> Vec<u64> {
@@ -358,6 +366,11 @@ fn fds_stay_clean_over_many_spawns() {
         if i % 50 == 0 || i == 10 {
             let pid = st["pid"].as_u64().expect("pid");
             assert_plugin_fds(pid, &format!("spawn {i}"));
+            assert_eq!(
+                netns(pid),
+                first_netns,
+                "spawn {i}: the plugin's netns is reused"
+            );
             agent_fds.push((i, fd_count(agent_pid)));
             let z = zombie_children(agent_pid);
             assert!(

@@ -10,7 +10,8 @@
 //! signal blocked. Order (each step needs the privileges the later ones drop):
 //!
 //! 1. reset every signal handler to the default (the agent's handlers must never run here),
-//!    empty the signal mask; join the plugin's cgroups (write `0` to each open `cgroup.procs`);
+//!    empty the signal mask; join the plugin's cgroups (write `0` to each open `cgroup.procs`)
+//!    and, when the spawner keeps one for this plugin, its empty network namespace (`setns`);
 //! 2. move the passed fds into place (0–3, 5–7) and mark every other fd close-on-exec;
 //!    `setsid`;
 //! 3. make `/` private, mount a fresh `/proc` (only the plugin's processes), set the hostname,
@@ -47,6 +48,8 @@ pub const REPORT_LEN: usize = 64;
 pub struct ChildPlan<'a> {
     /// Open (write-only) `cgroup.procs` files to join, in order.
     pub cgroup_procs: &'a [RawFd],
+    /// A network namespace to join (`setns`) rather than a new one from the clone.
+    pub netns: Option<RawFd>,
     /// `(from, to)`: fds to `dup2` into place (every `from` is ≥ 100, so none is overwritten).
     pub moves: &'a [(RawFd, RawFd)],
     /// Every fd from here up is close-on-exec (so is fd 4).
@@ -172,6 +175,12 @@ fn setup(p: &ChildPlan<'_>) -> Step {
             if libc::syscall(libc::SYS_write, fd, b"0".as_ptr(), 1usize) != 1 {
                 return Err(("join cgroup", errno()));
             }
+        }
+        if let Some(ns) = p.netns {
+            ok(
+                libc::syscall(libc::SYS_setns, ns, libc::CLONE_NEWNET),
+                "join the plugin's network namespace",
+            )?;
         }
         for &(from, to) in p.moves {
             ok(libc::dup2(from, to) as libc::c_long, "move fds")?;

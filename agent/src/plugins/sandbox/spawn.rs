@@ -259,11 +259,15 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 ///
 /// Preparation failures, or the sandbox step that failed in the child with its errno (e.g.
 /// `sandbox step "mount /proc": Operation not permitted`); the child is reaped.
+///
+/// `netns`: a network namespace the child joins (`setns`) instead of creating one, when the
+/// spec asks for its own network (see `spawner.rs`: one kept per plugin).
 pub fn spawn(
     spec: &SandboxSpec,
     control: &OwnedFd,
     program: BorrowedFd<'_>,
     data: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+    netns: Option<BorrowedFd<'_>>,
 ) -> std::io::Result<Spawned> {
     // Everything that allocates happens here, before the clone.
     let cgroups = spec
@@ -301,6 +305,10 @@ pub fn spawn(
     }
     let moves: Vec<(RawFd, RawFd)> = passed.iter().map(|(f, to)| (f.as_raw_fd(), *to)).collect();
     let first_closed: u32 = if data.is_some() { 8 } else { 6 };
+    let netns = match netns {
+        Some(fd) if spec.new_net => Some(dup_high(fd.as_raw_fd())?),
+        _ => None,
+    };
     let argv: Vec<CString> = std::iter::once(spec.program.as_os_str().as_bytes())
         .chain(spec.args.iter().map(|a| a.as_bytes()))
         .map(cstring)
@@ -323,6 +331,7 @@ pub fn spawn(
     let scratch = cstring(spec.scratch_dir.as_os_str().as_bytes())?;
     let plan = ChildPlan {
         cgroup_procs: &cgroup_raw,
+        netns: netns.as_ref().map(|f| f.as_raw_fd()),
         moves: &moves,
         first_closed,
         hostname: spec.hostname.as_bytes(),
@@ -350,7 +359,7 @@ pub fn spawn(
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::SIGCHLD;
-    if spec.new_net {
+    if spec.new_net && netns.is_none() {
         flags |= libc::CLONE_NEWNET;
     }
     let stack = ChildStack::new()?;
@@ -410,7 +419,7 @@ pub fn spawn(
         status: None,
     };
     // The child holds its own copies now.
-    drop((report_w, passed, cgroups, ruleset_fd, ruleset));
+    drop((report_w, passed, cgroups, ruleset_fd, ruleset, netns));
     let mut report = [0u8; REPORT_LEN];
     let mut n = 0;
     let file = std::fs::File::from(report_r);
