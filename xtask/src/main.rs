@@ -2,7 +2,8 @@
 //!
 //! - `deps`: install the Debian packages of `scripts/deps.txt` (as root) and the Python venv of
 //!   `tests/python/requirements.txt`;
-//! - `test`: what `.ci/run` runs: deps, fmt, clippy, build, `cargo test --workspace`;
+//! - `test`: what `.ci/run` runs: deps, fmt, clippy, flatc check, build, bundles, the ring's loom
+//!   models (`--cfg loom`, own target dir), `cargo test --workspace`;
 //! - `run [-- ARGS]`: build the release agent and the signed plugin bundles, and exec `srediag
 //!   run --plugin-dir … --trust-policy … --plugin-state … ARGS` (the development key);
 //! - `bundles [--release] [--source DIR]`: first-party plugins → signed bundles (`bundles.rs`);
@@ -231,6 +232,23 @@ fn test() -> Result<()> {
         })?;
         step(&mut times, "plugin bundles", || {
             bundles::bundles(false, &[]).map(|_| ())
+        })?;
+        // The ring's loom models need the SDK built with `--cfg loom` (loom's atomics): a
+        // separate target directory, so the normal build cache stays valid.
+        step(&mut times, "loom models", || {
+            run_cmd(
+                cargo()
+                    .args([
+                        "test",
+                        "-p",
+                        "srediag-plugin-sdk",
+                        "--release",
+                        "--lib",
+                        "ring::loom",
+                    ])
+                    .env("RUSTFLAGS", "--cfg loom")
+                    .env("CARGO_TARGET_DIR", root.join("target/loom")),
+            )
         })?;
         step(&mut times, "cargo test", || {
             let bin = root.join("target/debug/srediag");

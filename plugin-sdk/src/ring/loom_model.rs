@@ -18,6 +18,12 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(3),
     );
+    if let Some(n) = std::env::var("LOOM_MAX_BRANCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        b.max_branches = n;
+    }
     b.check(f);
 }
 
