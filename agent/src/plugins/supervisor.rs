@@ -657,7 +657,7 @@ impl Supervisor {
             Ok(fd) => fd,
             Err(e) => {
                 let _ = cg.kill_all();
-                let _ = child.wait();
+                let _ = reap(&mut child).await;
                 return End::Failed("start", format!("pidfd: {e}"));
             }
         };
@@ -665,7 +665,7 @@ impl Supervisor {
             Ok(c) => c,
             Err(e) => {
                 let _ = cg.kill_all();
-                let _ = child.wait();
+                let _ = reap(&mut child).await;
                 return End::Failed("start", format!("control socket: {e}"));
             }
         };
@@ -685,12 +685,12 @@ impl Supervisor {
                 // its status says why.
                 let _ = tokio::time::timeout(Duration::from_millis(500), exited.readable()).await;
                 let _ = cg.kill_all();
-                let status = reap(&mut child);
+                let status = reap(&mut child).await;
                 return self.classify(end, status, cg, oom_before);
             }
             Err(_) => {
                 let _ = cg.kill_all();
-                let _ = reap(&mut child);
+                let _ = reap(&mut child).await;
                 self.load_failed();
                 return End::Failed(
                     "start",
@@ -716,7 +716,7 @@ impl Supervisor {
             && let Err(e) = link.attach(p)
         {
             let _ = cg.kill_all();
-            let _ = reap(&mut child);
+            let _ = reap(&mut child).await;
             return End::Failed("start", format!("{}: data path: {e}", codes::SANDBOX));
         }
         if let Some(m) = &loaded.manifest {
@@ -819,25 +819,25 @@ impl Supervisor {
                 r = requests.recv() => match r {
                     Some(Request::Stop(done)) => {
                         self.graceful_stop(&ctl, &exited, cg, &child).await;
-                        let _ = reap(&mut child);
+                        let _ = reap(&mut child).await;
                         return End::Stopped(Some(done));
                     }
                     Some(Request::Restart) => {
                         let at = Instant::now();
                         self.graceful_stop(&ctl, &exited, cg, &child).await;
-                        let _ = reap(&mut child);
+                        let _ = reap(&mut child).await;
                         return End::Restart(at);
                     }
                     None => {
                         self.graceful_stop(&ctl, &exited, cg, &child).await;
-                        let _ = reap(&mut child);
+                        let _ = reap(&mut child).await;
                         return End::Stopped(None);
                     }
                 }
             }
         };
         let _ = cg.kill_all();
-        let status = reap(&mut child);
+        let status = reap(&mut child).await;
         self.classify(end, status, cg, oom_before)
     }
 
@@ -1039,16 +1039,23 @@ impl Supervisor {
     }
 }
 
-fn reap(child: &mut spawn::PluginProcess) -> Option<std::process::ExitStatus> {
-    // The pidfd said it exited (or its cgroup was killed): wait is immediate or very short.
-    for _ in 0..200 {
+/// The plugin's exit status, once it exited (or its cgroup was killed): polls without blocking
+/// the runtime for up to 1 s, then SIGKILLs it; a process that still does not exit (stuck in
+/// the kernel) is left to the handle's drop, which reaps it on another thread.
+async fn reap(child: &mut spawn::PluginProcess) -> Option<std::process::ExitStatus> {
+    for i in 0..200 {
         match child.try_wait() {
             Ok(Some(s)) => return Some(s),
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                if i == 100 {
+                    let _ = child.signal(libc::SIGKILL);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             Err(_) => return None,
         }
     }
-    child.kill_and_wait().ok()
+    None
 }
 
 fn cleanup(cg: &dyn PluginCgroup, scratch: Option<&Path>) {

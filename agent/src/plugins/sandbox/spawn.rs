@@ -136,9 +136,36 @@ impl PluginProcess {
 
 impl Drop for PluginProcess {
     fn drop(&mut self) {
-        // Never leave a zombie or a running plugin behind a dropped handle.
-        if self.status.is_none() {
-            let _ = self.kill_and_wait();
+        // Never leave a zombie or a running plugin behind a dropped handle, and never block the
+        // dropping thread (an async worker) on a process stuck in the kernel: kill it, reap it
+        // at once if it is gone, else on a short-lived thread.
+        if self.status.is_some() {
+            return;
+        }
+        let _ = self.signal(libc::SIGKILL);
+        if let Ok(Some(_)) = self.try_wait() {
+            return;
+        }
+        let Ok(pidfd) = self.pidfd.try_clone() else {
+            return;
+        };
+        self.status = Some(ExitStatus::from_raw(0)); // the thread below owns the reaping now
+        let pid = self.pid;
+        let spawned = std::thread::Builder::new()
+            .name("srediag-reap".into())
+            .spawn(move || {
+                let mut orphan = PluginProcess {
+                    pid,
+                    pidfd,
+                    status: None,
+                };
+                let _ = orphan.wait();
+            });
+        if spawned.is_err() {
+            tracing::warn!(
+                pid = self.pid,
+                "cannot start a thread to reap a killed plugin; it stays a zombie until the agent exits"
+            );
         }
     }
 }
