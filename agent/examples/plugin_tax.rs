@@ -117,10 +117,15 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
         let cfg: PluginConfig = serde_yaml::from_str(&yaml).expect("plugin config");
         let mut plugins = Plugins::new();
         plugins.insert("vectorhashprocessor".into(), cfg.clone());
+        let ledgers = srediag::plugins::ledger::ledgers(
+            &plugins,
+            &srediag::plugins::ledger::LedgerMetrics::new(None),
+        );
         let link = Arc::new(Link::new(
             "vectorhashprocessor",
             cfg.data_path.clone(),
             DataPathMetrics::new(None),
+            ledgers["vectorhashprocessor"].clone(),
         ));
         let mut links = Links::new();
         links.insert("vectorhashprocessor".into(), link.clone());
@@ -134,12 +139,12 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
             trust_policy: dir.path().join("trust.yaml"),
             state_file: dir.path().join("plugin-versions.json"),
         };
-        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links)
+        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links, &ledgers)
             .expect("plugin manager (root needed)");
         let deadline = Instant::now() + Duration::from_secs(20);
         let pid = loop {
             let st = manager.list();
-            if let Some(p) = st.first().filter(|s| s.state == "ready").and_then(|s| s.pid) {
+            if let Some(p) = st.first().filter(|s| s.state == srediag::plugins::supervisor::PluginState::Ready).and_then(|s| s.pid) {
                 break p;
             }
             assert!(
@@ -183,7 +188,7 @@ struct Served {
     _dir: tempfile::TempDir,
     manager: Manager,
     link: Arc<Link>,
-    answers: tokio::sync::mpsc::UnboundedReceiver<Output>,
+    answers: tokio::sync::mpsc::Receiver<Output>,
 }
 
 async fn serve(bin: &str) -> Served {
@@ -193,10 +198,15 @@ async fn serve(bin: &str) -> Served {
     let cfg: PluginConfig = serde_yaml::from_str(&yaml).expect("plugin config");
     let mut plugins = Plugins::new();
     plugins.insert("vectorhashprocessor".into(), cfg.clone());
+    let ledgers = srediag::plugins::ledger::ledgers(
+        &plugins,
+        &srediag::plugins::ledger::LedgerMetrics::new(None),
+    );
     let link = Arc::new(Link::new(
         "vectorhashprocessor",
         cfg.data_path.clone(),
         DataPathMetrics::new(None),
+        ledgers["vectorhashprocessor"].clone(),
     ));
     let mut links = Links::new();
     links.insert("vectorhashprocessor".into(), link.clone());
@@ -209,15 +219,20 @@ async fn serve(bin: &str) -> Served {
         trust_policy: dir.path().join("trust.yaml"),
         state_file: dir.path().join("plugin-versions.json"),
     };
-    let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links)
-        .expect("plugin manager (root needed)");
+    let manager = Manager::start(
+        &plugins,
+        PluginMetrics::new(&registry),
+        &bundles,
+        &links,
+        &ledgers,
+    )
+    .expect("plugin manager (root needed)");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let st = manager.list();
-        if st
-            .first()
-            .is_some_and(|s| s.state == "ready" && s.pid.is_some())
-        {
+        if st.first().is_some_and(|s| {
+            s.state == srediag::plugins::supervisor::PluginState::Ready && s.pid.is_some()
+        }) {
             break;
         }
         assert!(

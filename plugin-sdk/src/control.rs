@@ -95,6 +95,20 @@ pub enum PluginMsg {
     ShutdownAck {},
 }
 
+impl PluginMsg {
+    /// The message's `type` word (for logs: never the plugin's whole message).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginMsg::Hello { .. } => "hello",
+            PluginMsg::Ready {} => "ready",
+            PluginMsg::HeartbeatAck { .. } => "heartbeat_ack",
+            PluginMsg::InvokeResult { .. } => "invoke_result",
+            PluginMsg::Error { .. } => "error",
+            PluginMsg::ShutdownAck {} => "shutdown_ack",
+        }
+    }
+}
+
 /// Agent → plugin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

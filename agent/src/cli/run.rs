@@ -45,16 +45,21 @@ pub fn execute(
             )
         })?;
         tokio::spawn(telemetry::serve(listener, telemetry.clone()));
+        let ledgers = crate::plugins::ledger::ledgers(
+            &config.plugins,
+            &crate::plugins::ledger::LedgerMetrics::new(Some(&telemetry.registry)),
+        );
         let links = crate::plugins::datapath::links(
             &config,
             &crate::plugins::datapath::DataPathMetrics::new(Some(&telemetry.registry)),
+            &ledgers,
         );
         let service = pipeline::start(&config, telemetry.clone(), &links).await.map_err(build_failure)?;
         if !config.plugins.is_empty() {
             crate::bpf::start(&telemetry.registry); // eBPF observers of the plugins (degrade, never fail)
         }
         let metrics = PluginMetrics::new(&telemetry.registry);
-        let manager = Arc::new(Manager::start(&config.plugins, metrics, &config.service.bundles, &links).map_err(|e| match e {
+        let manager = Arc::new(Manager::start(&config.plugins, metrics, &config.service.bundles, &links, &ledgers).map_err(|e| match e {
             ManagerError::NotRoot(_) => Failure::new(exit::NO_PERM, e.to_string()),
             ManagerError::Cgroup(_) => Failure::new(exit::UNAVAILABLE, e.to_string()),
         })?);

@@ -185,9 +185,22 @@ pub struct DataPathConfig {
     /// sleeps at once.
     #[serde(with = "humantime_serde")]
     pub spin: Duration,
-    /// Malformed frames or impossible ring indices from the plugin before it is quarantined.
-    /// Default 16.
+    /// Violations by the plugin before it is quarantined (SRD-P009): malformed frames or
+    /// impossible ring indices, answers to batches not in flight, malformed or flooding control
+    /// messages, unrequested heartbeat answers, wake-up floods. Default 16. Exceeding
+    /// `max_output_ratio` quarantines at once.
     pub quarantine_after_malformed: u64,
+    /// How long the oldest batch sent to the plugin may stay unanswered (time the agent itself
+    /// could not take answers — its pipeline downstream was full — does not count). Past it the
+    /// incarnation ends as `hang` (SRD-P006): killed, restarted, its unanswered batches
+    /// re-delivered, `on_unavailable` applying while it is down. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub answer_timeout: Duration,
+    /// Output budget: the answers to one batch may hold at most this many times its records
+    /// (plus 64) and this many times its encoded bytes (plus 64 KiB). More is a violation that
+    /// quarantines the plugin at once (SRD-P009): a plugin must not turn a trickle of input into
+    /// a flood the agent pays for. Default 4.
+    pub max_output_ratio: u32,
     /// Probe-site sampling for the IPC latency observer: batches whose sequence number is a
     /// multiple of this fire the SDK's probe sites; 0 = off. Default 64 (B5: throughput on/off
     /// 0.99, within noise; every batch, 0.79). Changeable at run time
@@ -225,6 +238,8 @@ impl Default for DataPathConfig {
             max_in_flight: 32,
             spin: Duration::ZERO,
             quarantine_after_malformed: 16,
+            answer_timeout: Duration::from_secs(10),
+            max_output_ratio: 4,
             probe_sampling: 64,
             queue: crate::pipeline::QueueConfig::default(),
             on_unavailable: Unavailable::Block,
@@ -391,6 +406,24 @@ impl PluginConfig {
         if self.restart.quarantine_after == 0 {
             e.push((
                 "restart.quarantine_after".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.data_path.answer_timeout < Duration::from_millis(100) {
+            e.push((
+                "data_path.answer_timeout".into(),
+                "must be at least 100ms".into(),
+            ));
+        }
+        if self.data_path.max_output_ratio == 0 {
+            e.push((
+                "data_path.max_output_ratio".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.data_path.quarantine_after_malformed == 0 {
+            e.push((
+                "data_path.quarantine_after_malformed".into(),
                 "must be at least 1".into(),
             ));
         }

@@ -1,9 +1,10 @@
 //! Starts one supervisor per configured plugin, answers the admin socket, stops them all.
 
 use super::config::Plugins;
+use super::ledger::Ledgers;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{self, CgroupDriver};
-use super::supervisor::{PluginStatus, Request, Supervisor};
+use super::supervisor::{PluginState, PluginStatus, Request, Supervisor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,7 @@ impl Manager {
         metrics: PluginMetrics,
         bundles: &super::config::BundlesConfig,
         links: &crate::plugins::datapath::Links,
+        ledgers: &Ledgers,
     ) -> Result<Manager, ManagerError> {
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
@@ -111,7 +113,7 @@ impl Manager {
             let status = Arc::new(Mutex::new(PluginStatus {
                 name: name.clone(),
                 plugin_type: cfg.plugin_type.as_str().to_string(),
-                state: "starting".into(),
+                state: PluginState::Starting,
                 ..Default::default()
             }));
             let (tx, rx) = mpsc::channel(8);
@@ -124,6 +126,14 @@ impl Manager {
                 scratch_root: scratch_root.clone(),
                 trust: trust.clone(),
                 link: links.get(name).cloned(),
+                ledger: match ledgers.get(name) {
+                    Some(l) => l.clone(),
+                    None => Arc::new(super::ledger::Ledger::new(
+                        name,
+                        cfg.data_path.quarantine_after_malformed,
+                        &super::ledger::LedgerMetrics::new(None),
+                    )),
+                },
                 last_load: Mutex::new(None),
             };
             tokio::spawn(sup.run(rx));

@@ -1,22 +1,9 @@
 //! Plugin metrics (seed §8, Prometheus names).
 
+use super::supervisor::PluginState;
 use prometheus::{
     CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
-
-/// The states a plugin can be in (`srediag_plugin_state{state}`). `rejected`: its bundle did
-/// not verify (or its configuration widens the manifest); it waits for
-/// `srediag plugin restart NAME`, which verifies again.
-pub const STATES: [&str; 8] = [
-    "starting",
-    "ready",
-    "degraded",
-    "stopping",
-    "stopped",
-    "failed",
-    "quarantined",
-    "rejected",
-];
 
 /// `srediag_plugin_verification_total{result}` values: `ok` (trusted by a signature or the
 /// digest allowlist), `unsigned` (loaded only because the policy allows unsigned plugins), the
@@ -200,10 +187,10 @@ impl PluginMetrics {
     }
 
     /// Sets the state gauge of `name` to `state`.
-    pub fn set_state(&self, name: &str, state: &str) {
-        for s in STATES {
+    pub fn set_state(&self, name: &str, state: PluginState) {
+        for s in PluginState::ALL {
             self.state
-                .with_label_values(&[name, s])
+                .with_label_values(&[name, s.as_str()])
                 .set(i64::from(s == state));
         }
     }

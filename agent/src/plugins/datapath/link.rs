@@ -1,15 +1,29 @@
-//! One plugin's link: the in-flight window, sequence numbers, attach/detach per incarnation.
+//! One plugin's link: the in-flight window, sequence numbers, attach/detach per incarnation, the
+//! output budget and the answer timeout.
 
 use super::io;
 use super::metrics::DataPathMetrics;
 use crate::plugins::config::DataPathConfig;
+use crate::plugins::ledger::{Ledger, Violation};
 use srediag_plugin_sdk::control::DataPathInfo;
 use srediag_plugin_sdk::data::Records;
 use srediag_plugin_sdk::ring::{Ring, RingConfig, RingError, WakeMode};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// Outputs the reader may have handed to the stage and the stage not taken yet. Past it the
+/// reader waits (and stops reading the ring, so the plugin waits too): a plugin can never make
+/// the agent hold more than this many decoded answers, whatever it publishes.
+pub const OUTPUT_QUEUE: usize = 8;
+
+/// Records an answer may hold beyond `max_output_ratio` × the batch's records.
+const OUTPUT_SLACK_ITEMS: u64 = 64;
+
+/// Bytes an answer may hold beyond `max_output_ratio` × the batch's encoded size.
+const OUTPUT_SLACK_BYTES: u64 = 64 * 1024;
 
 /// What the link hands back to its pipeline stage.
 #[derive(Debug)]
@@ -31,8 +45,16 @@ struct InFlight {
     _permit: Arc<OwnedSemaphorePermit>,
     /// Items already forwarded from `Partial` answers (duplicated if the batch is re-sent).
     forwarded: u64,
+    /// Items and payload bytes answered so far by the current incarnation (the output budget).
+    answered_items: u64,
+    answered_bytes: u64,
+    /// Encoded size of the batch as last sent (the output budget's base).
+    sent_bytes: u64,
     /// Handed to an incarnation at least once (a re-send counts as a redelivery).
     sent: bool,
+    /// Since when the current incarnation owes an answer, and the link's paused time then.
+    since: Instant,
+    paused_then: Duration,
 }
 
 struct Attached {
@@ -46,6 +68,8 @@ struct Inner {
     next_seq: u64,
     in_flight: BTreeMap<u64, InFlight>,
     attached: Option<Attached>,
+    /// Why the current incarnation's I/O stopped while the plugin lives (the supervisor ends it).
+    broken: Option<String>,
 }
 
 /// The rings of an incarnation that is being started.
@@ -68,12 +92,13 @@ pub struct Link {
     pub cfg: DataPathConfig,
     inner: Mutex<Inner>,
     window: Arc<Semaphore>,
-    out_tx: mpsc::UnboundedSender<Output>,
-    out_rx: Mutex<Option<mpsc::UnboundedReceiver<Output>>>,
+    out_tx: mpsc::Sender<Output>,
+    out_rx: Mutex<Option<mpsc::Receiver<Output>>>,
     pub(super) metrics: DataPathMetrics,
-    violations: AtomicU64,
-    quarantined: AtomicBool,
-    quarantine: Notify,
+    pub(super) ledger: Arc<Ledger>,
+    /// Nanoseconds the reader spent waiting for the stage to take outputs (not the plugin's
+    /// fault: it does not count towards the answer timeout).
+    paused_ns: AtomicU64,
     probe_sampling: std::sync::atomic::AtomicU32,
 }
 
@@ -85,10 +110,49 @@ impl std::fmt::Debug for Link {
     }
 }
 
+/// Why a link says its incarnation must end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stall {
+    /// The oldest batch has been waiting for its answer too long.
+    Unanswered {
+        /// Its sequence number.
+        seq: u64,
+        /// How long (time the agent was not taking answers excluded).
+        waited: Duration,
+        /// `data_path.answer_timeout`.
+        timeout: Duration,
+    },
+    /// An I/O thread stopped while the plugin lives (the plugin closed or broke a ring).
+    Broken(String),
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stall::Unanswered {
+                seq,
+                waited,
+                timeout,
+            } => write!(
+                f,
+                "batch {seq} unanswered for {:.1}s (data_path.answer_timeout {timeout:?})",
+                waited.as_secs_f64()
+            ),
+            Stall::Broken(why) => write!(f, "{why}"),
+        }
+    }
+}
+
 impl Link {
     /// A link with nothing attached.
-    pub fn new(name: &str, cfg: DataPathConfig, metrics: DataPathMetrics) -> Link {
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
+    pub fn new(
+        name: &str,
+        cfg: DataPathConfig,
+        metrics: DataPathMetrics,
+        ledger: Arc<Ledger>,
+    ) -> Link {
+        let (out_tx, out_rx) = mpsc::channel(OUTPUT_QUEUE);
+        metrics.oldest.with_label_values(&[name]).set(0.0);
         Link {
             name: name.to_string(),
             window: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
@@ -98,9 +162,8 @@ impl Link {
             out_tx,
             out_rx: Mutex::new(Some(out_rx)),
             metrics,
-            violations: AtomicU64::new(0),
-            quarantined: AtomicBool::new(false),
-            quarantine: Notify::new(),
+            ledger,
+            paused_ns: AtomicU64::new(0),
         }
     }
 
@@ -108,8 +171,12 @@ impl Link {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn paused(&self) -> Duration {
+        Duration::from_nanos(self.paused_ns.load(Ordering::Relaxed))
+    }
+
     /// The stage's receiving end of the outputs (once).
-    pub fn take_output(&self) -> Option<mpsc::UnboundedReceiver<Output>> {
+    pub fn take_output(&self) -> Option<mpsc::Receiver<Output>> {
         self.out_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
@@ -143,9 +210,18 @@ impl Link {
                 records,
                 _permit: permit,
                 forwarded: 0,
+                answered_items: 0,
+                answered_bytes: 0,
+                sent_bytes: 0,
                 sent,
+                since: Instant::now(),
+                paused_then: self.paused(),
             },
         );
+        self.gauge(g);
+    }
+
+    fn gauge(&self, g: &Inner) {
         self.metrics
             .in_flight
             .with_label_values(&[&self.name])
@@ -168,6 +244,53 @@ impl Link {
     /// Batches sent and not answered.
     pub fn in_flight(&self) -> usize {
         self.lock().in_flight.len()
+    }
+
+    /// How long the oldest batch has been waiting for the current incarnation's answer (time
+    /// the agent was not taking answers excluded); zero when nothing is in flight or nothing is
+    /// attached. Also updates `srediag_plugin_ipc_oldest_in_flight_seconds`.
+    pub fn oldest(&self) -> Option<(u64, Duration)> {
+        let g = self.lock();
+        let paused = self.paused();
+        let oldest = match &g.attached {
+            Some(_) => g.in_flight.iter().next().map(|(seq, f)| {
+                let waited = f
+                    .since
+                    .elapsed()
+                    .saturating_sub(paused.saturating_sub(f.paused_then));
+                (*seq, waited)
+            }),
+            None => None,
+        };
+        self.metrics
+            .oldest
+            .with_label_values(&[&self.name])
+            .set(oldest.map(|(_, d)| d.as_secs_f64()).unwrap_or(0.0));
+        oldest
+    }
+
+    /// Whether the current incarnation must end: its I/O broke, or the oldest batch waited
+    /// longer than `data_path.answer_timeout`.
+    pub fn stall(&self) -> Option<Stall> {
+        if let Some(why) = self.lock().broken.clone() {
+            return Some(Stall::Broken(why));
+        }
+        match self.oldest() {
+            Some((seq, waited)) if waited > self.cfg.answer_timeout => Some(Stall::Unanswered {
+                seq,
+                waited,
+                timeout: self.cfg.answer_timeout,
+            }),
+            _ => None,
+        }
+    }
+
+    /// An I/O thread stopped for a reason the plugin caused, while the plugin lives.
+    pub(super) fn broken(&self, why: String) {
+        let mut g = self.lock();
+        if g.attached.is_some() && g.broken.is_none() {
+            g.broken = Some(why);
+        }
     }
 
     /// New rings for an incarnation about to be spawned.
@@ -196,7 +319,7 @@ impl Link {
     }
 
     /// Connects a ready incarnation: starts its I/O threads and re-sends every batch still in
-    /// flight (in `seq` order) before anything new.
+    /// flight (in `seq` order) before anything new. The answer clock of every batch starts now.
     pub fn attach(self: &Arc<Self>, p: Prepared) -> Result<(), RingError> {
         let to_plugin = Arc::new(p.to_plugin);
         let from_plugin = Arc::new(p.from_plugin);
@@ -208,22 +331,24 @@ impl Link {
             p.info,
             rx,
         )?;
+        let paused = self.paused();
         let mut g = self.lock();
         let mut resent = 0;
+        let mut dup = 0;
         for (seq, f) in g.in_flight.iter_mut() {
             let _ = tx.send((*seq, f.records.clone()));
             resent += u64::from(std::mem::replace(&mut f.sent, true));
+            dup += std::mem::take(&mut f.forwarded);
+            f.answered_items = 0;
+            f.answered_bytes = 0;
+            f.since = Instant::now();
+            f.paused_then = paused;
         }
         if resent > 0 {
             self.metrics
                 .redelivered
                 .with_label_values(&[&self.name])
                 .inc_by(resent);
-            let dup: u64 = g
-                .in_flight
-                .values_mut()
-                .map(|f| std::mem::take(&mut f.forwarded))
-                .sum();
             if dup > 0 {
                 self.metrics
                     .duplicates
@@ -232,6 +357,7 @@ impl Link {
             }
             tracing::info!(plugin = %self.name, batches = resent, "re-sending unanswered batches to the new incarnation");
         }
+        g.broken = None;
         g.attached = Some(Attached {
             to_io: tx,
             io: threads,
@@ -249,6 +375,11 @@ impl Link {
             a.io.stop_and_join();
             drop(a.rings);
         }
+        self.lock().broken = None;
+        self.metrics
+            .oldest
+            .with_label_values(&[&self.name])
+            .set(0.0);
     }
 
     /// Sets the probe sampling period on the current rings and future ones (0 = off).
@@ -267,129 +398,141 @@ impl Link {
         self.probe_sampling.load(Ordering::Relaxed)
     }
 
-    /// Resolves when the link decided the plugin must be quarantined (too many violations).
-    pub async fn quarantine_requested(&self) {
+    /// The plugin's ledger (violations, log budget).
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// The writer sent batch `seq` encoded in `bytes` bytes (the output budget's base).
+    pub(super) fn sent(&self, seq: u64, bytes: usize) {
+        if let Some(f) = self.lock().in_flight.get_mut(&seq) {
+            f.sent_bytes = bytes as u64;
+        }
+    }
+
+    /// Hands an output to the stage, waiting while the stage has [`OUTPUT_QUEUE`] untaken
+    /// (the time waited is the agent's, not the plugin's: it pauses the answer clock).
+    fn output(&self, mut o: Output) {
+        let mut waited_since: Option<Instant> = None;
         loop {
-            let n = self.quarantine.notified();
-            if self.quarantined.load(Ordering::SeqCst) {
-                return;
+            match self.out_tx.try_send(o) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    o = back;
+                    waited_since.get_or_insert_with(Instant::now);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => break, // the stage is gone
             }
-            n.await;
+        }
+        if let Some(t) = waited_since {
+            self.paused_ns
+                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
     }
 
-    /// Clears the quarantine request (an operator restarted the plugin).
-    pub fn clear_quarantine(&self) {
-        self.violations.store(0, Ordering::SeqCst);
-        self.quarantined.store(false, Ordering::SeqCst);
-    }
-
-    /// Peer violations counted so far (since the last quarantine reset).
-    pub fn violations(&self) -> u64 {
-        self.violations.load(Ordering::SeqCst)
-    }
-
-    /// A violation noticed outside the link (e.g. an answer of the wrong signal).
-    pub fn report_violation(&self, what: &str) {
-        self.violation(1, what);
-    }
-
-    /// Counts `n` violations by the plugin; may request quarantine.
-    pub(super) fn violation(&self, n: u64, what: &str) {
-        if n == 0 {
-            return;
-        }
-        self.metrics
-            .malformed
-            .with_label_values(&[&self.name])
-            .inc_by(n);
-        let total = self.violations.fetch_add(n, Ordering::SeqCst) + n;
-        tracing::warn!(plugin = %self.name, total, "data path violation: {what}");
-        if total >= self.cfg.quarantine_after_malformed
-            && !self.quarantined.swap(true, Ordering::SeqCst)
-        {
-            self.quarantine.notify_waiters();
-        }
-    }
-
-    /// The plugin answered `seq` (or part of it). Unknown `seq`: a violation.
-    pub(super) fn answer(&self, seq: u64, records: Records, last: bool) {
+    /// The plugin answered `seq` (or part of it) with `records` from a payload of `bytes` bytes.
+    /// Unknown `seq`: a violation. More than the output budget: a violation that quarantines.
+    /// Returns false when the answer was refused (the reader stops reading for a while).
+    pub(super) fn answer(&self, seq: u64, records: Records, bytes: usize, last: bool) -> bool {
         let items = records.items();
         {
             let mut g = self.lock();
             let Some(f) = g.in_flight.get_mut(&seq) else {
                 drop(g);
-                self.violation(1, &format!("answer to batch {seq}, which is not in flight"));
-                return;
+                self.ledger.record(Violation::UnknownBatch, 1, || {
+                    format!("answer to batch {seq}, which is not in flight")
+                });
+                return false;
             };
+            let ratio = u64::from(self.cfg.max_output_ratio);
+            let max_items = ratio
+                .saturating_mul(f.records.items())
+                .saturating_add(OUTPUT_SLACK_ITEMS);
+            let max_bytes = ratio
+                .saturating_mul(f.sent_bytes)
+                .saturating_add(OUTPUT_SLACK_BYTES);
+            f.answered_items = f.answered_items.saturating_add(items);
+            f.answered_bytes = f.answered_bytes.saturating_add(bytes as u64);
+            if f.answered_items > max_items || f.answered_bytes > max_bytes {
+                let (in_items, in_bytes) = (f.records.items(), f.sent_bytes);
+                let (out_items, out_bytes) = (f.answered_items, f.answered_bytes);
+                drop(g);
+                self.ledger.record(Violation::OutputBudget, 1, || {
+                    format!(
+                        "batch {seq} of {in_items} records ({in_bytes} bytes) answered with {out_items} records ({out_bytes} bytes) so far; data_path.max_output_ratio is {ratio}"
+                    )
+                });
+                return false;
+            }
             if last {
                 g.in_flight.remove(&seq);
-                self.metrics
-                    .in_flight
-                    .with_label_values(&[&self.name])
-                    .set(g.in_flight.len() as i64);
+                self.gauge(&g);
             } else {
                 f.forwarded += items;
             }
         }
         if items > 0 {
-            let _ = self.out_tx.send(Output::Records(records));
+            self.output(Output::Records(records));
         }
+        true
     }
 
     /// The plugin answered `seq` with one flag per item: forward the flagged items of our copy.
     /// A wrong number of flags is a violation (the batch stays in flight).
-    pub(super) fn keep(&self, seq: u64, flags: &[bool]) {
+    pub(super) fn keep(&self, seq: u64, flags: &[bool]) -> bool {
         let entry = {
             let mut g = self.lock();
             match g.in_flight.get(&seq) {
                 Some(f) if f.records.items() == flags.len() as u64 && f.forwarded == 0 => {
                     let e = g.in_flight.remove(&seq);
-                    self.metrics
-                        .in_flight
-                        .with_label_values(&[&self.name])
-                        .set(g.in_flight.len() as i64);
+                    self.gauge(&g);
                     e
                 }
                 Some(_) => None,
                 None => {
                     drop(g);
-                    self.violation(
-                        1,
-                        &format!("keep flags for batch {seq}, which is not in flight"),
-                    );
-                    return;
+                    self.ledger.record(Violation::UnknownBatch, 1, || {
+                        format!("keep flags for batch {seq}, which is not in flight")
+                    });
+                    return false;
                 }
             }
         };
         let Some(f) = entry else {
-            self.violation(
-                1,
-                &format!("keep flags for batch {seq} do not match its items"),
-            );
-            return;
+            self.ledger.record(Violation::UnknownBatch, 1, || {
+                format!("keep flags for batch {seq} do not match its items")
+            });
+            return false;
         };
         let records = Arc::try_unwrap(f.records).unwrap_or_else(|a| (*a).clone());
         if let Some(kept) = records.retain_items(flags)
             && kept.items() > 0
         {
-            let _ = self.out_tx.send(Output::Records(kept));
+            self.output(Output::Records(kept));
         }
+        true
     }
 
     /// The plugin refused batch `seq`: its records are dropped and counted.
-    pub(super) fn failed(&self, seq: u64, reason: &str) {
+    pub(super) fn failed(&self, seq: u64, reason: &str) -> bool {
         let f = self.lock().in_flight.remove(&seq);
         match f {
             Some(f) => {
                 let items = f.records.items();
-                tracing::warn!(plugin = %self.name, seq, items, reason, "plugin refused a batch");
+                self.ledger.log().warn(
+                    crate::plugins::ledger::LogSource::Agent,
+                    &format!("plugin refused batch {seq} of {items} records: {reason}"),
+                );
                 self.drop_records(items, "failed");
+                true
             }
-            None => self.violation(
-                1,
-                &format!("failure report for batch {seq}, which is not in flight"),
-            ),
+            None => {
+                self.ledger.record(Violation::UnknownBatch, 1, || {
+                    format!("failure report for batch {seq}, which is not in flight")
+                });
+                false
+            }
         }
     }
 
@@ -418,6 +561,6 @@ impl Link {
             .dropped
             .with_label_values(&[&self.name, reason])
             .inc_by(items);
-        let _ = self.out_tx.send(Output::Dropped { items, reason });
+        self.output(Output::Dropped { items, reason });
     }
 }

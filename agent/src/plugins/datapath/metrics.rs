@@ -1,6 +1,6 @@
 //! Data-path metrics, per plugin.
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Counters of every link.
 #[derive(Clone)]
@@ -14,14 +14,14 @@ pub struct DataPathMetrics {
     /// `srediag_plugin_ipc_duplicate_records_total{plugin}`: records forwarded twice because a
     /// plugin died between parts of a split answer.
     pub duplicates: IntCounterVec,
-    /// `srediag_plugin_ipc_malformed_frames_total{plugin}`: peer violations (bad frames, indices,
-    /// undecodable batches, answers to unknown batches).
-    pub malformed: IntCounterVec,
     /// `srediag_plugin_ipc_dropped_records_total{plugin,reason}`: `failed` (the plugin refused
     /// the batch) or `oversize` (one record larger than a frame).
     pub dropped: IntCounterVec,
     /// `srediag_plugin_ipc_in_flight_batches{plugin}`.
     pub in_flight: IntGaugeVec,
+    /// `srediag_plugin_ipc_oldest_in_flight_seconds{plugin}`: how long the oldest batch has
+    /// waited for the plugin's answer (updated every heartbeat interval).
+    pub oldest: GaugeVec,
     /// `srediag_plugin_ipc_bypassed_records_total{plugin}`: passed on unprocessed while the
     /// plugin was unavailable (`on_unavailable: bypass`).
     pub bypassed: IntCounterVec,
@@ -48,7 +48,19 @@ impl DataPathMetrics {
         if let Some(r) = r {
             let _ = r.register(Box::new(in_flight.clone()));
         }
+        let oldest = GaugeVec::new(
+            Opts::new(
+                "srediag_plugin_ipc_oldest_in_flight_seconds",
+                "How long the oldest batch sent to a plugin has waited for its answer.",
+            ),
+            &["plugin"],
+        )
+        .expect("valid metric");
+        if let Some(r) = r {
+            let _ = r.register(Box::new(oldest.clone()));
+        }
         DataPathMetrics {
+            oldest,
             batches: c(
                 "srediag_plugin_ipc_batches_total",
                 "Batches crossing the shared-memory data path, by direction.",
@@ -62,11 +74,6 @@ impl DataPathMetrics {
             duplicates: c(
                 "srediag_plugin_ipc_duplicate_records_total",
                 "Records forwarded twice because a plugin died between parts of a split answer.",
-                &["plugin"],
-            ),
-            malformed: c(
-                "srediag_plugin_ipc_malformed_frames_total",
-                "Malformed frames, impossible ring indices and answers to unknown batches from a plugin.",
                 &["plugin"],
             ),
             dropped: c(

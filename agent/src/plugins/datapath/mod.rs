@@ -11,14 +11,18 @@
 //! leading parts of a split result) are bounded by the window and counted.
 //!
 //! Everything the plugin writes is hostile: malformed frames, impossible indices, answers to a
-//! `seq` that is not in flight are counted, and past `quarantine_after_malformed` the link asks
-//! the supervisor to quarantine the plugin.
+//! `seq` that is not in flight, more output than `max_output_ratio` allows and wake-up floods are
+//! violations charged to the plugin's ledger, which asks the supervisor to quarantine it past
+//! `quarantine_after_malformed` (at once for the output budget). What the plugin can make the
+//! agent hold is bounded: the window (`max_in_flight` batches), [`OUTPUT_QUEUE`] decoded answers,
+//! and the budget per answer. A batch unanswered for `answer_timeout` (or an I/O thread the plugin
+//! broke) ends the incarnation as `hang`.
 
 mod io;
 mod link;
 mod metrics;
 
-pub use link::{Link, Output, Prepared};
+pub use link::{Link, OUTPUT_QUEUE, Output, Prepared, Stall};
 pub use metrics::DataPathMetrics;
 
 use std::collections::BTreeMap;
@@ -27,16 +31,27 @@ use std::sync::Arc;
 /// The links of every plugin a pipeline uses, by plugin name.
 pub type Links = BTreeMap<String, Arc<Link>>;
 
-/// Creates a link for each plugin that a pipeline references as `plugin/<name>`.
-pub fn links(config: &crate::config::Config, metrics: &DataPathMetrics) -> Links {
+/// Creates a link for each plugin that a pipeline references as `plugin/<name>`, charging it to
+/// the plugin's ledger.
+pub fn links(
+    config: &crate::config::Config,
+    metrics: &DataPathMetrics,
+    ledgers: &crate::plugins::ledger::Ledgers,
+) -> Links {
     let mut out = Links::new();
     for p in config.service.pipelines.values() {
         for id in p.receivers.iter().chain(&p.processors).chain(&p.exporters) {
             if let Some(name) = id.strip_prefix(PLUGIN_PREFIX)
                 && let Some(pc) = config.plugins.get(name)
+                && let Some(ledger) = ledgers.get(name)
             {
                 out.entry(name.to_string()).or_insert_with(|| {
-                    Arc::new(Link::new(name, pc.data_path.clone(), metrics.clone()))
+                    Arc::new(Link::new(
+                        name,
+                        pc.data_path.clone(),
+                        metrics.clone(),
+                        ledger.clone(),
+                    ))
                 });
             }
         }

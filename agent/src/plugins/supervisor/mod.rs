@@ -1,0 +1,429 @@
+//! One supervisor task per plugin: verify, prepare the sandbox, spawn, handshake, watch (pidfd,
+//! control socket, heartbeats, cgroup accounting, data-path progress), stop, restart with
+//! backoff, quarantine.
+//!
+//! One job per file: [`policy`] (restart and quarantine decisions, pure), [`start`] (verification,
+//! spawn, and the [`start::Running`] guard whose drop kills the incarnation), [`handshake`],
+//! [`watch`] (the loop, one method per event), [`end`] (how an incarnation ended, exit
+//! classification, error codes), [`status`] (what the operator sees), [`spec`] (the sandbox of an
+//! incarnation), [`output`] (stdout/stderr into the log, within the plugin's budgets).
+
+mod end;
+mod handshake;
+mod output;
+mod policy;
+mod spec;
+mod start;
+mod status;
+mod watch;
+
+pub use end::{ExitReason, codes};
+pub use handshake::handshake_text;
+pub use policy::backoff;
+pub use spec::limits;
+pub use status::{PluginState, PluginStatus, StartupPhases};
+pub use watch::MAX_CONTROL_PER_TICK;
+
+use super::config::PluginConfig;
+use super::ledger::Ledger;
+use super::metrics::PluginMetrics;
+use super::sandbox::cgroup::{CgroupDriver, PluginCgroup};
+use end::End;
+use policy::{RestartPolicy, Verdict};
+use status::Laps;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests to a supervisor.
+pub enum Request {
+    /// Stop (or leave quarantine) and start again now.
+    Restart,
+    /// Stop for good; answer when done.
+    Stop(oneshot::Sender<()>),
+}
+
+/// A supervisor's fixed inputs.
+pub struct Supervisor {
+    /// Plugin id.
+    pub name: String,
+    /// Settings.
+    pub cfg: PluginConfig,
+    /// Shared status for the admin socket.
+    pub status: Arc<Mutex<PluginStatus>>,
+    /// Metrics.
+    pub metrics: PluginMetrics,
+    /// cgroup driver.
+    pub cgroups: Arc<dyn CgroupDriver>,
+    /// Parent of the scratch directories (`/run/srediag/plugins`).
+    pub scratch_root: PathBuf,
+    /// The shared-memory data path, when a pipeline uses this plugin.
+    pub link: Option<Arc<crate::plugins::datapath::Link>>,
+    /// What the plugin costs the agent: its log budget and its violations.
+    pub ledger: Arc<Ledger>,
+    /// Trust policy, host facts, rollback marks (shared by all supervisors).
+    pub trust: Arc<super::loader::TrustContext>,
+    /// The last successful load and the fingerprint of what it verified: a restart of an
+    /// unchanged bundle reuses its sealed executable instead of copying and hashing it again.
+    pub last_load: Mutex<Option<(Vec<u64>, Arc<super::loader::Loaded>)>>,
+}
+
+/// What a parked supervisor (rejected, quarantined) was asked to do.
+enum Parked {
+    /// Start again (the operator's `plugin restart`).
+    Restart,
+    /// Stopped; the requester was answered.
+    Stopped,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Supervisor {
+    fn set(&self, f: impl FnOnce(&mut PluginStatus)) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+    }
+
+    /// Counts a start that failed (`srediag_plugin_load_total{status="failed"}`).
+    fn load_failed(&self) {
+        self.metrics
+            .load
+            .with_label_values(&[&self.name, "failed"])
+            .inc();
+    }
+
+    fn state(&self, state: PluginState) {
+        self.metrics.set_state(&self.name, state);
+        self.set(|s| s.state = state);
+    }
+
+    fn restarted(&self, reason: &str) {
+        self.metrics
+            .restarts
+            .with_label_values(&[&self.name, reason])
+            .inc();
+        self.set(|s| s.restarts += 1);
+    }
+
+    /// The incarnation is gone: no pid, no uptime, and how it ended.
+    fn ended(&self, last_exit: String) {
+        self.set(|s| {
+            s.last_exit = Some(last_exit);
+            s.pid = None;
+            s.uptime_seconds = None;
+        });
+    }
+
+    /// Waits in `state` until an operator restarts or stops the plugin.
+    async fn park(&self, state: PluginState, requests: &mut mpsc::Receiver<Request>) -> Parked {
+        self.state(state);
+        match requests.recv().await {
+            Some(Request::Restart) => Parked::Restart,
+            Some(Request::Stop(done)) => {
+                self.state(PluginState::Stopped);
+                let _ = done.send(());
+                Parked::Stopped
+            }
+            None => Parked::Stopped,
+        }
+    }
+
+    /// Runs until stopped.
+    pub async fn run(self, mut requests: mpsc::Receiver<Request>) {
+        let mut policy = RestartPolicy::new(self.cfg.restart.clone());
+        let mut restart_requested: Option<Instant> = None;
+        loop {
+            let started = Instant::now();
+            let end = self
+                .incarnation(&mut requests, restart_requested.take())
+                .await;
+            let ran = started.elapsed();
+            match end {
+                End::Stopped(done) => {
+                    self.state(PluginState::Stopped);
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+                End::Restart(at) => {
+                    self.restarted("requested");
+                    policy.reset_consecutive();
+                    restart_requested = Some(at);
+                }
+                End::Rejected(msg) => {
+                    tracing::error!(plugin = %self.name, "{msg}");
+                    self.ended(msg);
+                    match self.park(PluginState::Rejected, &mut requests).await {
+                        Parked::Restart => {
+                            restart_requested = Some(Instant::now());
+                            policy.reset();
+                        }
+                        Parked::Stopped => return,
+                    }
+                }
+                End::Quarantine(detail) => {
+                    tracing::error!(plugin = %self.name, %detail, "plugin quarantined");
+                    self.ended(format!("malformed: {detail}"));
+                    self.set(|s| s.error = Some(format!("{}: {detail}", codes::MALFORMED)));
+                    self.metrics
+                        .restarts
+                        .with_label_values(&[&self.name, "malformed"])
+                        .inc();
+                    match self.park(PluginState::Quarantined, &mut requests).await {
+                        Parked::Restart => {
+                            self.ledger.clear();
+                            restart_requested = Some(Instant::now());
+                            policy.reset();
+                            self.set(|s| s.restarts += 1);
+                        }
+                        Parked::Stopped => return,
+                    }
+                }
+                End::Crashed(reason, detail) => {
+                    tracing::error!(plugin = %self.name, reason = reason.as_str(), %detail, "plugin ended");
+                    self.ended(format!("{}: {detail}", reason.as_str()));
+                    match policy.crashed(Instant::now(), ran) {
+                        Verdict::Quarantine { crashes } => {
+                            let msg = format!(
+                                "{}: plugin {} quarantined after {crashes} crashes within {:?}; fix it, then `srediag plugin restart {}`",
+                                codes::QUARANTINE,
+                                self.name,
+                                self.cfg.restart.window,
+                                self.name
+                            );
+                            tracing::error!(plugin = %self.name, "{msg}");
+                            self.set(|s| s.error = Some(msg));
+                            match self.park(PluginState::Quarantined, &mut requests).await {
+                                Parked::Restart => {
+                                    restart_requested = Some(Instant::now());
+                                    policy.reset();
+                                    self.restarted("requested");
+                                }
+                                Parked::Stopped => return,
+                            }
+                        }
+                        Verdict::RetryAfter(wait) => {
+                            self.state(PluginState::Failed);
+                            tracing::info!(plugin = %self.name, reason = reason.as_str(), wait = ?wait, "restarting after backoff");
+                            tokio::select! {
+                                _ = tokio::time::sleep(wait) => {}
+                                r = requests.recv() => match r {
+                                    Some(Request::Stop(done)) => {
+                                        self.state(PluginState::Stopped);
+                                        let _ = done.send(());
+                                        return;
+                                    }
+                                    Some(Request::Restart) => {}
+                                    None => return,
+                                }
+                            }
+                            self.restarted(reason.as_str());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One start-to-end life of the plugin. Startup time counts everything: verification (or
+    /// its cache), cgroup, scratch directory, the clone and the sandbox steps, the plugin's exec
+    /// and its handshake.
+    async fn incarnation(
+        &self,
+        requests: &mut mpsc::Receiver<Request>,
+        restart_requested: Option<Instant>,
+    ) -> End {
+        let mut laps = Laps::new();
+        self.state(PluginState::Starting);
+        self.set(|s| {
+            s.error = None;
+            s.capabilities.clear();
+        });
+        let loaded = match self.verify() {
+            Ok(l) => l,
+            Err(end) => return end,
+        };
+        if let Some(m) = &loaded.manifest {
+            let v = m.version.clone();
+            self.set(|s| s.version = v);
+        }
+        laps.phases.verify = laps.lap();
+        let cg = match self
+            .cgroups
+            .create(&self.name, &limits(&loaded.sandbox.limits))
+        {
+            Ok(c) => c,
+            Err(e) => return self.start_failure(codes::SANDBOX, format!("cgroup: {e}")),
+        };
+        laps.phases.cgroup = laps.lap();
+        let scratch = match self.make_scratch() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let end = self.start_failure(
+                    codes::SANDBOX,
+                    format!(
+                        "scratch directory under {}: {e}",
+                        self.scratch_root.display()
+                    ),
+                );
+                self.clean_up(cg, None).await;
+                return end;
+            }
+        };
+        let dir = scratch.as_deref().unwrap_or(Path::new("/"));
+        let end = self
+            .run_in(&*cg, dir, &loaded, requests, restart_requested, laps)
+            .await;
+        if let Some(l) = &self.link {
+            // The process is gone: drain what it published, keep what it did not answer.
+            tokio::task::block_in_place(|| l.detach());
+        }
+        self.clean_up(cg, scratch).await;
+        crate::bpf::plugin_stopped(&self.name);
+        end
+    }
+
+    /// Removes an incarnation's cgroup and scratch directory off the async runtime (cgroup kill
+    /// rounds and a large scratch tree block).
+    async fn clean_up(&self, cg: Box<dyn PluginCgroup>, scratch: Option<PathBuf>) {
+        let done =
+            tokio::task::spawn_blocking(move || spec::cleanup(&*cg, scratch.as_deref())).await;
+        if let Err(e) = done {
+            tracing::warn!(plugin = %self.name, error = %e, "plugin cleanup task failed");
+        }
+    }
+
+    async fn run_in(
+        &self,
+        cg: &dyn PluginCgroup,
+        scratch: &Path,
+        loaded: &super::loader::Loaded,
+        requests: &mut mpsc::Receiver<Request>,
+        restart_requested: Option<Instant>,
+        mut laps: Laps,
+    ) -> End {
+        let mut run = match self.spawn(cg, scratch, loaded, &mut laps).await {
+            Ok(r) => r,
+            Err(end) => return end,
+        };
+        let hs = tokio::time::timeout(
+            self.cfg.heartbeat.startup_timeout,
+            self.handshake(&run.ctl, run.prepared.as_ref().map(|p| p.info)),
+        );
+        let hs = tokio::select! {
+            r = hs => r,
+            _ = run.exited.readable() => Ok(Err(End::Crashed(ExitReason::Crash, "exited before the handshake finished".into()))),
+        };
+        match hs {
+            Ok(Ok(())) => {}
+            Ok(Err(end)) => {
+                // Let the plugin finish dying on its own (e.g. SIGSYS) before the cgroup kill, so
+                // its status says why.
+                run.exit_within(std::time::Duration::from_millis(500)).await;
+                let status = run.kill_and_reap().await;
+                return self.classify(end, status, &run);
+            }
+            Err(_) => {
+                run.kill_and_reap().await;
+                self.load_failed();
+                return End::start_failed(format!(
+                    "{}: no ready within {:?}",
+                    codes::HANG,
+                    self.cfg.heartbeat.startup_timeout
+                ));
+            }
+        }
+        if let Some(p) = &run.prepared {
+            // Before the data path starts, so the first sampled batch is seen.
+            crate::bpf::ipc_started(
+                &self.name,
+                run.child.id(),
+                p.info.to_plugin_ring,
+                p.info.from_plugin_ring,
+            );
+        }
+        if let (Some(link), Some(p)) = (&self.link, run.prepared.take())
+            && let Err(e) = link.attach(p)
+        {
+            run.kill_and_reap().await;
+            return End::start_failed(format!("{}: data path: {e}", codes::SANDBOX));
+        }
+        self.ready(&run, loaded, &mut laps, restart_requested);
+        let end = self.watch(&mut run, requests).await;
+        if matches!(end, End::Stopped(_) | End::Restart(_)) {
+            return end; // stopped gracefully and reaped
+        }
+        let status = run.kill_and_reap().await;
+        self.classify(end, status, &run)
+    }
+
+    /// The handshake is done: the plugin is `ready`.
+    fn ready(
+        &self,
+        run: &start::Running<'_>,
+        loaded: &super::loader::Loaded,
+        laps: &mut Laps,
+        restart_requested: Option<Instant>,
+    ) {
+        if let Some(m) = &loaded.manifest {
+            // The signed manifest's version is what operators see; the plugin's own claim in
+            // the handshake is untrusted.
+            let said = self
+                .status
+                .lock()
+                .map(|s| s.version.clone())
+                .unwrap_or_default();
+            if said != m.version {
+                tracing::warn!(plugin = %self.name, manifest = %m.version, handshake = %said, "plugin reports another version than its signed manifest");
+            }
+            let v = m.version.clone();
+            self.set(|s| s.version = v);
+        }
+        self.metrics
+            .load
+            .with_label_values(&[&self.name, "loaded"])
+            .inc();
+        laps.phases.handshake = laps.lap();
+        let phases = laps.phases;
+        let startup = laps.started.elapsed();
+        self.metrics
+            .startup
+            .with_label_values(&[&self.name])
+            .observe(startup.as_secs_f64());
+        let pid = Some(run.child.id());
+        self.set(|s| {
+            s.pid = pid;
+            s.last_startup_ms = Some(startup.as_secs_f64() * 1e3);
+            s.last_startup_phases_ms = Some(phases);
+            if let Some(at) = restart_requested {
+                s.last_restart_ms = Some(at.elapsed().as_secs_f64() * 1e3);
+            }
+        });
+        self.state(PluginState::Ready);
+        tracing::info!(plugin = %self.name, pid = ?pid, ?startup, "plugin ready");
+    }
+
+    /// Classifies an ended incarnation, counting its OOM kills.
+    fn classify(
+        &self,
+        end: End,
+        status: Option<std::process::ExitStatus>,
+        run: &start::Running<'_>,
+    ) -> End {
+        let oom = end::oom_since(run.cg, run.oom_before);
+        if oom > 0 {
+            self.metrics
+                .oom_kills
+                .with_label_values(&[&self.name])
+                .inc_by(oom);
+        }
+        end::classify(end, status, oom, self.cfg.limits.memory_max)
+    }
+}

@@ -1,0 +1,241 @@
+//! Watching a ready incarnation: its exit, its control socket, heartbeats and accounting, the
+//! data path's progress, the ledger's quarantine request, and operator requests. One method per
+//! event; the loop only dispatches.
+//!
+//! The control socket is read at most [`MAX_CONTROL_PER_TICK`] messages per heartbeat interval:
+//! past that the plugin is flooding (a [`Violation::ControlFlood`], once per interval) and the
+//! agent stops reading until the next tick, so the flood costs the plugin blocked sends, not the
+//! agent CPU.
+
+use super::start::Running;
+use super::{End, ExitReason, Request, Supervisor, codes};
+use crate::plugins::control::ChannelError;
+use crate::plugins::ledger::{LogSource, Violation};
+use srediag_plugin_sdk::control::{AgentMsg, PluginMsg};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Most control messages read per heartbeat interval (a well-behaved plugin sends one heartbeat
+/// answer and the odd error report).
+pub const MAX_CONTROL_PER_TICK: u32 = 64;
+
+/// What woke the watch loop.
+enum Event {
+    Exited,
+    Quarantine(Violation, String),
+    Control(Result<Option<PluginMsg>, ChannelError>),
+    Tick,
+    Request(Option<Request>),
+}
+
+/// The watch loop's own state.
+struct Watch {
+    /// Sequence number of the last heartbeat sent.
+    sent: u64,
+    /// Highest heartbeat sequence number answered.
+    acked: u64,
+    /// When the current heartbeat was answered.
+    last_ack: Instant,
+    /// cgroup CPU time already counted.
+    cpu_last: u64,
+    /// False once the plugin closed its end.
+    ctl_open: bool,
+    /// Control messages read since the last tick.
+    messages: u32,
+}
+
+impl Watch {
+    fn reading(&self) -> bool {
+        self.ctl_open && self.messages < MAX_CONTROL_PER_TICK
+    }
+}
+
+impl Supervisor {
+    /// Watches a ready incarnation until it ends.
+    pub(super) async fn watch(
+        &self,
+        run: &mut Running<'_>,
+        requests: &mut mpsc::Receiver<Request>,
+    ) -> End {
+        let mut tick = tokio::time::interval(self.cfg.heartbeat.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut w = Watch {
+            sent: 0,
+            acked: 0,
+            last_ack: Instant::now(),
+            cpu_last: 0,
+            ctl_open: true,
+            messages: 0,
+        };
+        loop {
+            let reading = w.reading();
+            let event = tokio::select! {
+                _ = run.exited.readable() => Event::Exited,
+                (kind, detail) = self.ledger.quarantine_requested() => Event::Quarantine(kind, detail),
+                m = run.ctl.recv(), if reading => Event::Control(m),
+                _ = tick.tick() => Event::Tick,
+                r = requests.recv() => Event::Request(r),
+            };
+            let end = match event {
+                Event::Exited => Some(End::Crashed(ExitReason::Crash, String::new())),
+                Event::Quarantine(kind, detail) => Some(self.on_quarantine(run, kind, detail)),
+                Event::Control(m) => {
+                    self.on_control(&mut w, m);
+                    None
+                }
+                Event::Tick => self.on_tick(run, &mut w),
+                Event::Request(r) => Some(self.on_request(run, r).await),
+            };
+            if let Some(end) = end {
+                return end;
+            }
+        }
+    }
+
+    fn on_quarantine(&self, run: &Running<'_>, kind: Violation, detail: String) -> End {
+        let _ = run.cg.kill_all();
+        End::Quarantine(format!(
+            "{} violations, the last {kind}: {detail} (data_path.quarantine_after_malformed, data_path.max_output_ratio); fix the plugin, then `srediag plugin restart {}`",
+            self.ledger.total(),
+            self.name
+        ))
+    }
+
+    fn on_control(&self, w: &mut Watch, m: Result<Option<PluginMsg>, ChannelError>) {
+        w.messages += 1;
+        if w.messages == MAX_CONTROL_PER_TICK {
+            self.ledger.record(Violation::ControlFlood, 1, || {
+                format!(
+                    "{MAX_CONTROL_PER_TICK} control messages within one heartbeat interval; not reading more until the next"
+                )
+            });
+        }
+        match m {
+            Ok(Some(PluginMsg::HeartbeatAck { seq })) => {
+                if seq <= w.acked || seq > w.sent {
+                    self.ledger.record(Violation::HeartbeatFlood, 1, || {
+                        format!(
+                            "heartbeat answer {seq}; the agent sent up to {} and had {} answered",
+                            w.sent, w.acked
+                        )
+                    });
+                    return;
+                }
+                w.acked = seq;
+                if seq == w.sent {
+                    w.last_ack = Instant::now();
+                }
+            }
+            Ok(Some(PluginMsg::Error { message })) => {
+                self.metrics
+                    .runtime_errors
+                    .with_label_values(&[&self.name])
+                    .inc();
+                self.ledger.log().warn(
+                    LogSource::Control,
+                    &format!("plugin reported an error: {message}"),
+                );
+            }
+            Ok(Some(other)) => {
+                self.metrics
+                    .runtime_errors
+                    .with_label_values(&[&self.name])
+                    .inc();
+                self.ledger.record(Violation::UnexpectedMessage, 1, || {
+                    format!("unexpected control message {}", other.kind())
+                });
+            }
+            Ok(None) => w.ctl_open = false,
+            Err(ChannelError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                w.ctl_open = false
+            }
+            Err(e) => {
+                self.metrics
+                    .runtime_errors
+                    .with_label_values(&[&self.name])
+                    .inc();
+                self.ledger.record(Violation::ControlMalformed, 1, || {
+                    format!("bad control message: {e}")
+                });
+            }
+        }
+    }
+
+    fn on_tick(&self, run: &Running<'_>, w: &mut Watch) -> Option<End> {
+        w.messages = 0;
+        if let Some(m) = run.cg.memory_current() {
+            self.metrics
+                .memory
+                .with_label_values(&[&self.name])
+                .set(m as i64);
+            self.set(|s| s.memory_bytes = Some(m));
+        }
+        if let Some(ns) = run.cg.cpu_usage_ns() {
+            if ns > w.cpu_last {
+                self.metrics
+                    .cpu
+                    .with_label_values(&[&self.name])
+                    .inc_by((ns - w.cpu_last) as f64 / 1e9);
+                w.cpu_last = ns;
+            }
+            self.set(|s| s.cpu_seconds = Some(ns as f64 / 1e9));
+        }
+        self.set(|s| s.uptime_seconds = Some(run.spawned.elapsed().as_secs()));
+        if w.last_ack.elapsed() > self.cfg.heartbeat.timeout {
+            let _ = run.cg.kill_all();
+            return Some(End::Crashed(
+                ExitReason::Hang,
+                format!(
+                    "{}: no heartbeat answer for {:?}",
+                    codes::HANG,
+                    w.last_ack.elapsed()
+                ),
+            ));
+        }
+        if let Some(link) = &self.link
+            && let Some(stall) = link.stall()
+        {
+            let _ = run.cg.kill_all();
+            return Some(End::Crashed(
+                ExitReason::Hang,
+                format!("{}: data path: {stall}", codes::HANG),
+            ));
+        }
+        w.sent += 1;
+        // A plugin that does not read its socket fills the buffer; the heartbeat timeout
+        // decides then.
+        let _ = run.ctl.send(&AgentMsg::Heartbeat { seq: w.sent });
+        None
+    }
+
+    async fn on_request(&self, run: &mut Running<'_>, r: Option<Request>) -> End {
+        let at = Instant::now();
+        self.graceful_stop(run).await;
+        let _ = run.reap().await;
+        match r {
+            Some(Request::Stop(done)) => End::Stopped(Some(done)),
+            Some(Request::Restart) => End::Restart(at),
+            None => End::Stopped(None),
+        }
+    }
+
+    /// `shutdown` message → grace → SIGTERM → 0.5 s → kill the cgroup.
+    pub(super) async fn graceful_stop(&self, run: &Running<'_>) {
+        self.state(super::PluginState::Stopping);
+        let grace = self.cfg.shutdown_grace;
+        let _ = run.ctl.send(&AgentMsg::Shutdown {
+            grace_ms: grace.as_millis() as u64,
+        });
+        if run.exit_within(grace).await {
+            return;
+        }
+        // Through the pidfd: never a recycled pid. As pid 1 of its namespace the plugin only
+        // receives SIGTERM when it handles it (the SDK does).
+        let _ = run.child.signal(libc::SIGTERM);
+        if run.exit_within(Duration::from_millis(500)).await {
+            return;
+        }
+        tracing::warn!(plugin = %self.name, "plugin ignored shutdown; killing its cgroup");
+        let _ = run.cg.kill_all();
+    }
+}
