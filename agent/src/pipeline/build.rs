@@ -90,6 +90,12 @@ pub async fn start(
                         message: format!("plugin `{plugin}` is not defined under `plugins`"),
                     })?;
                 let qcfg = link.cfg.queue.clone();
+                {
+                    let (l, what) = (link.clone(), format!("pipeline {name}: processor {id}"));
+                    telemetry.health.add_delivery_check(Box::new(move || {
+                        l.not_delivering().map(|why| format!("{what}: {why}"))
+                    }));
+                }
                 let (tx, rx) = queue(&qcfg, telemetry.queue("processor", id, name, qcfg.capacity));
                 let counters = telemetry.processor(id, name, signal);
                 let run =

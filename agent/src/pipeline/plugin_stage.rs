@@ -63,17 +63,28 @@ impl Stage {
     }
 
     /// Sends one input batch to the plugin, in parts of at most `max` items, each holding a
-    /// window slot; answers keep flowing downstream while it waits for slots.
+    /// window slot; answers keep flowing downstream while it waits for slots. When the plugin is
+    /// parked (it will not come back without an operator) the parts still waiting are dropped
+    /// and counted instead of holding the pipeline (and every pipeline sharing its receivers).
     async fn submit(&self, b: Batch, answers: &mut mpsc::Receiver<Output>) {
-        for part in to_records(b).split(self.max) {
+        let mut parts = to_records(b).split(self.max).into_iter();
+        while let Some(part) = parts.next() {
             let slot = loop {
                 tokio::select! {
                     biased;
                     Some(o) = answers.recv() => self.forward(o).await,
-                    s = self.link.slot() => break s,
+                    s = self.link.slot() => break Some(s),
+                    _ = self.link.until_parked() => break None,
                 }
             };
-            self.link.submit(part, slot);
+            match slot {
+                Some(slot) => self.link.submit(part, slot),
+                None => {
+                    let items = part.items() + parts.map(|p| p.items()).sum::<u64>();
+                    self.link.dropped_unavailable(items);
+                    return;
+                }
+            }
         }
     }
 }
@@ -109,6 +120,10 @@ pub(super) async fn run_plugin_processor(
                         stage.link.bypassed(b.items());
                         stage.counters.outgoing.inc_by(b.items());
                         stage.output.send(b).await;
+                        continue;
+                    }
+                    if stage.link.is_parked() {
+                        stage.link.dropped_unavailable(b.items());
                         continue;
                     }
                     stage.submit(b, &mut answers).await;

@@ -27,6 +27,9 @@ pub const LOG_LINES_PER_SEC: u32 = 100;
 /// Longest log line (bytes of the plugin's text) the agent writes for a plugin.
 pub const MAX_LOG_LINE: usize = 2048;
 
+/// Most bytes of plugin text a second the agent writes to its log for one plugin.
+pub const LOG_BYTES_PER_SEC: usize = 64 * 1024;
+
 /// A rule a plugin broke. Labels (`kind`) are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Violation {
@@ -169,6 +172,7 @@ impl LogSource {
 struct Window {
     start: Instant,
     lines: u32,
+    bytes: usize,
     suppressed: u64,
 }
 
@@ -186,15 +190,23 @@ impl LogBudget {
             window: Mutex::new(Window {
                 start: Instant::now(),
                 lines: 0,
+                bytes: 0,
                 suppressed: 0,
             }),
             suppressed: m.suppressed.with_label_values(&[name]),
         }
     }
 
-    /// True when one more line may be written now; else the line is counted as suppressed.
-    /// A new one-second window first reports what the previous one suppressed.
+    /// True when one more short line may be written now; else it is counted as suppressed.
     pub fn admit(&self) -> bool {
+        self.admit_bytes(0)
+    }
+
+    /// True when one more line of `bytes` bytes may be written now (at most
+    /// [`LOG_LINES_PER_SEC`] lines and [`LOG_BYTES_PER_SEC`] bytes a second); else the line is
+    /// counted as suppressed. A new one-second window first reports what the previous one
+    /// suppressed.
+    pub fn admit_bytes(&self, bytes: usize) -> bool {
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         if w.start.elapsed() >= Duration::from_secs(1) {
             if w.suppressed > 0 {
@@ -203,11 +215,13 @@ impl LogBudget {
             *w = Window {
                 start: Instant::now(),
                 lines: 0,
+                bytes: 0,
                 suppressed: 0,
             };
         }
-        if w.lines < LOG_LINES_PER_SEC {
+        if w.lines < LOG_LINES_PER_SEC && w.bytes + bytes <= LOG_BYTES_PER_SEC {
             w.lines += 1;
+            w.bytes += bytes;
             true
         } else {
             w.suppressed += 1;
@@ -218,7 +232,7 @@ impl LogBudget {
 
     /// Writes one line of plugin-supplied text (cut and escaped) at info level, if admitted.
     pub fn info(&self, source: LogSource, text: &[u8]) {
-        if self.admit() {
+        if self.admit_bytes(text.len().min(MAX_LOG_LINE)) {
             let line = clean(text);
             tracing::info!(plugin = %self.name, stream = source.as_str(), "{line}");
         }
@@ -227,7 +241,7 @@ impl LogBudget {
     /// Writes one warning about the plugin (`text` may hold plugin-supplied parts: it is cut and
     /// escaped), if admitted.
     pub fn warn(&self, source: LogSource, text: &str) {
-        if self.admit() {
+        if self.admit_bytes(text.len().min(MAX_LOG_LINE)) {
             let line = clean(text.as_bytes());
             tracing::warn!(plugin = %self.name, stream = source.as_str(), "{line}");
         }
@@ -458,6 +472,9 @@ mod tests {
         let l = Ledger::new("p", 100, &m);
         let admitted = (0..10_000).filter(|_| l.log().admit()).count();
         assert_eq!(admitted, LOG_LINES_PER_SEC as usize);
+        let l = Ledger::new("q", 100, &m);
+        let admitted = (0..100).filter(|_| l.log().admit_bytes(2048)).count();
+        assert_eq!(admitted, LOG_BYTES_PER_SEC / 2048, "bytes bound the lines too");
         assert_eq!(
             m.suppressed.with_label_values(&["p"]).get(),
             10_000 - u64::from(LOG_LINES_PER_SEC)

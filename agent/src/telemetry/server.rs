@@ -62,10 +62,17 @@ async fn healthy(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
 }
 
 async fn ready(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
-    if t.health.is_ready() {
-        (StatusCode::OK, "ready\n")
+    if !t.health.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string());
+    }
+    let stuck = t.health.not_delivering();
+    if stuck.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", stuck.join("; ")),
+        )
     }
 }
 

@@ -310,7 +310,9 @@ impl<'a> Reader<'a> {
                 Err(_) if stopping && drain_rounds > DRAIN_ROUNDS => return,
                 Err(_) => {}
             }
-            if !refused {
+            // A quarantined plugin is being killed: what it still publishes is not looked at
+            // (its unanswered batches stay in flight for an incarnation an operator allows).
+            if !refused && !self.link.ledger.quarantined() {
                 for f in frames.iter() {
                     if !self.frame(f.tag, f.payload) {
                         refused = true;

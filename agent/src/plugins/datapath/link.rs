@@ -100,6 +100,9 @@ pub struct Link {
     /// fault: it does not count towards the answer timeout).
     paused_ns: AtomicU64,
     probe_sampling: std::sync::atomic::AtomicU32,
+    /// True while the plugin is parked (quarantined or rejected): it does not come back without
+    /// an operator, so its stage stops waiting for it.
+    parked: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Link {
@@ -164,7 +167,52 @@ impl Link {
             metrics,
             ledger,
             paused_ns: AtomicU64::new(0),
+            parked: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// The supervisor parked the plugin (quarantined, rejected: `true`) or starts it again.
+    pub fn park(&self, parked: bool) {
+        self.parked.send_replace(parked);
+    }
+
+    /// True while the plugin is parked.
+    pub fn is_parked(&self) -> bool {
+        *self.parked.borrow()
+    }
+
+    /// Resolves once the plugin is parked.
+    pub async fn until_parked(&self) {
+        let mut rx = self.parked.subscribe();
+        let _ = rx.wait_for(|p| *p).await;
+    }
+
+    /// Why the plugin's stage cannot deliver right now, if it cannot: parked, or the oldest
+    /// batch has waited more than half the answer timeout. For readiness.
+    pub fn not_delivering(&self) -> Option<String> {
+        if self.is_parked() && self.cfg.on_unavailable == crate::plugins::config::Unavailable::Block
+        {
+            return Some(format!(
+                "plugin {} is not running (quarantined or rejected; `srediag plugin restart {}`)",
+                self.name, self.name
+            ));
+        }
+        match self.oldest() {
+            Some((seq, waited)) if waited > self.cfg.answer_timeout / 2 => Some(format!(
+                "plugin {}: batch {seq} unanswered for {:.1}s",
+                self.name,
+                waited.as_secs_f64()
+            )),
+            _ => None,
+        }
+    }
+
+    /// Counts records a parked plugin's stage dropped (`reason="unavailable"`).
+    pub fn dropped_unavailable(&self, items: u64) {
+        self.metrics
+            .dropped
+            .with_label_values(&[&self.name, "unavailable"])
+            .inc_by(items);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

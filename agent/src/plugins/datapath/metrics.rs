@@ -15,7 +15,8 @@ pub struct DataPathMetrics {
     /// plugin died between parts of a split answer.
     pub duplicates: IntCounterVec,
     /// `srediag_plugin_ipc_dropped_records_total{plugin,reason}`: `failed` (the plugin refused
-    /// the batch) or `oversize` (one record larger than a frame).
+    /// the batch), `oversize` (one record larger than a frame) or `unavailable` (the plugin is
+    /// quarantined or rejected and its stage does not wait for it).
     pub dropped: IntCounterVec,
     /// `srediag_plugin_ipc_in_flight_batches{plugin}`.
     pub in_flight: IntGaugeVec,
@@ -78,7 +79,7 @@ impl DataPathMetrics {
             ),
             dropped: c(
                 "srediag_plugin_ipc_dropped_records_total",
-                "Records dropped on the data path, by reason (failed, oversize).",
+                "Records dropped on the data path, by reason (failed, oversize, unavailable).",
                 &["plugin", "reason"],
             ),
             in_flight,

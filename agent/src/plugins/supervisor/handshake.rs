@@ -36,7 +36,7 @@ pub fn handshake_text(s: &str, max: usize) -> bool {
 fn quote(s: &str) -> String {
     let cut: String = s.chars().take(QUOTE).collect();
     let more = if s.chars().count() > QUOTE { "…" } else { "" };
-    format!("{:?}{more}", escape_controls(&cut))
+    format!("\"{}\"{more}", escape_controls(&cut))
 }
 
 impl Supervisor {

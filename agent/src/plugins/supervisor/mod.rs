@@ -123,8 +123,16 @@ impl Supervisor {
     /// Waits in `state` until an operator restarts or stops the plugin.
     async fn park(&self, state: PluginState, requests: &mut mpsc::Receiver<Request>) -> Parked {
         self.state(state);
+        if let Some(l) = &self.link {
+            l.park(true);
+        }
         match requests.recv().await {
-            Some(Request::Restart) => Parked::Restart,
+            Some(Request::Restart) => {
+                if let Some(l) = &self.link {
+                    l.park(false);
+                }
+                Parked::Restart
+            }
             Some(Request::Stop(done)) => {
                 self.state(PluginState::Stopped);
                 let _ = done.send(());
