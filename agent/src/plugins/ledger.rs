@@ -474,7 +474,11 @@ mod tests {
         assert_eq!(admitted, LOG_LINES_PER_SEC as usize);
         let l = Ledger::new("q", 100, &m);
         let admitted = (0..100).filter(|_| l.log().admit_bytes(2048)).count();
-        assert_eq!(admitted, LOG_BYTES_PER_SEC / 2048, "bytes bound the lines too");
+        assert_eq!(
+            admitted,
+            LOG_BYTES_PER_SEC / 2048,
+            "bytes bound the lines too"
+        );
         assert_eq!(
             m.suppressed.with_label_values(&["p"]).get(),
             10_000 - u64::from(LOG_LINES_PER_SEC)

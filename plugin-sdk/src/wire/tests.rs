@@ -344,3 +344,100 @@ fn keep_payloads_round_trip_and_reject_bad_lengths() {
     assert!(l.clone().retain_items(&[true]).is_none());
     assert_eq!(l.retain_items(&[false; 4]).unwrap().items(), 0);
 }
+
+/// Minimal records of every kind, as many as fit one default frame (1 MiB), decode: the
+/// verifier's apparent-size bound counts a shared vtable on every visit, and once rejected an
+/// honest answer of ~9,400 minimal log records (issue 11, point 18).
+#[test]
+fn many_minimal_records_in_one_frame_decode() {
+    let one_frame = 1 << 20;
+    let minimal_logs = |n: usize| {
+        Records::Logs(Logs {
+            resource_logs: vec![logs::ResourceLogs {
+                scope_logs: vec![logs::ScopeLogs {
+                    log_records: vec![logs::LogRecord::default(); n],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    };
+    let minimal_points = |n: usize| {
+        Records::Metrics(Metrics {
+            resource_metrics: vec![metrics::ResourceMetrics {
+                scope_metrics: vec![metrics::ScopeMetrics {
+                    metrics: vec![metrics::Metric {
+                        name: "m".into(),
+                        data: Some(metrics::metric::Data::Gauge(metrics::Gauge {
+                            data_points: vec![metrics::NumberDataPoint::default(); n],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    };
+    let minimal_metrics = |n: usize| {
+        Records::Metrics(Metrics {
+            resource_metrics: vec![metrics::ResourceMetrics {
+                scope_metrics: vec![metrics::ScopeMetrics {
+                    metrics: vec![metrics::Metric::default(); n],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    };
+    // The sparsest table with the longest vtable: only the last of the 18 fields set.
+    let sparse_exp_points = |n: usize| {
+        Records::Metrics(Metrics {
+            resource_metrics: vec![metrics::ResourceMetrics {
+                scope_metrics: vec![metrics::ScopeMetrics {
+                    metrics: vec![metrics::Metric {
+                        name: "e".into(),
+                        data: Some(metrics::metric::Data::ExponentialHistogram(
+                            metrics::ExponentialHistogram {
+                                data_points: vec![
+                                    metrics::ExponentialHistogramDataPoint {
+                                        zero_threshold: 0.5,
+                                        ..Default::default()
+                                    };
+                                    n
+                                ],
+                                aggregation_temporality: 1,
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    };
+    let mut enc = Encoder::new();
+    for (what, make) in [
+        ("log records", &minimal_logs as &dyn Fn(usize) -> Records),
+        ("gauge points", &minimal_points),
+        ("metrics", &minimal_metrics),
+        ("sparse exponential histogram points", &sparse_exp_points),
+    ] {
+        // The largest count that fits one frame.
+        let (mut lo, mut hi) = (1usize, 1 << 20);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if enc.encode(1, &make(mid)).expect("encodes").len() <= one_frame {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        assert!(lo > 10_000, "{what}: only {lo} fit a frame");
+        let records = make(lo);
+        let frame = enc.encode(1, &records).expect("encodes").to_vec();
+        let (_, back) = decode(&frame).unwrap_or_else(|e| panic!("{lo} minimal {what}: {e}"));
+        assert_eq!(back.items(), records.items(), "{what}");
+    }
+}
