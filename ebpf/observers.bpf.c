@@ -24,8 +24,8 @@
  * loads one of each pair. Neither needs tracefs. The cost every other task on the host pays:
  * sched_switch one per-CPU array lookup, one field load and one hash lookup (none when
  * switching to idle);
- * fork two hash lookups (tracked parent? armed spawner thread?), exit one; signal_generate one
- * compare (SIGSYS).
+ * fork and exit one hash lookup (a fork by the agent itself a second one: is its thread armed?);
+ * signal_generate one compare (SIGSYS).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -212,6 +212,10 @@ struct {
 	__type(value, __u32); /* plugin id */
 } srediag_spawners SEC(".maps");
 
+/* The agent's tgid, set at load: only its (spawner) thread is ever armed, so a fork by any other
+ * untracked process costs one compare here instead of a second hash lookup. */
+const volatile __u32 srediag_agent_tgid = 0;
+
 /* sched_process_fork runs in the parent (current) after the child is created, before the child
  * first runs. */
 static __always_inline void on_fork(__u32 parent_tgid, __u32 parent_tid, __u32 child_tgid)
@@ -220,6 +224,8 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 parent_tid, __u32 c
 		return;
 	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &parent_tgid);
 	if (!id) {
+		if (parent_tgid != srediag_agent_tgid)
+			return;
 		id = bpf_map_lookup_elem(&srediag_spawners, &parent_tid);
 		if (!id)
 			return;

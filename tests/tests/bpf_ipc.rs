@@ -353,7 +353,9 @@ fn forged_probe_hits_are_dropped_and_counted() {
     // The first batch reaches the forger after the honest plugin: it forges, then floods.
     let b1 = traffic(&s, 10);
     let done = poll_until(Duration::from_secs(20), "the forger's report", || {
-        log_lines(&s.agent, "forger", "FORGER done").into_iter().next()
+        log_lines(&s.agent, "forger", "FORGER done")
+            .into_iter()
+            .next()
     });
     println!("{done}");
     // Batches sent while the honest plugin's table was flooded are still measured.
@@ -388,10 +390,8 @@ fn forged_probe_hits_are_dropped_and_counted() {
         s.agent.metrics_text()
     );
     assert_eq!(
-        s.agent.counter(
-            "srediag_bpf_ipc_forged_probes_total",
-            &[("plugin", PLUGIN)]
-        ),
+        s.agent
+            .counter("srediag_bpf_ipc_forged_probes_total", &[("plugin", PLUGIN)]),
         0.0
     );
     for name in [PLUGIN, "forger"] {

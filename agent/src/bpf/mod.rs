@@ -253,8 +253,12 @@ impl Inner {
     }
 
     fn ipc_forged(&self, plugin_id: u32) -> Option<u64> {
-        self.with(|l| l.ipc.as_ref().and_then(|i| ipc::forged(&i.forged, plugin_id)))
-            .flatten()
+        self.with(|l| {
+            l.ipc
+                .as_ref()
+                .and_then(|i| ipc::forged(&i.forged, plugin_id))
+        })
+        .flatten()
     }
 
     fn program_stats(&self) -> Vec<ProgramStats> {
@@ -400,8 +404,11 @@ impl Observers {
                 "no kernel BTF (/sys/kernel/btf/vmlinux: {e}): CO-RE programs cannot be relocated"
             )
         })?;
+        let agent_tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
+            // Only this process's spawner thread is ever armed (see `arm_spawn`).
+            .override_global("srediag_agent_tgid", &agent_tgid, true)
             .load(object::OBJECT)
             .map_err(|e| {
                 let why = object::describe(&e);
@@ -1009,10 +1016,7 @@ pub fn arm_spawn(name: &str) -> Option<SpawnArm> {
     }
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as u32;
-    match obs
-        .plugin_id(name)
-        .and_then(|id| obs.arm(id, name, tid))
-    {
+    match obs.plugin_id(name).and_then(|id| obs.arm(id, name, tid)) {
         Ok(()) => Some(SpawnArm { obs, tid }),
         Err(e) => {
             tracing::warn!(plugin = %name, error = %e, "eBPF: cannot track the plugin from its first instruction; it is tracked once the supervisor registers it");
@@ -1026,13 +1030,13 @@ pub fn arm_spawn(name: &str) -> Option<SpawnArm> {
 /// between is missed). The kernel normally tracks them already (the spawner thread was armed, see
 /// [`arm_spawn`]); this covers a kernel without the fork hook. Logs and carries on when eBPF is
 /// unavailable.
-pub fn plugin_started(name: &str, helper_pid: u32, members: impl FnOnce() -> Vec<u32>) {
+pub fn plugin_started(name: &str, pid: u32, members: impl FnOnce() -> Vec<u32>) {
     let Some(obs) = global() else { return };
     if !obs.is_loaded() {
         return;
     }
     let result = obs.plugin_id(name).and_then(|id| {
-        obs.register(id, name, &[helper_pid])?;
+        obs.register(id, name, &[pid])?;
         obs.register(id, name, &members())
     });
     if let Err(e) = result {
