@@ -2,7 +2,9 @@
 //! uprobes on the probe sites of both binaries fill `srediag_ipc_latency_seconds{plugin,direction}`
 //! with exactly one sample per sampled batch; sampling switched off at run time (same plugin
 //! process) stops the histogram while traffic goes on; a restarted plugin gets its uprobes moved
-//! to the new process; once the agent stops, none of its uprobes is left.
+//! to the new process; once the agent stops, none of its uprobes is left. A plugin calling its
+//! probe sites with the other plugin's ring ids (`srediag-probe-forger`) adds nothing to that
+//! plugin's histograms, and every forged hit is counted for the forger.
 //!
 //! Privileged (root, kernel BTF, bpftool): without them the tests print why they skip, unless
 //! `CI=true`. They share host-global state with the other plugin tests and run one at a time.

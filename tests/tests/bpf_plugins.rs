@@ -1,5 +1,6 @@
 //! The eBPF observers against the real agent and real sandboxed plugins: seccomp `errno`
-//! violations counted exactly while the plugin lives on, kernel-observed RSS and OOM kills per
+//! violations counted exactly while the plugin lives on, and for a plugin killed by its very first
+//! syscall after exec, in every incarnation; kernel-observed RSS and OOM kills per
 //! plugin, and the CLI surfaces (`srediag probe`, `plugin list`, `top`, `diagnose seccomp`).
 //!
 //! Privileged (root, kernel BTF): without them the tests print why they skip, unless `CI=true`.
