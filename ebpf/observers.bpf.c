@@ -3,9 +3,11 @@
  * srediag's plugin observers, one object so every program shares the maps:
  *
  *   tracking   sched_process_fork / sched_process_exit keep srediag_pids (tgid -> plugin id):
- *              the agent writes the plugin's helper and plugin pids, the kernel adds every
- *              descendant at fork, marks a process dying when its last thread exits and
- *              removes it at that thread's final switch-out (sched_switch).
+ *              the agent arms its spawner thread (srediag_spawners: tid -> plugin id) before
+ *              each plugin clone, so the kernel tracks the plugin from its first instruction;
+ *              it adds every descendant of a tracked process at fork, marks a process dying
+ *              when its last thread exits and removes it at that thread's final switch-out
+ *              (sched_switch).
  *   cpu        sched_switch charges the growth of a tracked task's se.sum_exec_runtime since
  *              it was last charged (srediag_thr; at first since its switch-in, remembered per
  *              CPU in srediag_cpust) to its plugin id, in srediag_cpu.
@@ -22,7 +24,8 @@
  * loads one of each pair. Neither needs tracefs. The cost every other task on the host pays:
  * sched_switch one per-CPU array lookup, one field load and one hash lookup (none when
  * switching to idle);
- * fork and exit one hash lookup; signal_generate one compare (SIGSYS).
+ * fork and exit one hash lookup (a fork by the agent itself a second one: is its thread armed?);
+ * signal_generate one compare (SIGSYS).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -198,13 +201,35 @@ int srediag_rswitch(__u64 *ctx)
 
 /* ---- tracking ----------------------------------------------------------------------------- */
 
-static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
+/* Threads armed to clone a plugin: the agent's spawner thread (tid) -> the plugin id of the
+ * process it clones next. The agent sets it before each spawn and removes it after, so the child
+ * is tracked from its first instruction, before it builds its sandbox and execs: a plugin that
+ * dies at its first syscall is seen as surely as one that runs for hours. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SREDIAG_MAX_SPAWNERS);
+	__type(key, __u32);   /* tid */
+	__type(value, __u32); /* plugin id */
+} srediag_spawners SEC(".maps");
+
+/* The agent's tgid, set at load: only its (spawner) thread is ever armed, so a fork by any other
+ * untracked process costs one compare here instead of a second hash lookup. */
+const volatile __u32 srediag_agent_tgid = 0;
+
+/* sched_process_fork runs in the parent (current) after the child is created, before the child
+ * first runs. */
+static __always_inline void on_fork(__u32 parent_tgid, __u32 parent_tid, __u32 child_tgid)
 {
 	if (parent_tgid == child_tgid) /* a new thread: its process is already tracked or not */
 		return;
 	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &parent_tgid);
-	if (!id)
-		return;
+	if (!id) {
+		if (parent_tgid != srediag_agent_tgid)
+			return;
+		id = bpf_map_lookup_elem(&srediag_spawners, &parent_tid);
+		if (!id)
+			return;
+	}
 	__u32 v = *id & ~SREDIAG_PID_DYING;
 	if (bpf_map_update_elem(&srediag_pids, &child_tgid, &v, BPF_ANY))
 		stat_inc(SREDIAG_STAT_PIDS_FULL);
@@ -216,7 +241,7 @@ int srediag_fork(__u64 *ctx)
 {
 	struct task_struct *parent = (struct task_struct *)ctx[0];
 	struct task_struct *child = (struct task_struct *)ctx[1];
-	on_fork(parent->tgid, child->tgid);
+	on_fork(parent->tgid, parent->pid, child->tgid);
 	return 0;
 }
 
@@ -225,7 +250,7 @@ int srediag_rfork(__u64 *ctx)
 {
 	struct task_struct *parent = (struct task_struct *)ctx[0];
 	struct task_struct *child = (struct task_struct *)ctx[1];
-	on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(child, tgid));
+	on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(parent, pid), BPF_CORE_READ(child, tgid));
 	return 0;
 }
 
@@ -468,8 +493,11 @@ int srediag_room(__u64 *ctx)
 
 /* ---- IPC latency -------------------------------------------------------------------------- */
 
-/* Rings the agent registered: ring id -> (plugin id, direction). A probe hit on any other ring
- * (another process running the same binary is excluded by the uprobe's pid scope) is ignored. */
+/* Rings the agent registered: ring id -> (plugin id, direction, the tgids allowed at each site).
+ * A probe hit on any other ring is ignored; a hit on a registered ring from a process that is not
+ * the one expected at that site (a plugin calling its own probe sites with another plugin's ring
+ * ids, or its own ring's other site) is dropped and counted. The uprobes' pid scope already keeps
+ * processes without srediag uprobes (another agent, another instance of the binary) out. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SREDIAG_IPC_MAX_RINGS);
@@ -477,11 +505,13 @@ struct {
 	__type(value, struct srediag_ipc_ring);
 } srediag_ipc_ring SEC(".maps");
 
+/* Publishes waiting for their consume: PER_RING slots per (plugin, direction), so a ring only
+ * ever replaces its own entries (an LRU shared by every ring could be flushed by one plugin). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SREDIAG_IPC_MAX_PENDING);
-	__type(key, struct srediag_ipc_key);
-	__type(value, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SREDIAG_IPC_HISTS * SREDIAG_IPC_PENDING_PER_RING);
+	__type(key, __u32);
+	__type(value, struct srediag_ipc_pending);
 } srediag_ipc_pending SEC(".maps");
 
 struct {
@@ -490,6 +520,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct srediag_ipc_hist);
 } srediag_ipc_hist SEC(".maps");
+
+/* Forged probe hits per plugin id of the process that made them (srediag_pids). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SREDIAG_MAX_PLUGINS);
+	__type(key, __u32);   /* plugin id */
+	__type(value, __u64); /* hits dropped */
+} srediag_ipc_forged SEC(".maps");
 
 /* floor(log2(v)) for v > 0, 0 for v = 0; branch-free enough for the verifier. */
 static __always_inline __u32 log2_u64(__u64 v)
@@ -504,18 +542,54 @@ static __always_inline __u32 log2_u64(__u64 v)
 	return r;
 }
 
+/* The registered ring `ring`, when the current process is the one expected at this site;
+ * a hit from any other process is counted (per plugin when it is a tracked one) and dropped. */
+static __always_inline struct srediag_ipc_ring *ipc_ring(__u64 ring, bool publish)
+{
+	struct srediag_ipc_ring *r = bpf_map_lookup_elem(&srediag_ipc_ring, &ring);
+	if (!r)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (tgid == (publish ? r->publisher_tgid : r->consumer_tgid))
+		return r;
+	stat_inc(SREDIAG_STAT_IPC_FORGED);
+	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &tgid);
+	if (id) {
+		__u32 plugin_id = *id & ~SREDIAG_PID_DYING;
+		__u64 *n = bpf_map_lookup_elem(&srediag_ipc_forged, &plugin_id);
+		if (n)
+			*n += 1;
+	}
+	return 0;
+}
+
+/* The pending slot of (`r`, seq): index (plugin_id * 2 + direction) * PER_RING + seq % PER_RING
+ * (the array lookup bounds-checks it). */
+static __always_inline struct srediag_ipc_pending *ipc_slot(struct srediag_ipc_ring *r, __u64 seq)
+{
+	__u32 hist = r->plugin_id * 2 + (r->direction & 1);
+	if (hist >= SREDIAG_IPC_HISTS)
+		return 0;
+	__u32 idx = hist * SREDIAG_IPC_PENDING_PER_RING +
+		    ((__u32)seq & (SREDIAG_IPC_PENDING_PER_RING - 1));
+	return bpf_map_lookup_elem(&srediag_ipc_pending, &idx);
+}
+
 /* srediag_probe_publish(u64 ring, u64 seq, u64 items): remember when. */
 SEC("uprobe")
 int srediag_ipc_publish(struct pt_regs *ctx)
 {
-	struct srediag_ipc_key key = {
-		.ring = (__u64)PT_REGS_PARM1(ctx),
-		.seq = (__u64)PT_REGS_PARM2(ctx),
-	};
-	if (!bpf_map_lookup_elem(&srediag_ipc_ring, &key.ring))
+	__u64 ring = (__u64)PT_REGS_PARM1(ctx);
+	__u64 seq = (__u64)PT_REGS_PARM2(ctx);
+	struct srediag_ipc_ring *r = ipc_ring(ring, true);
+	if (!r)
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&srediag_ipc_pending, &key, &now, BPF_ANY);
+	struct srediag_ipc_pending *p = ipc_slot(r, seq);
+	if (!p)
+		return 0;
+	p->ring = (__u32)ring;
+	p->seq = (__u32)seq;
+	p->ts_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -525,21 +599,22 @@ SEC("uprobe")
 int srediag_ipc_consume(struct pt_regs *ctx)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct srediag_ipc_key key = {
-		.ring = (__u64)PT_REGS_PARM1(ctx),
-		.seq = (__u64)PT_REGS_PARM2(ctx),
-	};
-	struct srediag_ipc_ring *r = bpf_map_lookup_elem(&srediag_ipc_ring, &key.ring);
+	__u64 ring = (__u64)PT_REGS_PARM1(ctx);
+	__u64 seq = (__u64)PT_REGS_PARM2(ctx);
+	struct srediag_ipc_ring *r = ipc_ring(ring, false);
 	if (!r)
 		return 0;
-	__u32 idx = r->plugin_id * 2 + (r->direction & 1);
-	__u64 *then = bpf_map_lookup_elem(&srediag_ipc_pending, &key);
-	if (!then) {
+	struct srediag_ipc_pending *p = ipc_slot(r, seq);
+	if (!p)
+		return 0;
+	__u64 then = p->ts_ns;
+	if (!then || p->ring != (__u32)ring || p->seq != (__u32)seq) {
 		stat_inc(SREDIAG_STAT_IPC_UNMATCHED);
 		return 0;
 	}
-	__u64 delta = now > *then ? now - *then : 0;
-	bpf_map_delete_elem(&srediag_ipc_pending, &key);
+	p->ts_ns = 0;
+	__u64 delta = now > then ? now - then : 0;
+	__u32 idx = r->plugin_id * 2 + (r->direction & 1);
 	struct srediag_ipc_hist *h = bpf_map_lookup_elem(&srediag_ipc_hist, &idx);
 	if (!h)
 		return 0;

@@ -21,6 +21,8 @@
  * still runs its exit path (exit_mm, exit_files: charged to the plugin) and is removed at its
  * final switch-out. */
 #define SREDIAG_PID_DYING 0x80000000
+/* Threads armed to clone a plugin process (srediag_spawners: the agent's spawner thread). */
+#define SREDIAG_MAX_SPAWNERS 16
 /* Threads of tracked processes with a CPU baseline (LRU: a leaked entry ages out). */
 #define SREDIAG_MAX_THREADS 4096
 /* Distinct (plugin, syscall, arch, action) violation counters. */
@@ -55,9 +57,13 @@
 #define SREDIAG_STAT_EVENTS_DROPPED 1  /* the ring buffer was full: event lost (counter kept) */
 #define SREDIAG_STAT_VIOLATIONS_FULL 2 /* srediag_viol full: violation counted in no key */
 #define SREDIAG_STAT_CPU_UNMATCHED 3 /* a switch-out not matching the recorded switch-in */
-#define SREDIAG_STAT_IPC_UNMATCHED 4 /* a sampled consume whose publish was not seen (evicted, or
-                                      * published before the uprobes attached) */
-#define SREDIAG_STAT_COUNT 5
+#define SREDIAG_STAT_IPC_UNMATCHED 4 /* a sampled consume whose publish was not seen (replaced by
+                                      * a later publish in its slot, or published before the
+                                      * uprobes attached) */
+#define SREDIAG_STAT_IPC_FORGED 5    /* a probe hit on a registered ring from a process that is
+                                      * not that ring's publisher (publish) or consumer (consume):
+                                      * dropped */
+#define SREDIAG_STAT_COUNT 6
 
 /* Kernel values used by the programs (uapi, stable). */
 #define SREDIAG_SIGSYS 31
@@ -111,24 +117,34 @@ struct srediag_event {
 #define SREDIAG_IPC_FROM_PLUGIN 1 /* plugin publish -> agent consume */
 /* Rings the agent registered (two per plugin incarnation). */
 #define SREDIAG_IPC_MAX_RINGS 1024
-/* Publish timestamps waiting for their consume (LRU: a batch never consumed ages out). */
-#define SREDIAG_IPC_MAX_PENDING 8192
+/* Pending-publish slots per ring: a publish of `seq` takes slot `seq % PER_RING` of its ring's
+ * own slots (a power of two), so one ring can never displace another's. Any data_path window
+ * (max_in_flight) up to PER_RING consecutive sequence numbers never shares a slot. */
+#define SREDIAG_IPC_PENDING_PER_RING 64
 /* log2 buckets: bucket b counts deltas d with 2^b <= d < 2^(b+1) ns (bucket 0 also d = 0);
  * the last one also everything larger (2^39 ns = 550 s). */
 #define SREDIAG_IPC_BUCKETS 40
-/* srediag_ipc_hist entries: index plugin_id * 2 + direction. */
+/* srediag_ipc_hist entries: index plugin_id * 2 + direction (also the ring's slot group in
+ * srediag_ipc_pending). */
 #define SREDIAG_IPC_HISTS 512
 
-/* srediag_ipc_ring value (hash keyed by the __u64 ring id of DataPathInfo). */
+/* srediag_ipc_ring value (hash keyed by the __u64 ring id of DataPathInfo). A probe hit counts
+ * only from the process expected at that site: the agent's tgid for the agent's side (publish on
+ * to_plugin, consume on from_plugin), the plugin incarnation's tgid for the plugin's side. */
 struct srediag_ipc_ring {
 	__u32 plugin_id;
-	__u32 direction; /* SREDIAG_IPC_* */
+	__u32 direction;      /* SREDIAG_IPC_* */
+	__u32 publisher_tgid; /* the only process whose srediag_probe_publish counts */
+	__u32 consumer_tgid;  /* the only process whose srediag_probe_consume counts */
 };
 
-/* srediag_ipc_pending key (value: __u64 bpf_ktime_get_ns() at publish). */
-struct srediag_ipc_key {
-	__u64 ring;
-	__u64 seq;
+/* srediag_ipc_pending value (array of SREDIAG_IPC_HISTS * SREDIAG_IPC_PENDING_PER_RING slots,
+ * index (plugin_id * 2 + direction) * PER_RING + seq % PER_RING): a publish waiting for its
+ * consume. ts_ns = 0: free. The low 32 bits of ring id and seq tell whose it is. */
+struct srediag_ipc_pending {
+	__u64 ts_ns; /* bpf_ktime_get_ns() at publish */
+	__u32 ring;
+	__u32 seq;
 };
 
 /* srediag_ipc_hist value (per-CPU array): one histogram per (plugin, direction). */

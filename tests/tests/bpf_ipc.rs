@@ -2,7 +2,9 @@
 //! uprobes on the probe sites of both binaries fill `srediag_ipc_latency_seconds{plugin,direction}`
 //! with exactly one sample per sampled batch; sampling switched off at run time (same plugin
 //! process) stops the histogram while traffic goes on; a restarted plugin gets its uprobes moved
-//! to the new process; once the agent stops, none of its uprobes is left.
+//! to the new process; once the agent stops, none of its uprobes is left. A plugin calling its
+//! probe sites with the other plugin's ring ids (`srediag-probe-forger`) adds nothing to that
+//! plugin's histograms, and every forged hit is counted for the forger.
 //!
 //! Privileged (root, kernel BTF, bpftool): without them the tests print why they skip, unless
 //! `CI=true`. They share host-global state with the other plugin tests and run one at a time.
@@ -312,4 +314,93 @@ fn ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing() {
             (left_links.is_empty() && left_progs.is_empty()).then_some(())
         },
     );
+}
+
+/// The agent's log lines about plugin `name` that contain `needle`.
+fn log_lines(agent: &Agent, name: &str, needle: &str) -> Vec<String> {
+    let tag = format!("plugin={name}");
+    agent
+        .stderr()
+        .lines()
+        .filter(|l| l.contains(needle) && l.contains(&tag))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 11, point 17: a plugin calls its own probe sites (where the agent attached uprobes for
+/// it) with the ring ids of the other plugin of the same agent — publish, 50 ms, consume: a
+/// forged 50 ms sample per seq and direction in the victim's histogram — then publishes on every
+/// ring id without consuming (trying to evict the victim's pending publishes). The victim's
+/// histograms count exactly its own sampled batches; every forged hit is counted for the forger.
+#[test]
+fn forged_probe_hits_are_dropped_and_counted() {
+    if !bpf_privileged("forged_probe_hits_are_dropped_and_counted") {
+        return;
+    }
+    let _g = serial();
+    // Ring ids are handed out 1, 2, 3, … per incarnation (two each): with two plugins that
+    // never restart, ids 1..=4 are the four rings and 5..=8 are registered to nobody.
+    let (rings, seqs, flood) = (8u64, 16u64, 1024u64);
+    let s = DataPath::start(
+        &format!(
+            "  {PLUGIN}:\n    path: {}\n    type: processor\n    config: {{window_seconds: 60}}\n    data_path: {{probe_sampling: 1}}\n  forger:\n    path: {}\n    type: processor\n    config: {{rings: {rings}, seqs: {seqs}, hold_ms: 50, flood: {flood}}}\n    data_path: {{probe_sampling: 0}}\n",
+            plugin_bin(PLUGIN).display(),
+            plugin_bin("srediag-probe-forger").display(),
+        ),
+        &format!("plugin/{PLUGIN}, plugin/forger"),
+    );
+    wait_state(&s.admin, PLUGIN, &["ready"], Duration::from_secs(20));
+    wait_state(&s.admin, "forger", &["ready"], Duration::from_secs(20));
+
+    // The first batch reaches the forger after the honest plugin: it forges, then floods.
+    let b1 = traffic(&s, 10);
+    let done = poll_until(Duration::from_secs(20), "the forger's report", || {
+        log_lines(&s.agent, "forger", "FORGER done")
+            .into_iter()
+            .next()
+    });
+    println!("{done}");
+    // Batches sent while the honest plugin's table was flooded are still measured.
+    let b2 = traffic(&s, 15);
+    let b = b1 + b2;
+    let (to, from) = counts(&s.agent);
+    let sum = |d: &str| {
+        s.agent.counter(
+            "srediag_ipc_latency_seconds_sum",
+            &[("plugin", PLUGIN), ("direction", d)],
+        )
+    };
+    println!(
+        "{b} honest batches: histogram counts to_plugin {to} (sum {:.6} s), from_plugin {from} (sum {:.6} s)",
+        sum("to_plugin"),
+        sum("from_plugin")
+    );
+    assert_eq!((to, from), (b, b), "{}", s.agent.metrics_text());
+    let forged = s.agent.counter(
+        "srediag_bpf_ipc_forged_probes_total",
+        &[("plugin", "forger")],
+    );
+    // Per forged seq: both sites on both of the honest plugin's rings are wrong for the forger,
+    // and one site of each of its own rings (it consumes its agent→plugin ring and publishes its
+    // plugin→agent ring legitimately). The flood (publishes only): both honest rings and its own
+    // agent→plugin ring. Ids registered to nobody are ignored.
+    println!("forged probe hits counted for the forger: {forged}");
+    assert_eq!(
+        forged,
+        (6 * seqs + 3 * flood) as f64,
+        "{}",
+        s.agent.metrics_text()
+    );
+    assert_eq!(
+        s.agent
+            .counter("srediag_bpf_ipc_forged_probes_total", &[("plugin", PLUGIN)]),
+        0.0
+    );
+    for name in [PLUGIN, "forger"] {
+        assert_eq!(
+            plugin_status(&s.admin, name)["restarts"],
+            Value::from(0),
+            "ring ids assume no restart"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The eBPF observers against the real agent and real sandboxed plugins: seccomp `errno`
-//! violations counted exactly while the plugin lives on, kernel-observed RSS and OOM kills per
+//! violations counted exactly while the plugin lives on, and for a plugin killed by its very first
+//! syscall after exec, in every incarnation; kernel-observed RSS and OOM kills per
 //! plugin, and the CLI surfaces (`srediag probe`, `plugin list`, `top`, `diagnose seccomp`).
 //!
 //! Privileged (root, kernel BTF): without them the tests print why they skip, unless `CI=true`.
@@ -458,4 +459,68 @@ fn cli_surfaces_show_what_the_kernel_saw() {
         .as_u64()
         .unwrap();
     assert_eq!(runs_now, runs_then, "run counts grew with stats off");
+}
+
+/// Issue 11, point 12: a plugin whose first own syscall after exec is refused by its profile
+/// (no SIGSYS handler, no handshake: the misconfigured-profile case) dies by SIGSYS in every
+/// incarnation, typically before the spawner's answer has reached the supervisor. The kernel
+/// must follow it from its first instruction: every seccomp death is a counted violation,
+/// `violations == restarts{reason="seccomp"} + 1` (the last death quarantines, no restart).
+#[test]
+fn a_plugin_killed_by_its_first_syscall_is_counted_every_time() {
+    if !bpf_privileged("a_plugin_killed_by_its_first_syscall_is_counted_every_time") {
+        return;
+    }
+    let _s = serial();
+    let deaths = 12u64;
+    let r = start(
+        &format!(
+            "  tp-sigsys:\n    path: {}\n    type: processor\n    restart: {{initial_backoff: 10ms, max_backoff: 20ms, quarantine_after: {deaths}}}\n",
+            plugin_bin("srediag-sigsys-plugin").display()
+        ),
+        &[],
+    );
+    let st = wait_state(
+        &r.admin,
+        "tp-sigsys",
+        &["quarantined"],
+        Duration::from_secs(60),
+    );
+    let seccomp_restarts = r.agent.counter(
+        "srediag_plugin_restarts_total",
+        &[("name", "tp-sigsys"), ("reason", "seccomp")],
+    );
+    let restarts = r
+        .agent
+        .counter("srediag_plugin_restarts_total", &[("name", "tp-sigsys")]);
+    let violations = r.agent.counter(
+        "srediag_plugin_seccomp_violations_total",
+        &[("plugin", "tp-sigsys")],
+    );
+    println!(
+        "tp-sigsys: {seccomp_restarts} seccomp restarts + the final death, {violations} violations counted"
+    );
+    assert_eq!(restarts, seccomp_restarts, "every death was seccomp: {st}");
+    assert_eq!(seccomp_restarts, (deaths - 1) as f64, "{st}");
+    assert_eq!(
+        violations,
+        seccomp_restarts + 1.0,
+        "{}",
+        r.agent.metrics_text()
+    );
+    assert_eq!(
+        r.agent.counter(
+            "srediag_plugin_seccomp_violations_total",
+            &[
+                ("plugin", "tp-sigsys"),
+                ("syscall", "mkdirat"),
+                ("action", "errno")
+            ]
+        ),
+        violations
+    );
+    assert_eq!(
+        log_lines(&r.agent.stderr(), "tp-sigsys", "mkdirat was not refused"),
+        Vec::<String>::new()
+    );
 }

@@ -161,12 +161,13 @@ pub const SOURCE_SIGNAL: u32 = c::SOURCE_SIGNAL as u32;
 pub const SOURCE_EXIT: u32 = c::SOURCE_EXIT as u32;
 
 /// What the per-CPU `srediag_stats` slots count: (index, `reason` label).
-pub const STATS: [(u32, &str); 5] = [
+pub const STATS: [(u32, &str); 6] = [
     (c::STAT_PIDS_FULL as u32, "pids_map_full"),
     (c::STAT_EVENTS_DROPPED as u32, "ring_buffer_full"),
     (c::STAT_VIOLATIONS_FULL as u32, "violation_map_full"),
     (c::STAT_CPU_UNMATCHED as u32, "cpu_switch_unmatched"),
     (c::STAT_IPC_UNMATCHED as u32, "ipc_consume_unmatched"),
+    (c::STAT_IPC_FORGED as u32, "ipc_forged_probe"),
 ];
 
 /// `SREDIAG_IPC_BUCKETS`: log2 buckets of an IPC latency histogram.
@@ -175,6 +176,8 @@ pub const IPC_BUCKETS: usize = c::IPC_BUCKETS as usize;
 pub const IPC_TO_PLUGIN: u32 = c::IPC_TO_PLUGIN as u32;
 /// `SREDIAG_IPC_FROM_PLUGIN`.
 pub const IPC_FROM_PLUGIN: u32 = c::IPC_FROM_PLUGIN as u32;
+/// `SREDIAG_IPC_PENDING_PER_RING`: pending-publish slots of each ring.
+pub const IPC_PENDING_PER_RING: u32 = c::IPC_PENDING_PER_RING as u32;
 
 /// `struct srediag_ipc_ring`: value of `srediag_ipc_ring` (keyed by ring id).
 #[repr(C)]
@@ -184,6 +187,10 @@ pub struct IpcRing {
     pub plugin_id: u32,
     /// [`IPC_TO_PLUGIN`] or [`IPC_FROM_PLUGIN`].
     pub direction: u32,
+    /// The only process (host tgid) whose `srediag_probe_publish` hits count on this ring.
+    pub publisher_tgid: u32,
+    /// The only process (host tgid) whose `srediag_probe_consume` hits count on this ring.
+    pub consumer_tgid: u32,
 }
 
 /// `struct srediag_ipc_hist`: one (plugin, direction) histogram, per CPU.
@@ -217,7 +224,9 @@ assert_layout!(
     IpcRing,
     srediag_ipc_ring {
         plugin_id,
-        direction
+        direction,
+        publisher_tgid,
+        consumer_tgid
     }
 );
 assert_layout!(
@@ -229,20 +238,23 @@ assert_layout!(
     }
 );
 
-/// `struct srediag_ipc_key`: key of `srediag_ipc_pending` (ring id, seq).
+/// `struct srediag_ipc_pending`: one slot of `srediag_ipc_pending` (a publish waiting for its
+/// consume; `ts_ns == 0`: free).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IpcKey {
-    /// Ring id.
-    pub ring: u64,
-    /// Batch sequence number.
-    pub seq: u64,
+pub struct IpcPending {
+    /// `bpf_ktime_get_ns()` at publish.
+    pub ts_ns: u64,
+    /// Low 32 bits of the ring id.
+    pub ring: u32,
+    /// Low 32 bits of the batch sequence number.
+    pub seq: u32,
 }
 
 // SAFETY: as above.
-unsafe impl aya::Pod for IpcKey {}
+unsafe impl aya::Pod for IpcPending {}
 
-assert_layout!(IpcKey, srediag_ipc_key { ring, seq });
+assert_layout!(IpcPending, srediag_ipc_pending { ts_ns, ring, seq });
 
 impl Event {
     /// Decodes a ring buffer record (`None` when it is too short).

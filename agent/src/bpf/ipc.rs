@@ -9,7 +9,13 @@
 //!   other processes running the same binary (another agent, another plugin) out. They detach
 //!   when the incarnation stops.
 //! - The incarnation's two ring ids are registered in `srediag_ipc_ring` (ring → plugin id,
-//!   direction); the programs ignore any other ring.
+//!   direction, and the tgid allowed at each site: the agent's for its side — publish on
+//!   `to_plugin`, consume on `from_plugin` — and the incarnation's for the plugin's side); the
+//!   programs ignore any other ring and drop (and count, `srediag_ipc_forged`) a hit from any
+//!   other process: a plugin can call its own probe sites with any ring id it likes.
+//! - Publishes wait for their consume in `srediag_ipc_pending`, an array with
+//!   `SREDIAG_IPC_PENDING_PER_RING` slots per (plugin, direction): a ring only ever replaces its
+//!   own entries, so no plugin can flush another's pending samples.
 //!
 //! The uprobes stay attached while sampling is off: the probe sites are only *called* for
 //! sampled batches (`seq % n == 0`, the period lives in the ring header), so with sampling off no
@@ -120,11 +126,40 @@ pub(super) fn detach(ebpf: &mut Ebpf, a: Attachment) {
     }
 }
 
-/// Registers an incarnation's rings (to_plugin, from_plugin) for `plugin_id`.
+/// The processes allowed at an incarnation's probe sites: the agent (host tgid) and the plugin
+/// incarnation (host pid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Peers {
+    /// The agent's tgid: publishes `to_plugin`, consumes `from_plugin`.
+    pub agent: u32,
+    /// The plugin incarnation's pid: consumes `to_plugin`, publishes `from_plugin`.
+    pub plugin: u32,
+}
+
+impl Peers {
+    /// The ring value of `direction` for `plugin_id`.
+    fn ring(self, plugin_id: u32, direction: u32) -> IpcRing {
+        let (publisher_tgid, consumer_tgid) = if direction == abi::IPC_TO_PLUGIN {
+            (self.agent, self.plugin)
+        } else {
+            (self.plugin, self.agent)
+        };
+        IpcRing {
+            plugin_id,
+            direction,
+            publisher_tgid,
+            consumer_tgid,
+        }
+    }
+}
+
+/// Registers an incarnation's rings (to_plugin, from_plugin) for `plugin_id`, accepting probe
+/// hits only from `peers`.
 pub(super) fn register_rings(
     map: &mut HashMap<MapData, u64, IpcRing>,
     a: &mut Attachment,
     plugin_id: u32,
+    peers: Peers,
     to_plugin: u64,
     from_plugin: u64,
 ) -> Result<(), aya::maps::MapError> {
@@ -132,14 +167,7 @@ pub(super) fn register_rings(
         (to_plugin, abi::IPC_TO_PLUGIN),
         (from_plugin, abi::IPC_FROM_PLUGIN),
     ] {
-        map.insert(
-            ring,
-            IpcRing {
-                plugin_id,
-                direction,
-            },
-            0,
-        )?;
+        map.insert(ring, peers.ring(plugin_id, direction), 0)?;
         a.rings.push(ring);
     }
     Ok(())
@@ -238,6 +266,11 @@ pub(super) fn histogram(
     Some(Histogram::from_percpu(v.iter().copied()))
 }
 
+/// Forged probe hits made by processes of `plugin_id`, summed over CPUs.
+pub(super) fn forged(map: &PerCpuArray<MapData, u64>, plugin_id: u32) -> Option<u64> {
+    map.get(&plugin_id, 0).ok().map(|v| v.iter().sum())
+}
+
 /// Per direction label, the histogram of `plugin_id` (directions without samples included).
 pub(super) fn histograms(
     map: &PerCpuArray<MapData, IpcHist>,
@@ -264,6 +297,19 @@ mod tests {
         }
         v.sum_ns = 1_500;
         Histogram::from_percpu([v, IpcHist::default()])
+    }
+
+    #[test]
+    fn each_site_accepts_only_its_own_side() {
+        let p = Peers {
+            agent: 10,
+            plugin: 20,
+        };
+        let to = p.ring(3, abi::IPC_TO_PLUGIN);
+        assert_eq!((to.publisher_tgid, to.consumer_tgid), (10, 20));
+        let from = p.ring(3, abi::IPC_FROM_PLUGIN);
+        assert_eq!((from.publisher_tgid, from.consumer_tgid), (20, 10));
+        assert_eq!((from.plugin_id, from.direction), (3, abi::IPC_FROM_PLUGIN));
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! - `srediag_bpf_plugin_rss_bytes{plugin}`: resident memory from `rss_stat`;
 //! - `srediag_bpf_plugin_oom_kills_total{plugin}`: OOM-killer victims from `mark_victim`;
 //! - `srediag_plugin_seccomp_violations_total{plugin,syscall,action}`;
-//! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record;
+//! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record (or refused:
+//!   `ipc_forged_probe`);
+//! - `srediag_bpf_ipc_forged_probes_total{plugin}`: probe-site hits by the plugin's processes on
+//!   rings where they are not the expected publisher or consumer, dropped;
 //! - `srediag_ipc_latency_seconds{plugin,direction}`: histogram of sampled data-path batches,
 //!   publish → consume; the BPF log2 buckets (`[2^b, 2^(b+1))` ns) become `le` buckets of
 //!   2^(b+1) ns in seconds, cumulative; `_sum` is exact (summed in BPF), `_count` the samples;
@@ -33,6 +36,7 @@ pub(super) struct BpfCollector {
     ooms: IntCounterVec,
     violations: IntCounterVec,
     dropped: IntCounterVec,
+    forged: IntCounterVec,
     run_seconds: CounterVec,
     runs: IntCounterVec,
     stats_on: prometheus::IntGauge,
@@ -137,8 +141,13 @@ impl BpfCollector {
             .expect("static metric"),
             stats_on: prometheus::IntGauge::new("srediag_bpf_stats_enabled", "1 while the kernel's BPF run-time statistics (BPF_ENABLE_STATS, ~35-55 ns per program run) are on at srediag's request.").expect("static metric"),
             dropped: IntCounterVec::new(
-                o("srediag_bpf_dropped_total", "Records the BPF programs could not keep: pids_map_full (a fork not followed), ring_buffer_full (an event lost; its counter kept), violation_map_full (a violation not counted)."),
+                o("srediag_bpf_dropped_total", "Records the BPF programs could not keep or refused: pids_map_full (a fork not followed), ring_buffer_full (an event lost; its counter kept), violation_map_full (a violation not counted), cpu_switch_unmatched, ipc_consume_unmatched (a sampled consume without its publish), ipc_forged_probe (a probe-site hit from a process that is not the ring's publisher or consumer)."),
                 &["reason"],
+            )
+            .expect("static metric"),
+            forged: IntCounterVec::new(
+                o("srediag_bpf_ipc_forged_probes_total", "Probe-site hits (srediag_probe_publish/consume) by the plugin's processes on data-path rings where they are not the expected publisher or consumer, e.g. with another plugin's ring ids: dropped, never in a latency histogram."),
+                &["plugin"],
             )
             .expect("static metric"),
         }
@@ -172,6 +181,12 @@ impl BpfCollector {
             }
             if let Some(n) = inner.oom_kills(id) {
                 let c = self.ooms.with_label_values(&[&name]);
+                if n > c.get() {
+                    c.inc_by(n - c.get());
+                }
+            }
+            if let Some(n) = inner.ipc_forged(id).filter(|n| *n > 0) {
+                let c = self.forged.with_label_values(&[&name]);
                 if n > c.get() {
                     c.inc_by(n - c.get());
                 }
@@ -221,6 +236,7 @@ impl Collector for BpfCollector {
         d.extend(self.ooms.desc());
         d.extend(self.violations.desc());
         d.extend(self.dropped.desc());
+        d.extend(self.forged.desc());
         d.extend(self.run_seconds.desc());
         d.extend(self.runs.desc());
         d.extend(self.stats_on.desc());
@@ -237,6 +253,7 @@ impl Collector for BpfCollector {
         m.extend(self.ooms.collect());
         m.extend(self.violations.collect());
         m.extend(self.dropped.collect());
+        m.extend(self.forged.collect());
         m.extend(self.run_seconds.collect());
         m.extend(self.runs.collect());
         m.extend(self.stats_on.collect());

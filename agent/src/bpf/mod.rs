@@ -8,18 +8,19 @@
 //!
 //! | observer           | hooks                                        | maps                           |
 //! |--------------------|----------------------------------------------|--------------------------------|
-//! | `process_tracking` | `sched_process_fork`, `sched_process_exit`   | `srediag_pids` (tgid → plugin) |
+//! | `process_tracking` | `sched_process_fork`, `sched_process_exit`   | `srediag_pids` (tgid → plugin), `srediag_spawners` (armed spawner tid → plugin) |
 //! | `cpu`              | `sched_switch`                               | `srediag_cpu`, `srediag_cpust`, `srediag_thr` |
 //! | `memory`           | `rss_stat`, `mark_victim`                    | `srediag_mem`, `srediag_ooms`  |
 //! | `seccomp`          | `signal_generate`, `sched_process_exit`      | `srediag_viol`, `srediag_sigsys` |
 //! | `events`           | (userspace reader of the ring buffer)        | `srediag_events`               |
-//! | `ipc_latency`      | uprobes `srediag_probe_publish`/`_consume` (agent + each plugin) | `srediag_ipc_ring`, `srediag_ipc_pending`, `srediag_ipc_hist` |
+//! | `ipc_latency`      | uprobes `srediag_probe_publish`/`_consume` (agent + each plugin) | `srediag_ipc_ring`, `srediag_ipc_pending`, `srediag_ipc_hist`, `srediag_ipc_forged` |
 //!
 //! Lifetime: nothing is pinned. Dropping [`Observers`] detaches every program and closes every
 //! map (the kernel frees maps once the programs using them are gone, after an RCU grace period).
 //!
-//! Wiring ([`start`], [`stop`], [`plugin_started`], [`plugin_stopped`]): the agent keeps one
-//! process-wide instance so the supervisor needs a single call at spawn and one at exit.
+//! Wiring ([`start`], [`stop`], [`arm_spawn`], [`plugin_started`], [`plugin_stopped`]): the agent
+//! keeps one process-wide instance so the spawner thread needs one call per clone and the
+//! supervisor a single call at spawn and one at exit.
 
 pub mod abi;
 mod cpu;
@@ -39,7 +40,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::{Btf, Ebpf, EbpfLoader};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -49,7 +50,7 @@ pub use ipc::{DIRECTIONS as IPC_DIRECTIONS, Histogram as IpcHistogram};
 pub use seccomp::{Action, ViolationCount};
 pub use stats::{MAX_WINDOW as STATS_MAX_WINDOW, ProgramStats};
 
-use abi::{CpuState, IpcHist, IpcRing, Rss, ViolationKey};
+use abi::{CpuState, IpcHist, IpcPending, IpcRing, Rss, ViolationKey};
 
 /// The observers, in display order (`observer` label values).
 pub const OBSERVERS: [&str; 6] = [
@@ -170,6 +171,7 @@ struct Loaded {
     // Field order is drop order: programs and links first, then the maps.
     _ebpf: Ebpf,
     pids: HashMap<MapData, u32, u32>,
+    spawners: HashMap<MapData, u32, u32>,
     cpu: PerCpuArray<MapData, u64>,
     cpust: PerCpuArray<MapData, CpuState>,
     viol: PerCpuHashMap<MapData, ViolationKey, u64>,
@@ -185,7 +187,8 @@ struct Loaded {
 struct IpcMaps {
     rings: HashMap<MapData, u64, IpcRing>,
     hist: PerCpuArray<MapData, IpcHist>,
-    pending: HashMap<MapData, abi::IpcKey, u64>,
+    pending: Array<MapData, IpcPending>,
+    forged: PerCpuArray<MapData, u64>,
     /// The agent's own uprobes (kept for the object's lifetime).
     _agent: ipc::Attachment,
     /// Per plugin name: its current incarnation's uprobes, rings and attach path.
@@ -247,6 +250,15 @@ impl Inner {
                 .unwrap_or_default()
         })
         .unwrap_or_default()
+    }
+
+    fn ipc_forged(&self, plugin_id: u32) -> Option<u64> {
+        self.with(|l| {
+            l.ipc
+                .as_ref()
+                .and_then(|i| ipc::forged(&i.forged, plugin_id))
+        })
+        .flatten()
     }
 
     fn program_stats(&self) -> Vec<ProgramStats> {
@@ -392,8 +404,11 @@ impl Observers {
                 "no kernel BTF (/sys/kernel/btf/vmlinux: {e}): CO-RE programs cannot be relocated"
             )
         })?;
+        let agent_tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
+            // Only this process's spawner thread is ever armed (see `arm_spawn`).
+            .override_global("srediag_agent_tgid", &agent_tgid, true)
             .load(object::OBJECT)
             .map_err(|e| {
                 let why = object::describe(&e);
@@ -501,13 +516,15 @@ impl Observers {
                         take_map!(ebpf, "srediag_ipc_ring")?,
                         take_map!(ebpf, "srediag_ipc_hist")?,
                         take_map!(ebpf, "srediag_ipc_pending")?,
+                        take_map!(ebpf, "srediag_ipc_forged")?,
                     ))
                 })();
                 match maps {
-                    Ok((rings, hist, pending)) => Some(IpcMaps {
+                    Ok((rings, hist, pending, forged)) => Some(IpcMaps {
                         rings,
                         hist,
                         pending,
+                        forged,
                         _agent: agent,
                         plugins: BTreeMap::new(),
                     }),
@@ -521,6 +538,7 @@ impl Observers {
         };
         let loaded = Loaded {
             pids: take_map!(ebpf, "srediag_pids")?,
+            spawners: take_map!(ebpf, "srediag_spawners")?,
             cpu: take_map!(ebpf, "srediag_cpu")?,
             cpust: take_map!(ebpf, "srediag_cpust")?,
             viol: take_map!(ebpf, "srediag_viol")?,
@@ -539,6 +557,7 @@ impl Observers {
         use aya::maps::IterableMap;
         let mut out = vec![
             ("srediag_pids", memlock(l.pids.map().fd().as_fd())),
+            ("srediag_spawners", memlock(l.spawners.map().fd().as_fd())),
             ("srediag_cpu", memlock(l.cpu.map().fd().as_fd())),
             ("srediag_cpust", memlock(l.cpust.map().fd().as_fd())),
             ("srediag_viol", memlock(l.viol.map().fd().as_fd())),
@@ -553,6 +572,7 @@ impl Observers {
             out.push(("srediag_ipc_ring", memlock(i.rings.map().fd().as_fd())));
             out.push(("srediag_ipc_hist", memlock(i.hist.map().fd().as_fd())));
             out.push(("srediag_ipc_pending", memlock(i.pending.map().fd().as_fd())));
+            out.push(("srediag_ipc_forged", memlock(i.forged.map().fd().as_fd())));
         }
         if let Some(m) = l._ebpf.map("srediag_sigsys")
             && let Ok(h) = HashMap::<&MapData, u32, u32>::try_from(m)
@@ -640,6 +660,33 @@ impl Observers {
         })
     }
 
+    /// Arms thread `tid` (host tid): the next process it clones is tracked as plugin
+    /// `plugin_id` from its first instruction, and so is everything that process forks. Undo
+    /// with [`disarm`](Self::disarm) once the clone returned.
+    pub fn arm(&self, plugin_id: u32, name: &str, tid: u32) -> Result<(), BpfError> {
+        if plugin_id == 0 || plugin_id >= abi::MAX_PLUGINS {
+            return Err(BpfError::PluginId {
+                id: plugin_id,
+                max: abi::MAX_PLUGINS,
+            });
+        }
+        self.inner
+            .plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(plugin_id, name.to_owned());
+        self.loaded(|l| l.spawners.insert(tid, plugin_id, 0))?
+            .map_err(|source| BpfError::Map {
+                map: "srediag_spawners",
+                source,
+            })
+    }
+
+    /// Disarms thread `tid` (see [`arm`](Self::arm)); nothing happens if it was not armed.
+    pub fn disarm(&self, tid: u32) {
+        let _ = self.loaded(|l| l.spawners.remove(&tid));
+    }
+
     /// Stops tracking every process of `plugin_id` (normally they are gone already: the kernel
     /// removes exiting processes). Its counters and name stay. Returns how many were removed.
     pub fn unregister(&self, plugin_id: u32) -> Result<usize, BpfError> {
@@ -723,6 +770,12 @@ impl Observers {
         })
     }
 
+    /// Probe hits by processes of `plugin_id` on rings where they are not the expected publisher
+    /// or consumer (dropped), since the observers loaded (`None` when the observer is down).
+    pub fn ipc_forged(&self, plugin_id: u32) -> Option<u64> {
+        self.inner.ipc_forged(plugin_id)
+    }
+
     /// The IPC latency histograms of `plugin_id`, by direction (empty when the observer is down).
     pub fn ipc_histograms(&self, plugin_id: u32) -> BTreeMap<&'static str, IpcHistogram> {
         self.inner.ipc_histograms(plugin_id)
@@ -730,7 +783,8 @@ impl Observers {
 
     /// Attaches the IPC latency uprobes to plugin `name`'s new incarnation (host pid `pid`,
     /// binary `/proc/<pid>/exe`) and registers its rings; replaces a previous incarnation's.
-    /// Returns the attach path.
+    /// Probe hits on these rings count only from the incarnation (its side) and from this
+    /// process, the agent (its side). Returns the attach path.
     pub fn ipc_attach(
         &self,
         name: &str,
@@ -747,9 +801,18 @@ impl Observers {
                 return Err("the ipc_latency observer is down".to_owned());
             };
             let mut a = ipc::attach(_ebpf, std::path::Path::new(&exe), pid)?;
-            if let Err(e) =
-                ipc::register_rings(&mut ipc.rings, &mut a, id, to_plugin_ring, from_plugin_ring)
-            {
+            let peers = ipc::Peers {
+                agent: std::process::id(),
+                plugin: pid,
+            };
+            if let Err(e) = ipc::register_rings(
+                &mut ipc.rings,
+                &mut a,
+                id,
+                peers,
+                to_plugin_ring,
+                from_plugin_ring,
+            ) {
                 ipc::unregister_rings(&mut ipc.rings, &a);
                 ipc::detach(_ebpf, a);
                 return Err(format!("srediag_ipc_ring: {e}"));
@@ -928,17 +991,52 @@ pub fn stop() {
     drop(obs);
 }
 
-/// Supervisor hook, right after the sandbox helper was spawned: tracks the helper (whose fork
-/// of the plugin the kernel then follows) and the current members of the plugin's cgroup
-/// (`members` is called after the helper is tracked, so nothing forked in between is missed).
-/// Logs and carries on when eBPF is unavailable.
-pub fn plugin_started(name: &str, helper_pid: u32, members: impl FnOnce() -> Vec<u32>) {
+/// The spawner thread armed for one plugin clone (see [`arm_spawn`]); dropping it disarms.
+#[must_use = "the thread is disarmed when this is dropped"]
+pub struct SpawnArm {
+    obs: Arc<Observers>,
+    tid: u32,
+}
+
+impl Drop for SpawnArm {
+    fn drop(&mut self) {
+        self.obs.disarm(self.tid);
+    }
+}
+
+/// Spawner hook, on the spawner thread right before it clones plugin `name`: arms the calling
+/// thread so that the kernel tracks the process it clones next as the plugin from its first
+/// instruction (before it builds its sandbox and execs), whatever happens to it before the
+/// supervisor hears back. Keep the guard until the clone returned. `None` (logged) when eBPF is
+/// unavailable.
+pub fn arm_spawn(name: &str) -> Option<SpawnArm> {
+    let obs = global()?;
+    if !obs.is_loaded() {
+        return None;
+    }
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    match obs.plugin_id(name).and_then(|id| obs.arm(id, name, tid)) {
+        Ok(()) => Some(SpawnArm { obs, tid }),
+        Err(e) => {
+            tracing::warn!(plugin = %name, error = %e, "eBPF: cannot track the plugin from its first instruction; it is tracked once the supervisor registers it");
+            None
+        }
+    }
+}
+
+/// Supervisor hook, right after the spawn returned: tracks the plugin process and the current
+/// members of its cgroup (`members` is called after the process is tracked, so nothing forked in
+/// between is missed). The kernel normally tracks them already (the spawner thread was armed, see
+/// [`arm_spawn`]); this covers a kernel without the fork hook. Logs and carries on when eBPF is
+/// unavailable.
+pub fn plugin_started(name: &str, pid: u32, members: impl FnOnce() -> Vec<u32>) {
     let Some(obs) = global() else { return };
     if !obs.is_loaded() {
         return;
     }
     let result = obs.plugin_id(name).and_then(|id| {
-        obs.register(id, name, &[helper_pid])?;
+        obs.register(id, name, &[pid])?;
         obs.register(id, name, &members())
     });
     if let Err(e) = result {

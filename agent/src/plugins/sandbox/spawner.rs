@@ -77,6 +77,9 @@ fn queue() -> std::io::Result<&'static mpsc::Sender<Job>> {
                         } else {
                             None
                         };
+                        // Until the clone returned, the kernel tracks what this thread clones
+                        // as the plugin: from its first instruction, however soon it dies.
+                        let _armed = crate::bpf::arm_spawn(&req.spec.plugin);
                         let r = spawn::spawn(
                             &req.spec,
                             &req.control,
