@@ -9,7 +9,7 @@ use super::sandbox::landlock::LandlockSpec;
 use super::sandbox::seccomp;
 use super::sandbox::spawn::{self, Spawned};
 use super::sandbox::spawner::{self, SpawnRequest};
-use super::sandbox::spec::SandboxSpec;
+use super::sandbox::spec::{SandboxSpec, ScratchLimits};
 use serde::Serialize;
 use srediag_plugin_sdk::control::{AgentMsg, PROTOCOL_VERSION, PluginMsg};
 use srediag_plugin_sdk::wire::WIRE_SCHEMA_VERSION;
@@ -410,7 +410,7 @@ impl Supervisor {
         let filter = seccomp::compile(
             &profile,
             action,
-            &seccomp::Options::with_network(sb.network).errno_via_trap(via_trap),
+            &seccomp::Options::with_network(!sb.network.is_empty()).errno_via_trap(via_trap),
         )
         .map_err(|e| format!("seccomp profile {profile}: {e}"))?;
         let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"]
@@ -438,14 +438,18 @@ impl Supervisor {
             gid: cfg.gid(&self.name),
             nofile: sb.limits.nofile,
             hostname: format!("srediag-{}", self.name),
-            new_net: !sb.network,
+            new_net: sb.network.is_empty(),
             cgroup_procs: cg.procs_files(),
             scratch_dir: scratch.to_path_buf(),
+            scratch: ScratchLimits {
+                bytes: sb.limits.scratch_bytes(),
+                inodes: sb.limits.scratch_inodes,
+            },
             landlock: LandlockSpec {
                 read_exec,
                 read_only,
                 read_write,
-                network: sb.network,
+                network: sb.network.clone(),
                 allow_degraded: cfg.sandbox.allow_degraded,
             },
             seccomp: filter,
@@ -459,13 +463,10 @@ impl Supervisor {
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
+        // Only the mount point of the plugin's own tmpfs (mounted in its mount namespace): it
+        // stays empty and root's.
         std::fs::create_dir(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        std::os::unix::fs::chown(
-            &dir,
-            Some(self.cfg.uid(&self.name)),
-            Some(self.cfg.gid(&self.name)),
-        )?;
         Ok(dir)
     }
 
@@ -563,7 +564,11 @@ impl Supervisor {
             // The process is gone: drain what it published, keep what it did not answer.
             tokio::task::block_in_place(|| l.detach());
         }
-        cleanup(&*cg, Some(&scratch));
+        // Killing the cgroup waits for its processes to exit (their scratch tmpfs is freed then,
+        // by the kernel) and removing it retries: neither may hold an async worker.
+        if let Err(e) = tokio::task::spawn_blocking(move || cleanup(&*cg, Some(&scratch))).await {
+            tracing::warn!(plugin = %self.name, error = %e, "plugin cleanup task failed");
+        }
         crate::bpf::plugin_stopped(&self.name);
         end
     }
