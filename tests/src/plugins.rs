@@ -300,7 +300,11 @@ pub fn plugin_pids(name: &str) -> Vec<u32> {
     plugin_cgroups(name)
         .iter()
         .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<u32>>())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .find(|p| !p.is_empty())
         .unwrap_or_default()
 }

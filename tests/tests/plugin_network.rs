@@ -96,7 +96,13 @@ fn a_network_grant_opens_only_its_ports() {
     // The agent listens on both of its ports now.
     assert!(agent.healthy());
     assert!(trigger("n-recv", "{}"), "cannot write the trigger");
-    let lines = wait_line(&agent, "n-recv", "done", "attempts", Duration::from_secs(30));
+    let lines = wait_line(
+        &agent,
+        "n-recv",
+        "done",
+        "attempts",
+        Duration::from_secs(30),
+    );
     let by_target: BTreeMap<String, &Value> = lines
         .iter()
         .filter(|l| l["attempt"] == "ports")
@@ -110,7 +116,11 @@ fn a_network_grant_opens_only_its_ports() {
         (l["ok"] == true, l["errno"].as_i64().unwrap_or(-1))
     };
     let eacces = libc::EACCES as i64;
-    assert_eq!(outcome(format!("connect {granted}")), (true, 0), "granted connect");
+    assert_eq!(
+        outcome(format!("connect {granted}")),
+        (true, 0),
+        "granted connect"
+    );
     assert_eq!(
         outcome(format!("connect {otlp}")),
         (false, eacces),
@@ -121,14 +131,21 @@ fn a_network_grant_opens_only_its_ports() {
         (false, eacces),
         "connect to the agent's /metrics"
     );
-    assert_eq!(outcome(format!("bind {bind_ok}")), (true, 0), "granted bind");
+    assert_eq!(
+        outcome(format!("bind {bind_ok}")),
+        (true, 0),
+        "granted bind"
+    );
     assert_eq!(
         outcome(format!("bind {bind_denied}")),
         (false, eacces),
         "bind of a port not granted"
     );
     // The granted connection arrived.
-    assert!(listener.accept().is_ok(), "no connection on the granted port");
+    assert!(
+        listener.accept().is_ok(),
+        "no connection on the granted port"
+    );
     let st = plugin_status(&admin, "n-recv");
     assert_eq!(st["state"], "ready", "{st}");
     agent.sigterm();
@@ -167,7 +184,12 @@ fn all_port_grants_and_widening_port_lists_are_refused() {
         Duration::from_secs(15),
     );
     out.assert_no_panic();
-    assert_eq!(out.code(), 78, "validate accepted network: true:\n{}", out.stderr);
+    assert_eq!(
+        out.code(),
+        78,
+        "validate accepted network: true:\n{}",
+        out.stderr
+    );
     assert!(
         out.stderr.contains("plugins.n-all.network") && out.stderr.contains("connect: ["),
         "the message should name the field and show how to list ports:\n{}",
@@ -199,7 +221,10 @@ fn all_port_grants_and_widening_port_lists_are_refused() {
     );
     out.assert_no_panic();
     assert!(
-        out.code() != 0 && out.stderr.contains("sandbox.network: `true` (every TCP port"),
+        out.code() != 0
+            && out
+                .stderr
+                .contains("sandbox.network: `true` (every TCP port"),
         "plugin sign accepted network: true: {}",
         out.stderr
     );

@@ -86,15 +86,33 @@ fn scratch_is_a_private_tmpfs_bounded_in_bytes_and_inodes() {
         assert!(trigger(name, "{}"), "cannot write the trigger of {name}");
     }
     let files = final_line(
-        &wait_line(&agent, "s-files", "final", "diskfill", Duration::from_secs(60)),
+        &wait_line(
+            &agent,
+            "s-files",
+            "final",
+            "diskfill",
+            Duration::from_secs(60),
+        ),
         "diskfill",
     );
     let big = final_line(
-        &wait_line(&agent, "s-bigfile", "final", "diskfill", Duration::from_secs(60)),
+        &wait_line(
+            &agent,
+            "s-bigfile",
+            "final",
+            "diskfill",
+            Duration::from_secs(60),
+        ),
         "diskfill",
     );
     let inodes = final_line(
-        &wait_line(&agent, "s-inodes", "final", "inodefill", Duration::from_secs(60)),
+        &wait_line(
+            &agent,
+            "s-inodes",
+            "final",
+            "inodefill",
+            Duration::from_secs(60),
+        ),
         "inodefill",
     );
     eprintln!("s-files: {files}\ns-bigfile: {big}\ns-inodes: {inodes}");
@@ -275,7 +293,10 @@ fn restarting_plugins_with_huge_scratch_trees_keeps_health_fast() {
         restart.as_secs_f64() * 1e3,
         worst.as_secs_f64() * 1e3
     );
-    assert_eq!(failed, 0, "/-/healthy failed {failed} times during the restarts");
+    assert_eq!(
+        failed, 0,
+        "/-/healthy failed {failed} times during the restarts"
+    );
     assert!(polls >= 3, "only {polls} health polls during the restarts");
     assert!(
         worst < Duration::from_millis(500),

@@ -532,14 +532,21 @@ mod tests {
         )
         .unwrap();
         assert!(c.validate().is_empty(), "{:?}", c.validate());
-        assert_eq!(c.limits.scratch_bytes(), 16 << 20, "a quarter of memory_max");
+        assert_eq!(
+            c.limits.scratch_bytes(),
+            16 << 20,
+            "a quarter of memory_max"
+        );
         assert_eq!(c.limits.scratch_inodes, 4096);
         assert_eq!(c.network.as_ref().map(Network::granted), Some(true));
         let c: PluginConfig = serde_yaml::from_str(
             "path: /x\ntype: processor\nlimits: {memory_max: 64MiB, scratch_size: 8MiB, scratch_inodes: 100}",
         )
         .unwrap();
-        assert_eq!((c.limits.scratch_bytes(), c.limits.scratch_inodes), (8 << 20, 100));
+        assert_eq!(
+            (c.limits.scratch_bytes(), c.limits.scratch_inodes),
+            (8 << 20, 100)
+        );
         // A `print-config` round trip keeps the values.
         let again: PluginConfig =
             serde_yaml::from_str(&serde_yaml::to_string(&c).unwrap()).unwrap();
@@ -548,9 +555,18 @@ mod tests {
             ("type: receiver\nnetwork: true", "network"),
             ("type: receiver\nnetwork: {bind: [0]}", "network.bind[0]"),
             ("type: processor\nnetwork: {connect: [443]}", "network"),
-            ("type: processor\nlimits: {scratch_size: 1KiB}", "limits.scratch_size"),
-            ("type: processor\nlimits: {memory_max: 64MiB, scratch_size: 1GiB}", "limits.scratch_size"),
-            ("type: processor\nlimits: {scratch_inodes: 0}", "limits.scratch_inodes"),
+            (
+                "type: processor\nlimits: {scratch_size: 1KiB}",
+                "limits.scratch_size",
+            ),
+            (
+                "type: processor\nlimits: {memory_max: 64MiB, scratch_size: 1GiB}",
+                "limits.scratch_size",
+            ),
+            (
+                "type: processor\nlimits: {scratch_inodes: 0}",
+                "limits.scratch_inodes",
+            ),
         ] {
             let c: PluginConfig = serde_yaml::from_str(&format!("path: /x\n{yaml}")).unwrap();
             let fields: Vec<String> = c.validate().into_iter().map(|(f, _)| f).collect();

@@ -18,10 +18,10 @@
 //! error naming the field (and the port).
 
 use super::config::{BundlesConfig, LimitsConfig, PluginConfig};
-use super::sandbox::landlock::TcpPorts;
-use super::trust::manifest::Network;
 use super::metrics::PluginMetrics;
+use super::sandbox::landlock::TcpPorts;
 use super::trust::manifest::Manifest;
+use super::trust::manifest::Network;
 use super::trust::policy::TrustPolicy;
 use super::trust::rollback::RollbackStore;
 use super::trust::sealed::SealedExe;
@@ -618,12 +618,19 @@ mod tests {
         );
         // A port the manifest does not grant is refused, naming it (the agent's OTLP port, say).
         for (extra, field, port) in [
-            ("network: {connect: [443, 4318]}", "network.connect[1]", "port 4318"),
+            (
+                "network: {connect: [443, 4318]}",
+                "network.connect[1]",
+                "port 4318",
+            ),
             ("network: {bind: [443]}", "network.bind[0]", "port 443"),
         ] {
             let (f, msg) = effective_sandbox(&cfg(extra), &m).unwrap_err();
             assert_eq!(f, field, "{extra}");
-            assert!(msg.contains(port) && msg.contains("connect [443, 8123]"), "{msg}");
+            assert!(
+                msg.contains(port) && msg.contains("connect [443, 8123]"),
+                "{msg}"
+            );
         }
         // Widening is refused, naming the field.
         let m2 = manifest("{}");

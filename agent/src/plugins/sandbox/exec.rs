@@ -272,7 +272,10 @@ fn setup(p: &ChildPlan<'_>) -> Step {
                     if errno() == libc::ENOENT {
                         continue; // like the agent's rules: a missing path is no error
                     }
-                    return Err(("open a /proc or scratch path for its landlock rule", errno()));
+                    return Err((
+                        "open a /proc or scratch path for its landlock rule",
+                        errno(),
+                    ));
                 }
                 let r = super::landlock::add_rule_raw(ruleset, fd as libc::c_int, access);
                 libc::syscall(libc::SYS_close, fd);

@@ -718,7 +718,10 @@ mod tests {
                 bind: vec![443],
             }
             .rules(),
-            [(443, NET_CONNECT_TCP | NET_BIND_TCP), (8123, NET_CONNECT_TCP)]
+            [
+                (443, NET_CONNECT_TCP | NET_BIND_TCP),
+                (8123, NET_CONNECT_TCP)
+            ]
         );
     }
 
@@ -757,11 +760,9 @@ mod tests {
         ))
         .unwrap();
         let results = std::thread::spawn(move || {
-            // SAFETY: prctl on the calling thread only.
-            assert_eq!(
-                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
-                0
-            );
+            // SAFETY: prctl with scalar arguments; no_new_privs applies to this thread only.
+            let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            assert_eq!(r, 0);
             rs.restrict_self().unwrap();
             let code = |r: std::io::Result<()>| r.err().and_then(|e| e.raw_os_error());
             (

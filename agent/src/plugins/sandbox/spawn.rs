@@ -360,11 +360,7 @@ pub fn spawn(
         .chain(std::iter::once(std::ptr::null()))
         .collect();
     let scratch = cstring(spec.scratch_dir.as_os_str().as_bytes())?;
-    let scratch_options = cstring(
-        spec.scratch
-            .mount_options(spec.uid, spec.gid)
-            .as_bytes(),
-    )?;
+    let scratch_options = cstring(spec.scratch.mount_options(spec.uid, spec.gid).as_bytes())?;
     let plan = ChildPlan {
         cgroup_procs: &cgroup_raw,
         netns: netns.as_ref().map(|f| f.as_raw_fd()),

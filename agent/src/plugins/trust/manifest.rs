@@ -848,7 +848,11 @@ mod tests {
         // `false` is signed as it always was (the statement of an old manifest is unchanged).
         let m = Manifest::parse(with("false").as_bytes()).unwrap();
         assert!(!m.sandbox.network.granted());
-        assert!(String::from_utf8(m.statement()).unwrap().contains(r#""network":false"#));
+        assert!(
+            String::from_utf8(m.statement())
+                .unwrap()
+                .contains(r#""network":false"#)
+        );
         // `true` (every port) is refused, saying how to list ports, at its line.
         let e = Manifest::parse(with("true").as_bytes()).unwrap_err();
         assert!(
@@ -859,7 +863,10 @@ mod tests {
         assert_eq!(e.line, 13, "{e}");
         for (bad, what) in [
             ("{connect: [0]}", "sandbox.network.connect[0]: port 0"),
-            ("{bind: [80, 80]}", "sandbox.network.bind[1]: port 80 is listed twice"),
+            (
+                "{bind: [80, 80]}",
+                "sandbox.network.bind[1]: port 80 is listed twice",
+            ),
             ("{connect: [70000]}", "70000"),
             ("{connect: [443], udp: [53]}", "unknown field `udp`"),
         ] {

@@ -35,8 +35,14 @@ fn landlock_versions() {
     // Debian 12's kernel: plugins without network start, network grants need more.
     h.landlock = Ok(2);
     let s = get(&run(&h), "landlock").srediag.clone();
-    assert!(s.starts_with("plugins without network: files by Landlock"), "{s}");
-    assert!(s.contains("needs ABI 4 for TCP port rules (the plugin's network grant), ABI 6"), "{s}");
+    assert!(
+        s.starts_with("plugins without network: files by Landlock"),
+        "{s}"
+    );
+    assert!(
+        s.contains("needs ABI 4 for TCP port rules (the plugin's network grant), ABI 6"),
+        "{s}"
+    );
     h.landlock = Err(Errno::ENOSYS);
     let r = run(&h);
     assert_status(&r, "landlock", Status::Unavailable);

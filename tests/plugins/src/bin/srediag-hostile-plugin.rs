@@ -803,7 +803,12 @@ fn attempt_ports(r: &Reporter, cfg: &Value) {
     let ports = |key: &str| -> Vec<u16> {
         cfg[key]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as u16).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64())
+                    .map(|v| v as u16)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let addr = |port: u16| {
@@ -814,12 +819,22 @@ fn attempt_ports(r: &Reporter, cfg: &Value) {
         a.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
         a
     };
-    for (what, list) in [("connect", ports("connect_ports")), ("bind", ports("bind_ports"))] {
+    for (what, list) in [
+        ("connect", ports("connect_ports")),
+        ("bind", ports("bind_ports")),
+    ] {
         for port in list {
             // SAFETY: socket with scalar arguments.
-            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            let fd =
+                unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
             if fd < 0 {
-                r.outcome("ports", &format!("socket for {what} {port}"), -1, errno(), json!({"port": port}));
+                r.outcome(
+                    "ports",
+                    &format!("socket for {what} {port}"),
+                    -1,
+                    errno(),
+                    json!({"port": port}),
+                );
                 continue;
             }
             let a = addr(port);
@@ -838,7 +853,13 @@ fn attempt_ports(r: &Reporter, cfg: &Value) {
                 libc::close(fd);
                 (rc, e)
             };
-            r.outcome("ports", &format!("{what} {port}"), i64::from(rc), e, json!({"port": port}));
+            r.outcome(
+                "ports",
+                &format!("{what} {port}"),
+                i64::from(rc),
+                e,
+                json!({"port": port}),
+            );
         }
     }
 }
