@@ -311,11 +311,14 @@ pub fn plugin_pids(name: &str) -> Vec<u32> {
 
 /// The working directory of plugin `name` as the plugin sees it (its scratch directory: a tmpfs
 /// of its own mount namespace, which the host's `/run/srediag/plugins/<name>` does not show),
-/// reached through `/proc/<pid>/cwd` of one of its processes.
+/// reached through `/proc/<pid>/cwd` of one of its processes. `None` until a process of the
+/// plugin is there: one that just joined its cgroup still has the agent's working directory.
 pub fn plugin_cwd(name: &str) -> Option<PathBuf> {
+    let scratch = Path::new(SCRATCH_ROOT).join(name);
     plugin_pids(name)
-        .first()
+        .into_iter()
         .map(|pid| PathBuf::from(format!("/proc/{pid}/cwd")))
+        .find(|cwd| std::fs::read_link(cwd).is_ok_and(|target| target == scratch))
 }
 
 /// Writes the trigger file `go` (with `content`) into the scratch directory of plugin `name`,
