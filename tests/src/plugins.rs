@@ -237,3 +237,96 @@ service:
         m
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The hostile plugin (`tests/plugins/src/bin/srediag-hostile-plugin.rs`): its report lines, its
+// trigger file, its cgroups.
+
+/// The JSON objects of the `HOSTILE {...}` lines plugin `name` printed (from the agent's log).
+pub fn hostile_lines(agent_stderr: &str, name: &str) -> Vec<Value> {
+    let tag = format!(" plugin={name} stream=\"stdout\"");
+    agent_stderr
+        .lines()
+        .filter_map(|l| {
+            let body = l.strip_suffix(&tag)?;
+            let json = &body[body.find("HOSTILE ")? + "HOSTILE ".len()..];
+            Some(
+                serde_json::from_str(json)
+                    .unwrap_or_else(|e| panic!("bad HOSTILE line ({e}): {l}")),
+            )
+        })
+        .collect()
+}
+
+/// Waits until plugin `name` printed a line with `attempt`/`target`; returns all its lines.
+pub fn wait_line(
+    agent: &Agent,
+    name: &str,
+    attempt: &str,
+    target: &str,
+    timeout: Duration,
+) -> Vec<Value> {
+    poll_until(
+        timeout,
+        &format!("{name}: HOSTILE {attempt}/{target}"),
+        || {
+            let lines = hostile_lines(&agent.stderr(), name);
+            lines
+                .iter()
+                .any(|l| l["attempt"] == attempt && l["target"] == target)
+                .then_some(lines)
+        },
+    )
+}
+
+/// The cgroup directories of plugin `name` that exist (any hierarchy).
+pub fn plugin_cgroups(name: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path().join("srediag").join(name))
+        .filter(|p| p.is_dir())
+        .collect();
+    if Path::new("/sys/fs/cgroup/srediag").join(name).is_dir() {
+        out.push(Path::new("/sys/fs/cgroup/srediag").join(name));
+    }
+    out
+}
+
+/// The pids in plugin `name`'s cgroup (from the first hierarchy that lists any).
+pub fn plugin_pids(name: &str) -> Vec<u32> {
+    plugin_cgroups(name)
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .find(|p| !p.is_empty())
+        .unwrap_or_default()
+}
+
+/// The working directory of plugin `name` as the plugin sees it (its scratch directory: a tmpfs
+/// of its own mount namespace, which the host's `/run/srediag/plugins/<name>` does not show),
+/// reached through `/proc/<pid>/cwd` of one of its processes. `None` until a process of the
+/// plugin is there: one that just joined its cgroup still has the agent's working directory.
+pub fn plugin_cwd(name: &str) -> Option<PathBuf> {
+    let scratch = Path::new(SCRATCH_ROOT).join(name);
+    plugin_pids(name)
+        .into_iter()
+        .map(|pid| PathBuf::from(format!("/proc/{pid}/cwd")))
+        .find(|cwd| std::fs::read_link(cwd).is_ok_and(|target| target == scratch))
+}
+
+/// Writes the trigger file `go` (with `content`) into the scratch directory of plugin `name`,
+/// atomically (the plugin must never read half of it). False when the plugin is not running.
+pub fn trigger(name: &str, content: &str) -> bool {
+    let Some(dir) = plugin_cwd(name) else {
+        return false;
+    };
+    let tmp = dir.join(".go.tmp");
+    std::fs::write(&tmp, content).is_ok() && std::fs::rename(&tmp, dir.join("go")).is_ok()
+}

@@ -38,10 +38,11 @@ fn status(socket: &Path) -> Result<serde_json::Value> {
 
 /// Runs the benchmark with `n` restarts.
 pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
+    // A grant of one port puts the receiver in the host network namespace with its port rules.
     let (ptype, net) = if network {
-        ("receiver", true)
+        ("receiver", "{connect: [443]}")
     } else {
-        ("processor", false)
+        ("processor", "false")
     };
     let st = Command::new("cargo")
         .args([

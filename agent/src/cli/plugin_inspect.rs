@@ -128,7 +128,7 @@ pub fn execute(a: InspectArgs, out: Output) -> CmdResult {
                 .seccomp_profile
                 .as_deref()
                 .unwrap_or(m.plugin_type.as_str()),
-            m.sandbox.network,
+            m.sandbox.network.ports(),
             m.sandbox.landlock.read_only,
             m.sandbox.landlock.read_write,
         );

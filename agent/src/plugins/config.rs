@@ -1,5 +1,6 @@
 //! `plugins.<name>` settings: what to run, how it is confined, how it is supervised.
 
+use super::trust::manifest::Network;
 use serde::{Deserialize, Deserializer, Serialize};
 use srediag_plugin_sdk::PluginType;
 use std::collections::BTreeMap;
@@ -41,20 +42,25 @@ pub struct PluginConfig {
     /// environment. Default none.
     #[serde(default)]
     pub env: Vec<String>,
-    /// uid the plugin runs as; default a dedicated id `61000 + (hash(name) % 1000)` with no
-    /// passwd entry, so plugins cannot signal or read each other's files.
+    /// uid the plugin runs as; default a dedicated id `60578 + (hash(name) % 606)` with no
+    /// passwd entry, so plugins cannot signal or read each other's files: systemd's unused range
+    /// 60578–61183, clear of its `DynamicUser=` ids (61184–65519) and of `/etc/subuid` ranges.
     #[serde(default)]
     pub user: Option<u32>,
     /// gid; default equal to the uid.
     #[serde(default)]
     pub group: Option<u32>,
-    /// The plugin needs the network: keep the host network namespace and allow TCP. Default: what
-    /// a signed manifest grants (`sandbox.network`), false for `path:` plugins; `false` takes a
-    /// manifest's grant away, `true` without the manifest's grant is refused (SRD-P016).
+    /// The TCP ports the plugin may use: `{connect: [443], bind: [4317]}` (any address: Landlock
+    /// restricts ports, not addresses; needs Landlock ABI 4, and 6 for abstract-socket scoping,
+    /// since such a plugin shares the host's network namespace). Default: what a signed manifest
+    /// grants (`sandbox.network`), none for `path:` plugins (where this is the grant). For a
+    /// bundle it may only narrow the manifest's lists (a port it does not grant is SRD-P016);
+    /// `false` takes the grant away. `true` (every port) is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<bool>,
-    /// Resource limits (cgroups, rlimits). Default 256 MiB memory (high at 80%), cpu weight 100,
-    /// cpu max one core, 64 pids, 1024 open files.
+    pub network: Option<Network>,
+    /// Resource limits (cgroups, rlimits, scratch). Default 256 MiB memory (high at 80%), cpu
+    /// weight 100, cpu max one core, 64 pids, 1024 open files, a 64 MiB scratch tmpfs with 4096
+    /// inodes.
     #[serde(default)]
     pub limits: LimitsConfig,
     /// Sandbox policy.
@@ -101,7 +107,22 @@ pub struct LimitsConfig {
     pub pids_max: u64,
     /// Most open files (`RLIMIT_NOFILE`, soft and hard; the agent's own limit is not inherited).
     pub nofile: u64,
+    /// Size of the plugin's scratch directory, e.g. `16MiB`: a tmpfs of its own mounted over
+    /// `/run/srediag/plugins/<name>` in its mount namespace (the host's directory stays empty),
+    /// whose pages are charged to its memory cgroup; also its `RLIMIT_FSIZE` (largest file it
+    /// may write anywhere). A write past it fails with ENOSPC (EFBIG past `RLIMIT_FSIZE`).
+    /// Default a quarter of `memory_max`; 64KiB up to `memory_max`.
+    #[serde(deserialize_with = "opt_bytes")]
+    pub scratch_size: Option<u64>,
+    /// Most files and directories in the scratch tmpfs (its `nr_inodes`; the directory itself
+    /// is one). Creating more fails with ENOSPC. Default 4096; 16 to 1048576.
+    pub scratch_inodes: u64,
 }
+
+/// Smallest `limits.scratch_size` (tmpfs treats `size=0` as unlimited: never pass it).
+pub const MIN_SCRATCH_SIZE: u64 = 64 << 10;
+/// `limits.scratch_inodes` bounds (tmpfs treats `nr_inodes=0` as unlimited).
+pub const SCRATCH_INODES: std::ops::RangeInclusive<u64> = 16..=1 << 20;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -112,7 +133,24 @@ impl Default for LimitsConfig {
             cpu_max: 1.0,
             pids_max: 64,
             nofile: 1024,
+            // A quarter of memory_max (`scratch_bytes`): its pages count against memory_max
+            // too, so more would only move the OOM kill earlier.
+            scratch_size: None,
+            // Enough for caches and spool files; a plugin's inodes cost kernel memory (charged
+            // to it) and each must be freed when it stops.
+            scratch_inodes: 4096,
         }
+    }
+}
+
+impl LimitsConfig {
+    /// The scratch tmpfs size: `scratch_size`, or a quarter of `memory_max`; never below
+    /// [`MIN_SCRATCH_SIZE`] nor above `memory_max`.
+    pub fn scratch_bytes(&self) -> u64 {
+        self.scratch_size
+            .unwrap_or(self.memory_max / 4)
+            .min(self.memory_max)
+            .max(MIN_SCRATCH_SIZE)
     }
 }
 
@@ -365,7 +403,12 @@ impl PluginConfig {
                 ),
             ));
         }
-        if self.network == Some(true)
+        if let Some(n) = &self.network {
+            for (field, msg) in n.problems() {
+                e.push((format!("network{field}"), msg));
+            }
+        }
+        if self.network.as_ref().is_some_and(Network::granted)
             && !matches!(
                 self.plugin_type,
                 PluginType::Receiver | PluginType::Exporter
@@ -396,6 +439,17 @@ impl PluginConfig {
         }
         if self.limits.pids_max == 0 {
             e.push(("limits.pids_max".into(), "must be at least 1".into()));
+        }
+        if let Some(s) = self.limits.scratch_size
+            && !(MIN_SCRATCH_SIZE..=self.limits.memory_max).contains(&s)
+        {
+            e.push((
+                "limits.scratch_size".into(),
+                "must be 64KiB up to limits.memory_max (its pages are charged to the plugin's memory)".into(),
+            ));
+        }
+        if !SCRATCH_INODES.contains(&self.limits.scratch_inodes) {
+            e.push(("limits.scratch_inodes".into(), "must be 16..1048576".into()));
         }
         if self.heartbeat.interval.is_zero() || self.heartbeat.timeout < self.heartbeat.interval {
             e.push((
@@ -441,14 +495,22 @@ impl PluginConfig {
     }
 }
 
-/// `61000 + (fnv1a(name) % 1000)`.
+/// Default plugin uids/gids: the range systemd leaves unused (its `docs/UIDS-GIDS.md`: below
+/// 60578 are regular, homed and `--bind-user` users; 61184–65519 are `DynamicUser=` services),
+/// far below the subordinate ranges `/etc/subuid` usually hands out (100000 and up). None has a
+/// passwd entry.
+pub const DEFAULT_IDS: std::ops::RangeInclusive<u32> = 60578..=61183;
+
+/// `60578 + (fnv1a(name) % 606)`: one of [`DEFAULT_IDS`]. Two names can share an id (set
+/// `user:` to keep them apart); plugins are in separate pid and mount namespaces anyway.
 pub fn default_id(name: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in name.bytes() {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    61000 + h % 1000
+    let n = DEFAULT_IDS.end() - DEFAULT_IDS.start() + 1;
+    DEFAULT_IDS.start() + h % n
 }
 
 /// `service.bundles`: where signed bundles, the trust policy and the rollback marks live. The
@@ -497,6 +559,58 @@ mod tests {
     }
 
     #[test]
+    fn scratch_and_network_settings() {
+        let c: PluginConfig = serde_yaml::from_str(
+            "path: /x\ntype: receiver\nlimits: {memory_max: 64MiB}\nnetwork: {connect: [443]}",
+        )
+        .unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(
+            c.limits.scratch_bytes(),
+            16 << 20,
+            "a quarter of memory_max"
+        );
+        assert_eq!(c.limits.scratch_inodes, 4096);
+        assert_eq!(c.network.as_ref().map(Network::granted), Some(true));
+        let c: PluginConfig = serde_yaml::from_str(
+            "path: /x\ntype: processor\nlimits: {memory_max: 64MiB, scratch_size: 8MiB, scratch_inodes: 100}",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.limits.scratch_bytes(), c.limits.scratch_inodes),
+            (8 << 20, 100)
+        );
+        // A `print-config` round trip keeps the values.
+        let again: PluginConfig =
+            serde_yaml::from_str(&serde_yaml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        for (yaml, field) in [
+            ("type: receiver\nnetwork: true", "network"),
+            ("type: receiver\nnetwork: {bind: [0]}", "network.bind[0]"),
+            ("type: processor\nnetwork: {connect: [443]}", "network"),
+            (
+                "type: processor\nlimits: {scratch_size: 1KiB}",
+                "limits.scratch_size",
+            ),
+            (
+                "type: processor\nlimits: {memory_max: 64MiB, scratch_size: 1GiB}",
+                "limits.scratch_size",
+            ),
+            (
+                "type: processor\nlimits: {scratch_inodes: 0}",
+                "limits.scratch_inodes",
+            ),
+        ] {
+            let c: PluginConfig = serde_yaml::from_str(&format!("path: /x\n{yaml}")).unwrap();
+            let fields: Vec<String> = c.validate().into_iter().map(|(f, _)| f).collect();
+            assert_eq!(fields, [field], "{yaml}");
+        }
+        let c: PluginConfig =
+            serde_yaml::from_str("path: /x\ntype: receiver\nnetwork: true").unwrap();
+        assert!(c.validate()[0].1.contains("connect: [443, 8123]"));
+    }
+
+    #[test]
     fn defaults_and_validation() {
         let c: PluginConfig =
             serde_yaml::from_str("path: /bin/true\ntype: processor\nlimits: {memory_max: 64MiB}")
@@ -511,7 +625,7 @@ mod tests {
         assert_eq!(c.limits.memory_max, 64 << 20);
         assert!(c.validate().is_empty());
         assert_eq!(c.uid("x"), c.gid("x"));
-        assert!((61000..62000).contains(&c.uid("x")));
+        assert!(DEFAULT_IDS.contains(&c.uid("x")));
         let bad: PluginConfig = serde_yaml::from_str(
             "path: rel\ntype: processor\nuser: 0\nsandbox: {seccomp_action: maybe}",
         )
@@ -521,5 +635,24 @@ mod tests {
         assert!(
             serde_yaml::from_str::<PluginConfig>("path: /x\ntype: processor\nbogus: 1").is_err()
         );
+    }
+
+    /// The attack: a plugin whose default uid is one systemd hands to a `DynamicUser=` service
+    /// (61184–65519) can signal that service's processes and read its files; one inside a
+    /// container's subordinate id range (`/etc/subuid`, 100000 and up) can do the same to that
+    /// container. Every default id stays in systemd's unused 60578–61183.
+    #[test]
+    fn default_ids_avoid_dynamic_users_and_subordinate_ranges() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..20_000 {
+            let id = default_id(&format!("plugin-{i}"));
+            assert!(
+                DEFAULT_IDS.contains(&id),
+                "default id {id} of plugin-{i} is outside {DEFAULT_IDS:?}"
+            );
+            assert!(!(61184..=65519).contains(&id) && id < 100_000, "{id}");
+            seen.insert(id);
+        }
+        assert_eq!(seen.len(), DEFAULT_IDS.count(), "the whole range is used");
     }
 }

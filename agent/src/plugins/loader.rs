@@ -12,14 +12,16 @@
 //!
 //! **The configuration may only narrow what a signed manifest grants** ([`effective_sandbox`]):
 //! the seccomp profile must be the manifest's; the `log` (monitor-only) seccomp action is refused;
-//! network only when the manifest grants it (`network: false` takes it away); extra read-only
-//! paths must lie beneath a path the manifest grants; resource limits are the smaller of the
-//! configuration's (defaults included) and the manifest's. Anything wider is an SRD-P016 error
-//! naming the field.
+//! TCP ports only among those the manifest grants (`network: false` takes them all away); extra
+//! read-only paths must lie beneath a path the manifest grants; resource limits are the smaller
+//! of the configuration's (defaults included) and the manifest's. Anything wider is an SRD-P016
+//! error naming the field (and the port).
 
 use super::config::{BundlesConfig, LimitsConfig, PluginConfig};
 use super::metrics::PluginMetrics;
+use super::sandbox::landlock::TcpPorts;
 use super::trust::manifest::Manifest;
+use super::trust::manifest::Network;
 use super::trust::policy::TrustPolicy;
 use super::trust::rollback::RollbackStore;
 use super::trust::sealed::SealedExe;
@@ -88,8 +90,8 @@ pub struct EffectiveSandbox {
     pub seccomp_profile: String,
     /// `errno`, `trap`, `kill` (or `log` for unsigned `path:` plugins only).
     pub seccomp_action: String,
-    /// Host network namespace and TCP.
-    pub network: bool,
+    /// The TCP ports granted; any: the host network namespace, TCP on those ports only.
+    pub network: TcpPorts,
     /// Read+execute paths beyond the shared libraries (the directory of a `path:` plugin).
     pub read_exec: Vec<PathBuf>,
     /// Read-only host paths.
@@ -279,7 +281,7 @@ impl TrustContext {
                             .clone()
                             .unwrap_or_else(|| cfg.plugin_type.as_str().to_string()),
                         seccomp_action: cfg.sandbox.seccomp_action.clone(),
-                        network: cfg.network.unwrap_or(false),
+                        network: cfg.network.as_ref().map(Network::ports).unwrap_or_default(),
                         read_exec,
                         read_only: cfg.sandbox.read_only.clone(),
                         read_write: Vec::new(),
@@ -448,6 +450,39 @@ pub fn resolve_bundle(plugin_dir: &Path, bundle: &Path) -> PathBuf {
     }
 }
 
+/// The ports `configured` keeps of the manifest's `granted` (all of them when not configured,
+/// none for `false`); a port the manifest does not grant is an error naming it.
+fn narrow_ports(
+    configured: Option<&Network>,
+    granted: &TcpPorts,
+) -> Result<TcpPorts, (String, String)> {
+    let wanted = match configured {
+        None => return Ok(granted.clone()),
+        Some(Network::Flag(false)) => return Ok(TcpPorts::default()),
+        Some(n @ Network::Flag(true)) => {
+            let (_, msg) = n.problems().remove(0);
+            return Err(("network".into(), msg));
+        }
+        Some(Network::Ports(p)) => p,
+    };
+    for (list, asked, allowed) in [
+        ("connect", &wanted.connect, &granted.connect),
+        ("bind", &wanted.bind, &granted.bind),
+    ] {
+        for (i, port) in asked.iter().enumerate() {
+            if !allowed.contains(port) {
+                return Err((
+                    format!("network.{list}[{i}]"),
+                    format!(
+                        "port {port} is not granted: the manifest's network grant is {granted}"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(wanted.clone())
+}
+
 fn beneath(p: &Path, grants: &[String]) -> bool {
     grants.iter().any(|g| p.starts_with(g))
 }
@@ -477,12 +512,7 @@ pub fn effective_sandbox(
             "`log` (monitor only) would let every syscall through".into(),
         ));
     }
-    if cfg.network == Some(true) && !s.network {
-        return Err((
-            "network".into(),
-            "true, but the manifest does not grant network access".into(),
-        ));
-    }
+    let network = narrow_ports(cfg.network.as_ref(), &s.network.ports())?;
     let grants: Vec<String> = s
         .landlock
         .read_only
@@ -521,7 +551,7 @@ pub fn effective_sandbox(
     Ok(EffectiveSandbox {
         seccomp_profile: profile,
         seccomp_action: cfg.sandbox.seccomp_action.clone(),
-        network: s.network && cfg.network != Some(false),
+        network,
         read_exec: Vec::new(),
         read_only: s
             .landlock
@@ -554,10 +584,17 @@ mod tests {
     #[test]
     fn config_narrows_never_widens() {
         let m = manifest(
-            "{network: true, landlock: {read_only: [/etc/ssl]}, limits: {memory_max: 64MiB, cpu_max: \"0.5\", pids_max: 8}}",
+            "{network: {connect: [443, 8123], bind: [13133]}, landlock: {read_only: [/etc/ssl]}, limits: {memory_max: 64MiB, cpu_max: \"0.5\", pids_max: 8}}",
         );
         let e = effective_sandbox(&cfg(""), &m).unwrap();
-        assert!(e.network, "the manifest's grant applies by default");
+        assert_eq!(
+            e.network,
+            TcpPorts {
+                connect: vec![443, 8123],
+                bind: vec![13133]
+            },
+            "the manifest's grant applies by default"
+        );
         assert_eq!(e.seccomp_profile, "exporter");
         assert_eq!(e.limits.memory_max, 64 << 20);
         assert_eq!(e.limits.cpu_max, 0.5);
@@ -569,12 +606,37 @@ mod tests {
             &m,
         )
         .unwrap();
-        assert!(!e.network);
+        assert!(e.network.is_empty());
         assert_eq!((e.limits.memory_max, e.limits.pids_max), (16 << 20, 4));
+        let e = effective_sandbox(&cfg("network: {connect: [8123]}"), &m).unwrap();
+        assert_eq!(
+            e.network,
+            TcpPorts {
+                connect: vec![8123],
+                bind: vec![]
+            }
+        );
+        // A port the manifest does not grant is refused, naming it (the agent's OTLP port, say).
+        for (extra, field, port) in [
+            (
+                "network: {connect: [443, 4318]}",
+                "network.connect[1]",
+                "port 4318",
+            ),
+            ("network: {bind: [443]}", "network.bind[0]", "port 443"),
+        ] {
+            let (f, msg) = effective_sandbox(&cfg(extra), &m).unwrap_err();
+            assert_eq!(f, field, "{extra}");
+            assert!(
+                msg.contains(port) && msg.contains("connect [443, 8123]"),
+                "{msg}"
+            );
+        }
         // Widening is refused, naming the field.
         let m2 = manifest("{}");
         for (extra, field) in [
             ("network: true", "network"),
+            ("network: {connect: [443]}", "network.connect[0]"),
             (
                 "sandbox: {seccomp_profile: network}",
                 "sandbox.seccomp_profile",

@@ -29,41 +29,47 @@ pub(super) fn landlock_features(abi: i32) -> Vec<&'static str> {
     LANDLOCK_FEATURES[..n].to_vec()
 }
 
+/// What plugins get from Landlock ABI `abi`: each plugin needs what its namespaces do not
+/// already isolate (`plugins::sandbox::landlock::needs`), and fails closed without it.
+fn landlock_effect(abi: i32) -> String {
+    use crate::plugins::sandbox::landlock::{missing, needs};
+    let own_ns = match missing(abi, &needs(false)) {
+        None => "plugins without network: files by Landlock, network, signals and abstract \
+                 sockets by their own namespaces"
+            .to_owned(),
+        Some(why) => format!("plugins without network refused ({why})"),
+    };
+    let granted = match missing(abi, &needs(true)) {
+        None => "plugins granted TCP ports: only those ports, abstract unix sockets and signals \
+                 scoped"
+            .to_owned(),
+        Some(why) => format!(
+            "plugins granted TCP ports refused unless sandbox.allow_degraded ({})",
+            why.split_once(": ").map_or(why.as_str(), |(_, w)| w)
+        ),
+    };
+    format!("{own_ns}; {granted}")
+}
+
 fn landlock_item(host: &dyn Host) -> ProbeItem {
+    use crate::plugins::sandbox::landlock::required_abi;
+    let refused = "no plugin starts unless sandbox.allow_degraded (then namespaces and seccomp \
+                   only)";
     match host.landlock_abi() {
         Ok(abi) if abi >= 1 => {
             let detail = format!("ABI {abi}: {}", landlock_features(abi).join(", "));
-            if abi >= 6 {
-                item(
-                    "landlock",
-                    Status::Ok,
-                    detail,
-                    "plugin sandbox restricts files, TCP bind/connect, signals and abstract \
-                     unix sockets",
-                )
-            } else if abi >= 4 {
-                item(
-                    "landlock",
-                    Status::Degraded,
-                    detail,
-                    "plugin sandbox restricts files and TCP; no signal/abstract-socket scoping \
-                     before ABI 6",
-                )
+            let status = if abi >= required_abi(true) {
+                Status::Ok
             } else {
-                item(
-                    "landlock",
-                    Status::Degraded,
-                    detail,
-                    "plugin sandbox restricts files only; network is left to namespaces before \
-                     ABI 4",
-                )
-            }
+                Status::Degraded
+            };
+            item("landlock", status, detail, landlock_effect(abi))
         }
         Ok(abi) => item(
             "landlock",
             Status::Unavailable,
             format!("unexpected ABI version {abi}"),
-            "plugins are sandboxed by namespaces and seccomp only",
+            refused,
         ),
         Err(e) => {
             let why = if e == Errno::ENOSYS {
@@ -77,7 +83,7 @@ fn landlock_item(host: &dyn Host) -> ProbeItem {
                 "landlock",
                 Status::Unavailable,
                 format!("{why}: {e}"),
-                "plugins are sandboxed by namespaces and seccomp only",
+                refused,
             )
         }
     }

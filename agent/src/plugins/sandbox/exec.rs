@@ -9,15 +9,23 @@
 //! its new mount, pid, ipc, uts (and net) namespaces, as pid 1 of its pid namespace, with every
 //! signal blocked. Order (each step needs the privileges the later ones drop):
 //!
-//! 1. reset every signal handler to the default (the agent's handlers must never run here),
-//!    empty the signal mask; join the plugin's cgroups (write `0` to each open `cgroup.procs`)
-//!    and, when the spawner keeps one for this plugin, its empty network namespace (`setns`);
+//! 1. reset every signal handler to the default (the agent's handlers must never run here) —
+//!    except SIGXFSZ, ignored (an ignored disposition survives `execve`), so a write past
+//!    `RLIMIT_FSIZE` fails with EFBIG instead of killing the plugin — and empty the signal mask;
+//!    join the plugin's cgroups (write `0` to each open `cgroup.procs`) and, when the spawner
+//!    keeps one for this plugin, its empty network namespace (`setns`);
 //! 2. move the passed fds into place (0–3, 5–7) and mark every other fd close-on-exec;
 //!    `setsid`;
-//! 3. make `/` private, mount a fresh `/proc` (only the plugin's processes), set the hostname,
-//!    enter the scratch directory, add the Landlock rules for paths under the new `/proc` (its
-//!    inodes exist only now), then lower `RLIMIT_NOFILE` (the child still holds a copy of the
-//!    agent's fd table, marked close-on-exec, so opening anything must come first);
+//! 3. make `/` private (nothing mounted below propagates to the host), mount a fresh `/proc`
+//!    (only the plugin's processes), mount a tmpfs of its own over the scratch directory (sized
+//!    bytes and inodes from its limits; its pages are charged to the plugin's memory cgroup, since
+//!    the child is already in it; the host's directory stays an empty mount point), set the
+//!    hostname, enter the scratch directory (after the mount: the working directory is the tmpfs),
+//!    add the Landlock rules for paths under the new `/proc` and for the scratch tmpfs (their
+//!    inodes exist only now: a rule the agent made for the host's directory would not cover what
+//!    is mounted over it), then lower `RLIMIT_NOFILE` (the child still holds a copy of the agent's
+//!    fd table, marked close-on-exec, so opening anything must come first) and set
+//!    `RLIMIT_FSIZE` to the scratch size (no file it writes, anywhere, grows past it);
 //! 4. drop groups, gid, uid and every capability set; `PR_SET_PDEATHSIG` (after the credential
 //!    change, which clears it); `no_new_privs`; Landlock; seccomp **last**;
 //! 5. `execveat(5, "", argv, envp, AT_EMPTY_PATH)`: fd 5 is the sealed memfd holding exactly the
@@ -56,10 +64,14 @@ pub struct ChildPlan<'a> {
     pub first_closed: u32,
     /// Hostname inside the UTS namespace.
     pub hostname: &'a [u8],
-    /// The scratch directory (working directory).
+    /// The scratch directory (working directory), where the tmpfs is mounted.
     pub scratch: &'a CStr,
+    /// The scratch tmpfs's mount options (`size=…,nr_inodes=…,mode=0700,uid=…,gid=…`).
+    pub scratch_options: &'a CStr,
     /// `RLIMIT_NOFILE`, soft and hard.
     pub nofile: u64,
+    /// `RLIMIT_FSIZE` in bytes, soft and hard (the scratch size).
+    pub fsize: u64,
     /// Unprivileged uid.
     pub uid: u32,
     /// Unprivileged gid.
@@ -68,7 +80,8 @@ pub struct ChildPlan<'a> {
     pub last_cap: u32,
     /// The Landlock ruleset fd, or `None` when the kernel has no Landlock (degraded mode).
     pub landlock: Option<RawFd>,
-    /// Landlock rules the child adds itself (paths under its fresh `/proc`): path and rights.
+    /// Landlock rules the child adds itself (paths under its fresh `/proc` and its scratch
+    /// tmpfs): path and rights.
     pub deferred_rules: &'a [(&'a CStr, u64)],
     /// The seccomp filter, installed last.
     pub seccomp: &'a CompiledFilter,
@@ -131,15 +144,24 @@ fn setup(p: &ChildPlan<'_>) -> Step {
             restorer: 0,
             mask: 0,
         };
+        let ignore = KernelSigaction {
+            handler: libc::SIG_IGN,
+            ..default
+        };
         for sig in 1..=64 {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
             }
+            let action = if sig == libc::SIGXFSZ {
+                &ignore
+            } else {
+                &default
+            };
             ok(
                 libc::syscall(
                     libc::SYS_rt_sigaction,
                     sig,
-                    &default as *const KernelSigaction,
+                    action as *const KernelSigaction,
                     std::ptr::null_mut::<KernelSigaction>(),
                     8usize,
                 ),
@@ -221,6 +243,16 @@ fn setup(p: &ChildPlan<'_>) -> Step {
             "mount /proc",
         )?;
         ok(
+            libc::mount(
+                c"srediag-scratch".as_ptr(),
+                p.scratch.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                p.scratch_options.as_ptr().cast(),
+            ) as libc::c_long,
+            "mount the scratch tmpfs",
+        )?;
+        ok(
             libc::sethostname(p.hostname.as_ptr().cast(), p.hostname.len()) as libc::c_long,
             "sethostname",
         )?;
@@ -240,11 +272,14 @@ fn setup(p: &ChildPlan<'_>) -> Step {
                     if errno() == libc::ENOENT {
                         continue; // like the agent's rules: a missing path is no error
                     }
-                    return Err(("open a /proc path for its landlock rule", errno()));
+                    return Err((
+                        "open a /proc or scratch path for its landlock rule",
+                        errno(),
+                    ));
                 }
                 let r = super::landlock::add_rule_raw(ruleset, fd as libc::c_int, access);
                 libc::syscall(libc::SYS_close, fd);
-                r.map_err(|e| ("landlock rule for a /proc path", e))?;
+                r.map_err(|e| ("landlock rule for a /proc or scratch path", e))?;
             }
         }
         let nofile = libc::rlimit {
@@ -254,6 +289,14 @@ fn setup(p: &ChildPlan<'_>) -> Step {
         ok(
             libc::setrlimit(libc::RLIMIT_NOFILE, &nofile) as libc::c_long,
             "setrlimit(RLIMIT_NOFILE)",
+        )?;
+        let fsize = libc::rlimit {
+            rlim_cur: p.fsize,
+            rlim_max: p.fsize,
+        };
+        ok(
+            libc::setrlimit(libc::RLIMIT_FSIZE, &fsize) as libc::c_long,
+            "setrlimit(RLIMIT_FSIZE)",
         )?;
         creds::drop_to(p.uid, p.gid, p.last_cap)?;
         ok(

@@ -1,11 +1,22 @@
-//! Landlock rulesets for plugins: read-only allowlist, one writable scratch directory, no TCP
-//! unless the plugin needs the network, and scoping (no signals, no abstract sockets outside).
+//! Landlock rulesets for plugins: read-only allowlist, one writable scratch directory, TCP only
+//! to and on the ports a plugin is granted, and scoping (no signals, no abstract sockets outside).
 //!
 //! Raw syscalls (x86_64: 444–446) rather than a crate: the rules are few and the kernel ABI is
 //! small. The agent builds the ruleset (an fd) before it clones the plugin; the child adds the
-//! rule for its own fresh `/proc` ([`add_rule_raw`]) and enforces the ruleset
-//! ([`restrict_self_raw`]) with raw syscalls only. The ABI is probed and the build fails closed
-//! when the kernel cannot enforce every handled right, unless the operator allowed degraded mode.
+//! rules for what exists only in its own mount namespace — its fresh `/proc` and the tmpfs over
+//! its scratch directory ([`add_rule_raw`]) — and enforces the ruleset ([`restrict_self_raw`])
+//! with raw syscalls only.
+//!
+//! **What is required is derived per plugin from what its namespaces do not already isolate**
+//! ([`needs`]): every plugin needs the filesystem rules (ABI 1). A plugin without a network grant
+//! runs in its own, empty network namespace (no TCP peer, and abstract unix sockets are per
+//! network namespace) and its own pid namespace (no host process to signal), so ABI 1 is all it
+//! needs. A plugin granted TCP ports shares the host's network namespace: its port rules need
+//! ABI 4, and the host's abstract unix sockets (which have no file permissions: containerd's shim
+//! sockets were reachable this way, CVE-2020-15257) are kept out by scoping, ABI 6. Anything the
+//! kernel offers beyond that is used as well (TCP denied entirely, scoping, truncate and ioctl
+//! rights); only a missing requirement fails the start (SRD-P008 naming it), unless the operator
+//! allowed degraded mode. Landlock restricts ports, not addresses, and TCP only (not UDP).
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -14,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 const CREATE_RULESET_VERSION: u32 = 1 << 0;
 const RULE_PATH_BENEATH: u32 = 1;
+const RULE_NET_PORT: u32 = 2;
 
 /// Filesystem rights (`LANDLOCK_ACCESS_FS_*`).
 pub mod fs {
@@ -73,6 +85,76 @@ struct PathBeneathAttr {
     parent_fd: i32,
 }
 
+#[repr(C)]
+struct NetPortAttr {
+    allowed_access: u64,
+    port: u64,
+}
+
+/// Most ports in each list of a grant (each port is one Landlock rule the agent creates).
+pub const MAX_PORTS: usize = 64;
+
+/// The TCP ports a plugin may use, on any address (Landlock restricts ports, not addresses).
+/// Both lists empty: no network at all (the plugin gets its own empty network namespace).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpPorts {
+    /// Ports it may `connect` to.
+    pub connect: Vec<u16>,
+    /// Ports it may `bind` (to listen on, or as the source port of a connection).
+    pub bind: Vec<u16>,
+}
+
+impl TcpPorts {
+    /// No port at all: the plugin has no network.
+    pub fn is_empty(&self) -> bool {
+        self.connect.is_empty() && self.bind.is_empty()
+    }
+
+    /// Problems with the lists, as `(field, message)`: port 0, duplicates, more than
+    /// [`MAX_PORTS`] entries.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, list) in [("connect", &self.connect), ("bind", &self.bind)] {
+            if list.len() > MAX_PORTS {
+                out.push((
+                    name.to_string(),
+                    format!("{} ports; at most {MAX_PORTS}", list.len()),
+                ));
+            }
+            for (i, p) in list.iter().enumerate() {
+                if *p == 0 {
+                    out.push((format!("{name}[{i}]"), "port 0 is not a port".into()));
+                } else if list[..i].contains(p) {
+                    out.push((format!("{name}[{i}]"), format!("port {p} is listed twice")));
+                }
+            }
+        }
+        out
+    }
+
+    /// One rule per port: (port, `NET_CONNECT_TCP` and/or `NET_BIND_TCP`), sorted by port.
+    fn rules(&self) -> Vec<(u16, u64)> {
+        let mut rules: std::collections::BTreeMap<u16, u64> = Default::default();
+        for p in &self.connect {
+            *rules.entry(*p).or_default() |= NET_CONNECT_TCP;
+        }
+        for p in &self.bind {
+            *rules.entry(*p).or_default() |= NET_BIND_TCP;
+        }
+        rules.into_iter().collect()
+    }
+}
+
+impl std::fmt::Display for TcpPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return write!(f, "none");
+        }
+        write!(f, "connect {:?}, bind {:?}", self.connect, self.bind)
+    }
+}
+
 /// What a plugin may touch.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,10 +165,75 @@ pub struct LandlockSpec {
     pub read_only: Vec<PathBuf>,
     /// Paths readable and writable (the private scratch directory).
     pub read_write: Vec<PathBuf>,
-    /// Whether TCP bind/connect stay allowed (the plugin declared network access).
-    pub network: bool,
+    /// The TCP ports the plugin may connect to and bind; none: it runs in its own network
+    /// namespace and every TCP connect and bind is denied.
+    pub network: TcpPorts,
     /// Run even when the kernel cannot enforce every rule (logged loudly and counted).
     pub allow_degraded: bool,
+}
+
+/// Something a plugin's ruleset must enforce, because its namespaces do not already isolate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Filesystem rules: every plugin.
+    Filesystem,
+    /// TCP port rules: a plugin granted ports (it shares the host's network namespace).
+    TcpPorts,
+    /// Abstract unix socket scoping: a plugin in the host's network namespace, where host
+    /// services' abstract sockets (no file permissions) are reachable.
+    AbstractUnixSockets,
+}
+
+impl Need {
+    /// The Landlock ABI that brings it.
+    pub fn abi(self) -> i32 {
+        match self {
+            Need::Filesystem => 1,
+            Need::TcpPorts => 4,
+            Need::AbstractUnixSockets => 6,
+        }
+    }
+
+    /// What and why, for messages (`needs ABI N for …`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Need::Filesystem => "filesystem rules",
+            Need::TcpPorts => "TCP port rules (the plugin's network grant)",
+            Need::AbstractUnixSockets => {
+                "abstract unix socket scoping (a plugin in the host network namespace)"
+            }
+        }
+    }
+}
+
+/// What a plugin with (`network_grant`) or without a network grant requires, lowest ABI first.
+pub fn needs(network_grant: bool) -> Vec<Need> {
+    if network_grant {
+        vec![Need::Filesystem, Need::TcpPorts, Need::AbstractUnixSockets]
+    } else {
+        vec![Need::Filesystem]
+    }
+}
+
+/// The lowest Landlock ABI that enforces everything a plugin with (or without) a network grant
+/// requires.
+pub fn required_abi(network_grant: bool) -> i32 {
+    needs(network_grant)
+        .into_iter()
+        .map(Need::abi)
+        .max()
+        .unwrap_or(1)
+}
+
+/// What kernel ABI `abi` cannot enforce of `needs`, as one message (`None`: everything):
+/// `kernel ABI 2: needs ABI 4 for TCP port rules (…), ABI 6 for abstract unix socket scoping (…)`.
+pub fn missing(abi: i32, needs: &[Need]) -> Option<String> {
+    let missing: Vec<String> = needs
+        .iter()
+        .filter(|n| n.abi() > abi)
+        .map(|n| format!("ABI {} for {}", n.abi(), n.describe()))
+        .collect();
+    (!missing.is_empty()).then(|| format!("kernel ABI {abi}: needs {}", missing.join(", ")))
 }
 
 /// Landlock could not be set up as asked.
@@ -157,7 +304,15 @@ fn fs_rights(abi: i32) -> u64 {
 /// How `spec` would be enforced on this kernel, without building anything (the agent checks this
 /// before spawning, to fail closed early or to log and count a degraded start).
 pub fn enforcement(spec: &LandlockSpec) -> Result<Enforcement, LandlockError> {
-    let abi = match abi_version() {
+    enforcement_at(spec, abi_version())
+}
+
+/// [`enforcement`] on a kernel whose `landlock_create_ruleset` version query answered `abi`.
+pub fn enforcement_at(
+    spec: &LandlockSpec,
+    abi: Result<i32, i32>,
+) -> Result<Enforcement, LandlockError> {
+    let abi = match abi {
         Ok(v) if v >= 1 => v,
         Ok(v) => return degraded(spec, format!("landlock ABI {v}")),
         Err(e) => {
@@ -170,17 +325,9 @@ pub fn enforcement(spec: &LandlockSpec) -> Result<Enforcement, LandlockError> {
             );
         }
     };
-    let mut missing = Vec::new();
-    if abi < 4 && !spec.network {
-        missing.push("TCP bind/connect rules need ABI 4");
-    }
-    if abi < 6 {
-        missing.push("signal and abstract-socket scoping need ABI 6");
-    }
-    if missing.is_empty() {
-        Ok(Enforcement::Full { abi })
-    } else {
-        degraded(spec, format!("kernel ABI {abi}: {}", missing.join("; ")))
+    match missing(abi, &needs(!spec.network.is_empty())) {
+        None => Ok(Enforcement::Full { abi }),
+        Some(why) => degraded(spec, why),
     }
 }
 
@@ -206,6 +353,8 @@ pub struct Ruleset {
     fd: OwnedFd,
     /// Full or degraded.
     pub enforcement: Enforcement,
+    /// No Landlock in the kernel: nothing to enforce (degraded mode only).
+    inert: bool,
 }
 
 fn path_fd(p: &Path) -> Result<OwnedFd, LandlockError> {
@@ -231,22 +380,24 @@ impl Ruleset {
     /// Builds the ruleset for `spec`. Paths that do not exist are skipped (a library directory
     /// missing on this distribution is not an error).
     pub fn build(spec: &LandlockSpec) -> Result<Ruleset, LandlockError> {
-        Self::build_inner(spec, None).map(|(rs, _)| rs)
+        Self::build_inner(spec, &[]).map(|(rs, _)| rs)
     }
 
-    /// Like [`build`](Self::build), but rules for paths beneath `deferred` (the plugin's own
-    /// `/proc`, mounted only in its child) are not added: they are returned with their rights,
-    /// for the child to add with [`add_rule_raw`] once the path names what the plugin will see.
+    /// Like [`build`](Self::build), but rules for paths beneath any of `deferred` (the plugin's
+    /// own `/proc` and the tmpfs over its scratch directory, mounted only in its child) are not
+    /// added: they are returned with their rights, for the child to add with [`add_rule_raw`]
+    /// once the path names what the plugin will see (a rule holds an inode: one for the host's
+    /// directory would not cover what is mounted over it).
     pub fn build_deferring(
         spec: &LandlockSpec,
-        deferred: &Path,
+        deferred: &[&Path],
     ) -> Result<(Ruleset, Vec<(PathBuf, u64)>), LandlockError> {
-        Self::build_inner(spec, Some(deferred))
+        Self::build_inner(spec, deferred)
     }
 
     fn build_inner(
         spec: &LandlockSpec,
-        deferred: Option<&Path>,
+        deferred: &[&Path],
     ) -> Result<(Ruleset, Vec<(PathBuf, u64)>), LandlockError> {
         let abi = match abi_version() {
             Ok(v) if v >= 1 => v,
@@ -261,9 +412,11 @@ impl Ruleset {
         };
         let enforcement = enforcement(spec)?;
         let handled_fs = fs_rights(abi);
+        // Beyond what `needs` requires, everything this kernel has is used: TCP is handled (and
+        // denied but for the granted ports) and scoping is on whenever the kernel can.
         let attr = RulesetAttr {
             handled_access_fs: handled_fs,
-            handled_access_net: if abi >= 4 && !spec.network {
+            handled_access_net: if abi >= 4 {
                 NET_BIND_TCP | NET_CONNECT_TCP
             } else {
                 0
@@ -297,7 +450,11 @@ impl Ruleset {
         }
         // SAFETY: a new fd owned by us.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let rs = Ruleset { fd, enforcement };
+        let rs = Ruleset {
+            fd,
+            enforcement,
+            inert: false,
+        };
         let ro = fs::READ_FILE | fs::READ_DIR;
         let rw = handled_fs & !(fs::EXECUTE | fs::MAKE_CHAR | fs::MAKE_BLOCK);
         let mut later = Vec::new();
@@ -311,13 +468,44 @@ impl Ruleset {
                     continue;
                 }
                 let access = rights_for(p, access & handled_fs);
-                match deferred {
-                    Some(d) if p.starts_with(d) => later.push((p.clone(), access)),
-                    _ => rs.allow(p, access)?,
+                if deferred.iter().any(|d| p.starts_with(d)) {
+                    later.push((p.clone(), access));
+                } else {
+                    rs.allow(p, access)?;
                 }
             }
         }
+        if abi >= 4 {
+            for (port, access) in spec.network.rules() {
+                rs.allow_port(port, access)?;
+            }
+        }
         Ok((rs, later))
+    }
+
+    fn allow_port(&self, port: u16, access: u64) -> Result<(), LandlockError> {
+        let attr = NetPortAttr {
+            allowed_access: access,
+            port: u64::from(port),
+        };
+        // SAFETY: valid ruleset fd and rule attribute.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                self.fd.as_raw_fd(),
+                RULE_NET_PORT,
+                &attr as *const NetPortAttr,
+                0u32,
+            )
+        };
+        if r < 0 {
+            return Err(LandlockError::Syscall {
+                op: "add_rule",
+                path: format!("tcp port {port}"),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
     }
 
     fn allow(&self, path: &Path, access: u64) -> Result<(), LandlockError> {
@@ -373,6 +561,7 @@ fn degraded_or_fail(spec: &LandlockSpec, why: String) -> Result<Ruleset, Landloc
     Ok(Ruleset {
         fd,
         enforcement: Enforcement::Degraded(why),
+        inert: true,
     })
 }
 
@@ -384,7 +573,7 @@ impl Ruleset {
 
     /// True when nothing can be enforced at all (no Landlock in the kernel).
     pub fn is_inert(&self) -> bool {
-        matches!(&self.enforcement, Enforcement::Degraded(w) if w.starts_with("landlock"))
+        self.inert
     }
 }
 
@@ -439,10 +628,10 @@ mod tests {
                 "/proc/no-such-file".into(),
             ],
             read_write: vec![],
-            network: false,
+            network: TcpPorts::default(),
             allow_degraded: true,
         };
-        let (_rs, later) = Ruleset::build_deferring(&spec, Path::new("/proc")).unwrap();
+        let (_rs, later) = Ruleset::build_deferring(&spec, &[Path::new("/proc")]).unwrap();
         assert_eq!(
             later,
             [
@@ -452,7 +641,143 @@ mod tests {
             ]
         );
         // Without deferral everything is added at once.
-        let (_rs, none) = Ruleset::build_inner(&spec, None).unwrap();
+        let (_rs, none) = Ruleset::build_inner(&spec, &[]).unwrap();
         assert!(none.is_empty());
+    }
+
+    fn spec(network: TcpPorts, allow_degraded: bool) -> LandlockSpec {
+        LandlockSpec {
+            network,
+            allow_degraded,
+            ..Default::default()
+        }
+    }
+
+    /// Debian 12's kernel has ABI 2, Ubuntu 22.04's ABI 1: a plugin without the network (own
+    /// network and pid namespaces) needs only the filesystem rules and starts there; a plugin
+    /// granted ports needs TCP port rules (4) and abstract-socket scoping (6), and fails closed
+    /// naming both.
+    #[test]
+    fn the_required_abi_follows_the_grants() {
+        let none = spec(TcpPorts::default(), false);
+        let granted = spec(
+            TcpPorts {
+                connect: vec![443],
+                bind: vec![],
+            },
+            false,
+        );
+        assert_eq!((required_abi(false), required_abi(true)), (1, 6));
+        for abi in 1..=7 {
+            assert_eq!(
+                enforcement_at(&none, Ok(abi)).unwrap(),
+                Enforcement::Full { abi },
+                "no network, ABI {abi}"
+            );
+        }
+        for abi in 1..=5 {
+            let e = enforcement_at(&granted, Ok(abi)).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("kernel ABI {abi}: needs "))
+                    && e.contains("ABI 6 for abstract unix socket scoping"),
+                "ABI {abi}: {e}"
+            );
+            assert_eq!(
+                e.contains("ABI 4 for TCP port rules (the plugin's network grant)"),
+                abi < 4,
+                "ABI {abi}: {e}"
+            );
+        }
+        assert_eq!(
+            enforcement_at(&granted, Ok(6)).unwrap(),
+            Enforcement::Full { abi: 6 }
+        );
+        // Degraded mode runs anyway and says what is missing; no Landlock at all fails closed.
+        assert!(matches!(
+            enforcement_at(&spec(granted.network.clone(), true), Ok(2)),
+            Ok(Enforcement::Degraded(w)) if w.starts_with("kernel ABI 2: needs ABI 4 for TCP port rules")
+        ));
+        assert!(enforcement_at(&none, Err(libc::EOPNOTSUPP)).is_err());
+        assert!(matches!(
+            enforcement_at(&spec(TcpPorts::default(), true), Err(libc::ENOSYS)),
+            Ok(Enforcement::Degraded(_))
+        ));
+    }
+
+    #[test]
+    fn port_lists_are_checked() {
+        let p = TcpPorts {
+            connect: vec![443, 0, 443],
+            bind: (1..=65).collect(),
+        };
+        let fields: Vec<String> = p.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["connect[1]", "connect[2]", "bind"]);
+        assert_eq!(
+            TcpPorts {
+                connect: vec![8123, 443],
+                bind: vec![443],
+            }
+            .rules(),
+            [
+                (443, NET_CONNECT_TCP | NET_BIND_TCP),
+                (8123, NET_CONNECT_TCP)
+            ]
+        );
+    }
+
+    /// The port rules enforced on one thread (Landlock and `no_new_privs` are per thread, so the
+    /// test process is otherwise untouched): a connect to the granted port works, to any other
+    /// port it is EACCES; binding a port not granted is EACCES.
+    #[test]
+    fn only_granted_ports_connect_or_bind() {
+        match abi_version() {
+            Ok(abi) if abi >= 4 => {}
+            other => {
+                eprintln!("skipping: landlock {other:?} has no TCP port rules");
+                return;
+            }
+        }
+        let granted = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (gp, op) = (
+            granted.local_addr().unwrap().port(),
+            other.local_addr().unwrap().port(),
+        );
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (bind_ok, bind_no) = (free(), free());
+        let rs = Ruleset::build(&spec(
+            TcpPorts {
+                connect: vec![gp],
+                bind: vec![bind_ok],
+            },
+            false,
+        ))
+        .unwrap();
+        let results = std::thread::spawn(move || {
+            // SAFETY: prctl with scalar arguments; no_new_privs applies to this thread only.
+            let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            assert_eq!(r, 0);
+            rs.restrict_self().unwrap();
+            let code = |r: std::io::Result<()>| r.err().and_then(|e| e.raw_os_error());
+            (
+                code(std::net::TcpStream::connect(("127.0.0.1", gp)).map(drop)),
+                code(std::net::TcpStream::connect(("127.0.0.1", op)).map(drop)),
+                code(std::net::TcpListener::bind(("127.0.0.1", bind_ok)).map(drop)),
+                code(std::net::TcpListener::bind(("127.0.0.1", bind_no)).map(drop)),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            results,
+            (None, Some(libc::EACCES), None, Some(libc::EACCES)),
+            "connect granted/other, bind granted/other"
+        );
     }
 }

@@ -202,11 +202,15 @@ fn open_write(p: &Path) -> std::io::Result<OwnedFd> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("open {}: {e}", p.display())))
 }
 
-/// The Landlock ruleset without the rules for paths under `/proc` (the child adds those for its
-/// own, fresh `/proc`: a rule on the agent's procfs would not cover it), and those rules.
-fn landlock(spec: &LandlockSpec) -> std::io::Result<(Ruleset, Vec<(CString, u64)>)> {
-    let (rs, later) =
-        Ruleset::build_deferring(spec, Path::new("/proc")).map_err(std::io::Error::other)?;
+/// The Landlock ruleset without the rules for paths under `/proc` and the scratch directory (the
+/// child adds those for its own, fresh `/proc` and the tmpfs it mounts over `scratch`: a rule on
+/// the agent's procfs or the host's directory would not cover them), and those rules.
+fn landlock(
+    spec: &LandlockSpec,
+    scratch: &Path,
+) -> std::io::Result<(Ruleset, Vec<(CString, u64)>)> {
+    let (rs, later) = Ruleset::build_deferring(spec, &[Path::new("/proc"), scratch])
+        .map_err(std::io::Error::other)?;
     let later = later
         .into_iter()
         .map(|(p, a)| Ok((cstring(p.as_os_str().as_bytes())?, a)))
@@ -303,7 +307,7 @@ pub fn spawn(
         .map(|p| open_write(p).and_then(|f| dup_high(f.as_raw_fd())))
         .collect::<std::io::Result<Vec<_>>>()?;
     let cgroup_raw: Vec<RawFd> = cgroups.iter().map(|f| f.as_raw_fd()).collect();
-    let (ruleset, deferred) = landlock(&spec.landlock)?;
+    let (ruleset, deferred) = landlock(&spec.landlock, &spec.scratch_dir)?;
     // Above 100 like every fd the child uses, so no dup2 below can land on it.
     let ruleset_fd = dup_high(ruleset.raw_fd())?;
     let deferred_rules: Vec<(&std::ffi::CStr, u64)> =
@@ -356,6 +360,7 @@ pub fn spawn(
         .chain(std::iter::once(std::ptr::null()))
         .collect();
     let scratch = cstring(spec.scratch_dir.as_os_str().as_bytes())?;
+    let scratch_options = cstring(spec.scratch.mount_options(spec.uid, spec.gid).as_bytes())?;
     let plan = ChildPlan {
         cgroup_procs: &cgroup_raw,
         netns: netns.as_ref().map(|f| f.as_raw_fd()),
@@ -363,7 +368,9 @@ pub fn spawn(
         first_closed,
         hostname: spec.hostname.as_bytes(),
         scratch: &scratch,
+        scratch_options: &scratch_options,
         nofile: spec.nofile,
+        fsize: spec.scratch.bytes,
         uid: spec.uid,
         gid: spec.gid,
         last_cap: super::creds::last_cap(),

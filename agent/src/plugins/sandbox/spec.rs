@@ -8,6 +8,27 @@ use std::path::PathBuf;
 /// verified bytes (`trust/sealed.rs`); it is `execveat`ed, no path is ever opened.
 pub const PROGRAM_FD: i32 = 5;
 
+/// The plugin's scratch tmpfs (`limits.scratch_size`, `limits.scratch_inodes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScratchLimits {
+    /// tmpfs `size` in bytes (rounded up to pages by the kernel), and `RLIMIT_FSIZE`; never 0
+    /// (tmpfs reads 0 as unlimited).
+    pub bytes: u64,
+    /// tmpfs `nr_inodes`; never 0 (unlimited).
+    pub inodes: u64,
+}
+
+impl ScratchLimits {
+    /// The tmpfs mount options: size, inodes, and a root directory only the plugin may use.
+    pub fn mount_options(&self, uid: u32, gid: u32) -> String {
+        format!(
+            "size={},nr_inodes={},mode=0700,uid={uid},gid={gid}",
+            self.bytes.max(1),
+            self.inodes.max(1)
+        )
+    }
+}
+
 /// Everything applied before the plugin's executable runs.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
@@ -32,8 +53,11 @@ pub struct SandboxSpec {
     pub new_net: bool,
     /// `cgroup.procs` files to join before anything else.
     pub cgroup_procs: Vec<PathBuf>,
-    /// The private writable directory (working directory of the plugin).
+    /// The private writable directory (working directory of the plugin): the child mounts a
+    /// tmpfs of its own over it (the host's directory is only the mount point).
     pub scratch_dir: PathBuf,
+    /// Size and inodes of that tmpfs; the size is also `RLIMIT_FSIZE`.
+    pub scratch: ScratchLimits,
     /// Landlock rules.
     pub landlock: LandlockSpec,
     /// The compiled seccomp filter (profile, action, network rules), installed last.

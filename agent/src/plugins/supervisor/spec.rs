@@ -6,7 +6,7 @@ use crate::plugins::loader::Loaded;
 use crate::plugins::sandbox::cgroup::{Limits, PluginCgroup};
 use crate::plugins::sandbox::landlock::LandlockSpec;
 use crate::plugins::sandbox::seccomp;
-use crate::plugins::sandbox::spec::SandboxSpec;
+use crate::plugins::sandbox::spec::{SandboxSpec, ScratchLimits};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +45,7 @@ impl Supervisor {
         let filter = seccomp::compile(
             &profile,
             action,
-            &seccomp::Options::with_network(sb.network).errno_via_trap(via_trap),
+            &seccomp::Options::with_network(!sb.network.is_empty()).errno_via_trap(via_trap),
         )
         .map_err(|e| format!("seccomp profile {profile}: {e}"))?;
         let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"]
@@ -73,21 +73,26 @@ impl Supervisor {
             gid: cfg.gid(&self.name),
             nofile: sb.limits.nofile,
             hostname: format!("srediag-{}", self.name),
-            new_net: !sb.network,
+            new_net: sb.network.is_empty(),
             cgroup_procs: cg.procs_files(),
             scratch_dir: scratch.to_path_buf(),
+            scratch: ScratchLimits {
+                bytes: sb.limits.scratch_bytes(),
+                inodes: sb.limits.scratch_inodes,
+            },
             landlock: LandlockSpec {
                 read_exec,
                 read_only,
                 read_write,
-                network: sb.network,
+                network: sb.network.clone(),
                 allow_degraded: cfg.sandbox.allow_degraded,
             },
             seccomp: filter,
         })
     }
 
-    /// A fresh scratch directory for the incarnation, owned by the plugin's uid, mode 0700.
+    /// A fresh scratch directory for the incarnation: only the mount point of the plugin's own
+    /// tmpfs (mounted in its mount namespace), so it stays empty and root's, mode 0700.
     pub(super) fn make_scratch(&self) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.scratch_root)?;
         std::fs::set_permissions(&self.scratch_root, std::fs::Permissions::from_mode(0o711))?;
@@ -97,11 +102,6 @@ impl Supervisor {
         }
         std::fs::create_dir(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        std::os::unix::fs::chown(
-            &dir,
-            Some(self.cfg.uid(&self.name)),
-            Some(self.cfg.gid(&self.name)),
-        )?;
         Ok(dir)
     }
 }

@@ -11,6 +11,7 @@
 
 use super::canonical::to_canonical_json;
 use super::keys::{hex, sha256};
+use crate::plugins::sandbox::landlock::TcpPorts;
 use serde::{Deserialize, Serialize};
 use srediag_plugin_sdk::PluginType;
 use std::collections::{BTreeMap, HashSet};
@@ -122,10 +123,88 @@ pub struct Sandbox {
     pub seccomp_profile: Option<String>,
     /// Landlock paths on the host (absolute).
     pub landlock: Landlock,
-    /// Needs the network (receivers and exporters only).
-    pub network: bool,
+    /// The TCP ports it may use (receivers and exporters only): `{connect: [443], bind: [4317]}`.
+    /// Default `false`: no network (its own empty network namespace). `true` (every port) is
+    /// refused.
+    pub network: Network,
     /// Resource limits the plugin asks for (the operator's config may lower them).
     pub limits: Limits,
+}
+
+/// `sandbox.network` (and a plugin's `network` setting): `false`, or the TCP ports granted.
+///
+/// `true` was the grant of every TCP port (the agent's own OTLP receiver and `/metrics`, the
+/// node's kubelet or metadata service included). It still parses, so old manifests and
+/// configurations get an error saying how to list ports instead of a type error, and is refused
+/// by validation ([`Network::problems`]); see ARCHITECTURE.md for why it is not an "all ports"
+/// grant. Serialized as written (a bool stays a bool), so the signed statement of a manifest
+/// with `network: false` is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Network {
+    /// `false` (no network) or `true` (refused).
+    Flag(bool),
+    /// `{connect: [...], bind: [...]}`.
+    Ports(TcpPorts),
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network::Flag(false)
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Network;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("false or the TCP ports, e.g. {connect: [443], bind: [4317]}")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Network, E> {
+                Ok(Network::Flag(b))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Network, A::Error> {
+                TcpPorts::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Network::Ports)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The message for `network: true`.
+pub const ALL_PORTS_REFUSED: &str = "`true` (every TCP port, the agent's own OTLP receiver and \
+    /metrics included) is not accepted: list the ports the plugin needs, e.g. \
+    `network: {connect: [443, 8123], bind: [13133]}` (Landlock restricts ports, not addresses)";
+
+impl Network {
+    /// The ports granted (none for `false`, and for the refused `true`).
+    pub fn ports(&self) -> TcpPorts {
+        match self {
+            Network::Ports(p) => p.clone(),
+            Network::Flag(_) => TcpPorts::default(),
+        }
+    }
+
+    /// Any port granted.
+    pub fn granted(&self) -> bool {
+        !self.ports().is_empty()
+    }
+
+    /// Problems as `(field below "network", message)`: `true`, port 0, duplicates, too many.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        match self {
+            Network::Flag(true) => vec![(String::new(), ALL_PORTS_REFUSED.into())],
+            Network::Flag(false) => Vec::new(),
+            Network::Ports(p) => p
+                .problems()
+                .into_iter()
+                .map(|(f, m)| (format!(".{f}"), m))
+                .collect(),
+        }
+    }
 }
 
 /// `sandbox.landlock`.
@@ -564,7 +643,10 @@ impl Manifest {
                 );
             }
         }
-        if s.network
+        for (field, msg) in s.network.problems() {
+            push(&format!("sandbox.network{field}"), msg);
+        }
+        if s.network.granted()
             && !matches!(
                 self.plugin_type,
                 PluginType::Receiver | PluginType::Exporter
@@ -746,6 +828,59 @@ mod tests {
         assert!(Manifest::parse(&big).unwrap_err().msg.contains("limit"));
         assert!(Manifest::parse(b"!!binary x: 1").is_err());
         assert!(Manifest::parse(b"a: 1\n---\nb: 2\n").is_err());
+    }
+
+    #[test]
+    fn network_grants_name_ports() {
+        let with = |net: &str| {
+            sample()
+                .replace("type: processor", "type: receiver")
+                .replace("files:\n", &format!("sandbox:\n  network: {net}\nfiles:\n"))
+        };
+        let m = Manifest::parse(with("{connect: [443, 8123], bind: [13133]}").as_bytes()).unwrap();
+        assert_eq!(
+            m.sandbox.network.ports(),
+            TcpPorts {
+                connect: vec![443, 8123],
+                bind: vec![13133]
+            }
+        );
+        // `false` is signed as it always was (the statement of an old manifest is unchanged).
+        let m = Manifest::parse(with("false").as_bytes()).unwrap();
+        assert!(!m.sandbox.network.granted());
+        assert!(
+            String::from_utf8(m.statement())
+                .unwrap()
+                .contains(r#""network":false"#)
+        );
+        // `true` (every port) is refused, saying how to list ports, at its line.
+        let e = Manifest::parse(with("true").as_bytes()).unwrap_err();
+        assert!(
+            e.msg.starts_with("sandbox.network: `true` (every TCP port")
+                && e.msg.contains("connect: [443, 8123]"),
+            "{e}"
+        );
+        assert_eq!(e.line, 13, "{e}");
+        for (bad, what) in [
+            ("{connect: [0]}", "sandbox.network.connect[0]: port 0"),
+            (
+                "{bind: [80, 80]}",
+                "sandbox.network.bind[1]: port 80 is listed twice",
+            ),
+            ("{connect: [70000]}", "70000"),
+            ("{connect: [443], udp: [53]}", "unknown field `udp`"),
+        ] {
+            let e = Manifest::parse(with(bad).as_bytes()).unwrap_err();
+            assert!(e.msg.contains(what), "{bad}: {e}");
+        }
+        // Processors get no network.
+        let e = Manifest::parse(
+            with("{connect: [443]}")
+                .replace("type: receiver", "type: processor")
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(e.msg.contains("only receivers and exporters"), "{e}");
     }
 
     #[test]

@@ -15,14 +15,38 @@ fn landlock_versions() {
             .starts_with("ABI 7: fs, fs refer")
     );
     assert!(get(&r, "landlock").detail.contains("net tcp bind/connect"));
+    assert!(
+        get(&r, "landlock")
+            .srediag
+            .contains("plugins granted TCP ports: only those ports"),
+        "{:?}",
+        get(&r, "landlock")
+    );
 
     h.landlock = Ok(4);
-    assert_status(&run(&h), "landlock", Status::Degraded);
+    let r = run(&h);
+    assert_status(&r, "landlock", Status::Degraded);
+    assert_eq!(
+        get(&r, "landlock").srediag,
+        "plugins without network: files by Landlock, network, signals and abstract sockets by \
+         their own namespaces; plugins granted TCP ports refused unless sandbox.allow_degraded \
+         (needs ABI 6 for abstract unix socket scoping (a plugin in the host network namespace))"
+    );
+    // Debian 12's kernel: plugins without network start, network grants need more.
     h.landlock = Ok(2);
-    assert!(get(&run(&h), "landlock").srediag.contains("files only"));
+    let s = get(&run(&h), "landlock").srediag.clone();
+    assert!(
+        s.starts_with("plugins without network: files by Landlock"),
+        "{s}"
+    );
+    assert!(
+        s.contains("needs ABI 4 for TCP port rules (the plugin's network grant), ABI 6"),
+        "{s}"
+    );
     h.landlock = Err(Errno::ENOSYS);
     let r = run(&h);
     assert_status(&r, "landlock", Status::Unavailable);
+    assert!(get(&r, "landlock").srediag.starts_with("no plugin starts"));
     assert!(
         get(&r, "landlock")
             .detail

@@ -11,9 +11,15 @@
 //! Configuration (`plugins.<name>.config`):
 //!
 //! ```text
-//! {"attempts": ["env", "syscalls", "files", "signals", "net", "ioctl"],
-//!  "final": "none|i386|x32|denied|hang|forkbomb|threadbomb|membomb|cpuspin|fdbomb",
+//! {"attempts": ["env", "syscalls", "files", "signals", "net", "ioctl", "ports"],
+//!  "final": "none|i386|x32|denied|hang|forkbomb|threadbomb|membomb|cpuspin|fdbomb|diskfill|inodefill",
 //!  "agent_pid": N, "host_pid": N, "port": N, "admin_socket": "/path",
+//!  "connect_ports": [N, ...], "bind_ports": [N, ...]   (attempt `ports`: TCP to 127.0.0.1),
+//!  "fill_mib": 256, "file_mib": 1, "seek_mib": 0
+//!                                   (final `diskfill`: at most fill_mib MiB into the working
+//!                                    directory, in files of file_mib MiB, 0 = one file, each
+//!                                    written from offset seek_mib MiB on, sparse before it),
+//!  "fill_files": 100000             (final `inodefill`: at most that many empty files),
 //!  "trigger": "file in the scratch directory (optional): attempts and final wait for it; a JSON
 //!              object in it is merged into this configuration",
 //!  "pace_ms": 12, "delay_ms": 0, "final_in_init": false}
@@ -21,6 +27,9 @@
 //!
 //! The final runs in a background thread, `delay_ms` after the attempts (so normally after the
 //! plugin is `ready`), or inside `init` itself with `final_in_init` (before `ready`).
+//!
+//! Its first argument may name the plugin type it announces (`receiver`, `exporter`; default
+//! `processor`): a receiver or exporter can be granted network ports.
 //!
 //! With the argument `--protocol-version N` it only sends a `hello` with protocol version `N`
 //! (what a plugin built against an incompatible SDK would send), prints the agent's answer
@@ -788,6 +797,173 @@ fn attempt_ioctl(r: &Reporter) {
     r.outcome("ioctl", "open /dev/tty", fd, e, json!({}));
 }
 
+/// `attempts: ports`: a TCP connect to 127.0.0.1 on each of `connect_ports` and a bind + listen on
+/// 127.0.0.1 on each of `bind_ports` (what a network grant allows or not).
+fn attempt_ports(r: &Reporter, cfg: &Value) {
+    let ports = |key: &str| -> Vec<u16> {
+        cfg[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64())
+                    .map(|v| v as u16)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let addr = |port: u16| {
+        // SAFETY: sockaddr_in is plain data; all-zero is a valid value.
+        let mut a: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        a.sin_family = libc::AF_INET as libc::sa_family_t;
+        a.sin_port = port.to_be();
+        a.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+        a
+    };
+    for (what, list) in [
+        ("connect", ports("connect_ports")),
+        ("bind", ports("bind_ports")),
+    ] {
+        for port in list {
+            // SAFETY: socket with scalar arguments.
+            let fd =
+                unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            if fd < 0 {
+                r.outcome(
+                    "ports",
+                    &format!("socket for {what} {port}"),
+                    -1,
+                    errno(),
+                    json!({"port": port}),
+                );
+                continue;
+            }
+            let a = addr(port);
+            let len = std::mem::size_of_val(&a) as libc::socklen_t;
+            let sa = (&a as *const libc::sockaddr_in).cast();
+            // SAFETY: connect/bind/listen on the socket created above with a sockaddr on the
+            // stack; the socket is closed after.
+            let (rc, e) = unsafe {
+                let rc = if what == "connect" {
+                    libc::connect(fd, sa, len)
+                } else {
+                    let rc = libc::bind(fd, sa, len);
+                    if rc == 0 { libc::listen(fd, 1) } else { rc }
+                };
+                let e = errno();
+                libc::close(fd);
+                (rc, e)
+            };
+            r.outcome(
+                "ports",
+                &format!("{what} {port}"),
+                i64::from(rc),
+                e,
+                json!({"port": port}),
+            );
+        }
+    }
+}
+
+fn rlimit_fsize() -> [u64; 2] {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) };
+    [lim.rlim_cur, lim.rlim_max]
+}
+
+/// `final: diskfill`: writes up to `fill_mib` MiB into the working directory (the scratch
+/// directory), in files of `file_mib` MiB (0: one file), 64 KiB per write from offset `seek_mib`
+/// MiB of each file on, until a write fails. The files stay (their pages stay charged) while the
+/// plugin keeps running.
+fn diskfill(r: &Reporter, cfg: &Value) {
+    let cap = cfg["fill_mib"].as_u64().unwrap_or(256) << 20;
+    let per_file = cfg["file_mib"].as_u64().unwrap_or(1) << 20;
+    let seek = (cfg["seek_mib"].as_u64().unwrap_or(0) << 20) as libc::off_t;
+    let chunk = vec![0x5au8; 64 << 10];
+    let (mut written, mut files, mut err) = (0u64, 0u64, 0i32);
+    let mut fd = -1;
+    let mut in_file = 0u64;
+    while written < cap {
+        if fd < 0 || (per_file > 0 && in_file >= per_file) {
+            if fd >= 0 {
+                // SAFETY: closing the file opened below.
+                unsafe { libc::close(fd) };
+            }
+            let name = std::ffi::CString::new(format!("fill-{files}")).unwrap_or_default();
+            // SAFETY: a valid C string; the fd is closed above or at the end.
+            fd = unsafe {
+                libc::open(
+                    name.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                    0o600,
+                )
+            };
+            if fd < 0 {
+                err = errno();
+                break;
+            }
+            // SAFETY: lseek on the fd opened above.
+            if seek > 0 && unsafe { libc::lseek(fd, seek, libc::SEEK_SET) } != seek {
+                err = errno();
+                break;
+            }
+            files += 1;
+            in_file = 0;
+        }
+        // SAFETY: writing a live buffer to the fd opened above.
+        let n = unsafe { libc::write(fd, chunk.as_ptr().cast(), chunk.len()) };
+        if n <= 0 {
+            err = if n < 0 { errno() } else { libc::ENOSPC };
+            break;
+        }
+        written += n as u64;
+        in_file += n as u64;
+    }
+    if fd >= 0 {
+        // SAFETY: closing the last file.
+        unsafe { libc::close(fd) };
+    }
+    r.info(
+        "final",
+        "diskfill",
+        json!({"written": written, "files": files, "errno": err, "rlimit_fsize": rlimit_fsize()}),
+    );
+}
+
+/// `final: inodefill`: creates up to `fill_files` empty files in the working directory, until a
+/// creation fails (one directory: the processor profile allows no `mkdir`).
+fn inodefill(r: &Reporter, cfg: &Value) {
+    let cap = cfg["fill_files"].as_u64().unwrap_or(100_000);
+    let (mut created, mut err) = (0u64, 0i32);
+    let t0 = Instant::now();
+    while created < cap {
+        let f = std::ffi::CString::new(format!("f{created}")).unwrap_or_default();
+        // SAFETY: a valid C string; the fd is closed at once.
+        let fd = unsafe {
+            libc::open(
+                f.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
+        if fd < 0 {
+            err = errno();
+            break;
+        }
+        // SAFETY: closing the file created above.
+        unsafe { libc::close(fd) };
+        created += 1;
+    }
+    r.info(
+        "final",
+        "inodefill",
+        json!({"created": created, "errno": err, "ms": t0.elapsed().as_millis() as u64}),
+    );
+}
+
 /// `int 0x80` (the i386 ABI) with eax = 20 (i386 `getpid`).
 #[cfg(target_arch = "x86_64")]
 fn i386_getpid() -> i64 {
@@ -972,6 +1148,8 @@ fn run_final(r: &Reporter, cfg: &Value, what: &str) {
         "cpuspin" => cpuspin(r, cfg),
         "fdbomb" => fdbomb(r),
         "ringwriter" => ringwriter(r, cfg),
+        "diskfill" => diskfill(r, cfg),
+        "inodefill" => inodefill(r, cfg),
         _ => {}
     }
 }
@@ -993,6 +1171,7 @@ fn run_attempts(r: &Reporter, cfg: &Value) {
             "signals" => attempt_signals(r, cfg),
             "net" => attempt_net(r, cfg),
             "ioctl" => attempt_ioctl(r),
+            "ports" => attempt_ports(r, cfg),
             other => r.info("unknown", other, json!({"ok": false})),
         }
     }
@@ -1018,6 +1197,7 @@ fn wait_trigger(name: &str, cfg: &mut Value) {
 
 struct Hostile {
     stall: Duration,
+    kind: PluginType,
 }
 
 /// Passes records through; `stall_ms` in the configuration makes its first batch take that
@@ -1160,13 +1340,17 @@ impl Plugin for Hostile {
     }
 
     fn register(&mut self, r: &mut Registry) -> Result<(), PluginError> {
+        if self.kind != PluginType::Processor {
+            r.component(&format!("{}/hostile", self.kind.as_str()));
+            return Ok(());
+        }
         // A well-behaved processor on the data path (pass-through); `final: ringwriter` scribbles
         // over its ring at the same time.
         r.processor("hostile", Passthrough { stall: self.stall })
     }
 
     fn capabilities(&self) -> Vec<String> {
-        vec!["processor/hostile".into()]
+        vec![format!("{}/hostile", self.kind.as_str())]
     }
 
     fn shutdown(&mut self, _ctx: &Context) -> Result<(), PluginError> {
@@ -1248,14 +1432,16 @@ fn main() {
         Some("--schema-version") => skewed_handshake(PROTOCOL_VERSION, n()),
         _ => {}
     }
+    let kind = match args.get(1).map(String::as_str) {
+        Some("receiver") => PluginType::Receiver,
+        Some("exporter") => PluginType::Exporter,
+        _ => PluginType::Processor,
+    };
     srediag_plugin_sdk::run(
-        PluginInfo::new(
-            "srediag-hostile-plugin",
-            env!("CARGO_PKG_VERSION"),
-            PluginType::Processor,
-        ),
+        PluginInfo::new("srediag-hostile-plugin", env!("CARGO_PKG_VERSION"), kind),
         Hostile {
             stall: Duration::ZERO,
+            kind,
         },
     )
 }
