@@ -139,7 +139,11 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
             trust_policy: dir.path().join("trust.yaml"),
             state_file: dir.path().join("plugin-versions.json"),
         };
-        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links, &ledgers)
+        let instance = srediag::plugins::instance::Instance::acquire(&dir.path().join("run"))
+            .expect("instance lock");
+        let instance = srediag::plugins::instance::Instance::acquire(&dir.path().join("run"))
+        .expect("instance lock");
+    let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links, &ledgers, Some(&instance))
             .expect("plugin manager (root needed)");
         let deadline = Instant::now() + Duration::from_secs(20);
         let pid = loop {
@@ -185,6 +189,7 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
 
 /// One sandboxed plugin kept for every round (B5).
 struct Served {
+    _instance: srediag::plugins::instance::Instance,
     _dir: tempfile::TempDir,
     manager: Manager,
     link: Arc<Link>,
@@ -219,6 +224,8 @@ async fn serve(bin: &str) -> Served {
         trust_policy: dir.path().join("trust.yaml"),
         state_file: dir.path().join("plugin-versions.json"),
     };
+    let instance = srediag::plugins::instance::Instance::acquire(&dir.path().join("run"))
+        .expect("instance lock");
     let manager = Manager::start(
         &plugins,
         PluginMetrics::new(&registry),
@@ -244,6 +251,7 @@ async fn serve(bin: &str) -> Served {
     }
     let answers = link.take_output().expect("output");
     Served {
+        _instance: instance,
         _dir: dir,
         manager,
         link,

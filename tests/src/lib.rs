@@ -159,6 +159,9 @@ pub fn srediag(args: &[&str], timeout: Duration) -> CmdOutput {
     let (out_p, err_p) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let mut child = Command::new(agent_bin())
         .args(args)
+        // `srediag run` as root takes its run directory's instance lock: its own, never the
+        // default one an agent of another test may hold.
+        .env("SREDIAG_RUN_DIR", dir.path().join("run"))
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out_p).expect("create stdout file"))
         .stderr(fs::File::create(&err_p).expect("create stderr file"))
@@ -270,6 +273,24 @@ impl Agent {
     /// unless the test wrote its own first), bundles resolve beneath `dir/plugins`, and the
     /// rollback marks live in `dir/plugin-versions.json`.
     pub fn start(dir: &Path, config: &str, telemetry_port: u16) -> Agent {
+        Agent::start_with_run_dir(dir, config, telemetry_port, Some(&dir.join("run")))
+    }
+
+    /// Like [`Agent::start`] in the default run directory (`/run/srediag`, cgroup root
+    /// `srediag`): one such agent at a time (its instance lock), for the plugin tests that look
+    /// at the default paths.
+    pub fn start_in_default_run_dir(dir: &Path, config: &str, telemetry_port: u16) -> Agent {
+        Agent::start_with_run_dir(dir, config, telemetry_port, None)
+    }
+
+    /// Starts the agent with its own run directory (`--run-dir`, so agents run side by side with
+    /// their own instance locks and plugin cgroups), or the default one with `None`.
+    pub fn start_with_run_dir(
+        dir: &Path,
+        config: &str,
+        telemetry_port: u16,
+        run_dir: Option<&Path>,
+    ) -> Agent {
         let config_path = dir.join("agent.yaml");
         fs::write(&config_path, config).expect("write agent config");
         let policy = dir.join("trust.yaml");
@@ -281,7 +302,12 @@ impl Agent {
             .expect("write dev trust policy");
         }
         let stderr_path = dir.join("agent.stderr");
-        let child = Command::new(agent_bin())
+        let mut cmd = Command::new(agent_bin());
+        match run_dir {
+            Some(r) => cmd.env("SREDIAG_RUN_DIR", r),
+            None => cmd.env_remove("SREDIAG_RUN_DIR"),
+        };
+        let child = cmd
             .env("SREDIAG_TRUST_POLICY", &policy)
             .env("SREDIAG_PLUGIN_DIR", dir.join("plugins"))
             .env("SREDIAG_PLUGIN_STATE", dir.join("plugin-versions.json"))

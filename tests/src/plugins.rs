@@ -79,7 +79,7 @@ service:
 
 /// Starts the agent and waits for `/-/ready` and for its admin socket (`/-/ready` can come first).
 pub fn start_agent(dir: &Path, config: &str, tel: u16, admin: &Path) -> Agent {
-    let agent = Agent::start(dir, config, tel);
+    let agent = Agent::start_in_default_run_dir(dir, config, tel);
     poll_until(Duration::from_secs(10), "the admin socket", || {
         std::os::unix::net::UnixStream::connect(admin).ok()
     });

@@ -495,3 +495,60 @@ service:
         (b() == 610).then_some(())
     });
 }
+
+/// A second `srediag run` as root — without plugins, on other ports — used to take the first
+/// agent's live plugins for leftovers: SIGKILLed them and wiped their scratch directories. Now it
+/// refuses to start (exit 69, naming the holder) before touching anything.
+#[test]
+fn a_second_agent_refuses_to_start_and_leaves_the_first_ones_plugins_alone() {
+    if !privileged("a_second_agent_refuses_to_start_and_leaves_the_first_ones_plugins_alone") {
+        return;
+    }
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = dir.path().join("admin.sock");
+    let tel = free_port();
+    let plugins = format!(
+        "  tp:\n    path: {}\n    type: processor\n    config: {{mode: serve}}",
+        plugin_bin("srediag-test-plugin").display()
+    );
+    let agent = start_agent(
+        dir.path(),
+        &agent_config(&admin, tel, &plugins),
+        tel,
+        &admin,
+    );
+    let before = wait_state(&admin, "tp", &["ready"], Duration::from_secs(20));
+    let pid = before["pid"].as_u64().expect("plugin pid");
+    let cgroups = plugin_cgroups("tp");
+    assert!(!cgroups.is_empty());
+
+    // The second agent: no plugins, other ports, the default run directory.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "receivers:\n  hostmetrics:\n    collection_interval: 60s\nexporters:\n  debug: {{}}\nservice:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{}\n  pipelines:\n    metrics:\n      receivers: [hostmetrics]\n      exporters: [debug]\n",
+        free_port()
+    );
+    let cfg = dir2.path().join("second.yaml");
+    std::fs::write(&cfg, config).expect("config");
+    let out = std::process::Command::new(agent_bin())
+        .env_remove("SREDIAG_RUN_DIR")
+        .args(["--log-level", "error", "run", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run the second agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "second agent: {stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", agent.pid())) && stderr.contains("/run/srediag"),
+        "the refusal names the running agent and the run directory: {stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    // The first agent's plugin is untouched: same process, still ready, cgroups in place.
+    let after = plugin_status(&admin, "tp");
+    assert_eq!(after["pid"].as_u64(), Some(pid), "{after}");
+    assert_eq!(after["state"], "ready");
+    assert_eq!(after["restarts"], 0, "{after}");
+    assert_eq!(plugin_cgroups("tp"), cgroups);
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+}

@@ -659,7 +659,7 @@ service:
       exporters: [debug]
 "#
     );
-    let mut agent2 = Agent::start(dir2.path(), &config, tel2);
+    let mut agent2 = Agent::start_in_default_run_dir(dir2.path(), &config, tel2);
     let left = plugin_cgroups("tp-orphan");
     let scratch = Path::new(SCRATCH_ROOT).join("tp-orphan");
     let scratch_left = scratch.exists();

@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// Where bundles, the trust policy and the rollback marks live.
     #[command(flatten)]
     pub bundles: BundleDirs,
+    /// Run directory: the instance lock (`agent.lock`, one root agent per run directory) and the
+    /// plugins' scratch directories. Agents with different run directories are independent
+    /// instances with their own plugin cgroups.
+    #[arg(long, value_name = "DIR", env = "SREDIAG_RUN_DIR", default_value = crate::plugins::instance::DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
 }
 
 /// Overrides of `service.bundles` (flags win over the environment, which wins over the file).

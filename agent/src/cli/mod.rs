@@ -31,7 +31,13 @@ use std::path::PathBuf;
 pub fn execute(cli: Cli) -> CmdResult {
     let out = cli.output;
     match cli.command {
-        Command::Run(c) => run::execute(c.config.config, c.bundles, cli.log_level, cli.log_format),
+        Command::Run(c) => run::execute(
+            c.config.config,
+            c.bundles,
+            c.run_dir,
+            cli.log_level,
+            cli.log_format,
+        ),
         Command::Validate(c) => validate::execute(c.config, out),
         Command::PrintConfig(c) => print_config::execute(c.config, out),
         Command::Components(c) => components::execute(c.config, out),

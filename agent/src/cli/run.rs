@@ -4,6 +4,7 @@ use super::exit::{self, CmdResult, FAILURE, Failure, ok};
 use super::load_config;
 use crate::pipeline::{self, BuildError};
 use crate::plugins::admin;
+use crate::plugins::instance::{Instance, InstanceError};
 use crate::plugins::manager::{Manager, ManagerError};
 use crate::plugins::metrics::PluginMetrics;
 use crate::telemetry::{self, LogFormat, Telemetry};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 pub fn execute(
     path: Option<PathBuf>,
     bundles: super::args::BundleDirs,
+    run_dir: PathBuf,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
 ) -> CmdResult {
@@ -25,6 +27,16 @@ pub fn execute(
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    // A root agent owns its run directory (and cleans what a dead predecessor left in it): one
+    // agent per run directory, checked before anything else is touched.
+    let instance = if rustix::process::geteuid().is_root() {
+        Some(Instance::acquire(&run_dir).map_err(|e| match e {
+            InstanceError::Held { .. } => Failure::new(exit::UNAVAILABLE, e.to_string()),
+            InstanceError::Io { .. } => Failure::new(FAILURE, format!("run directory: {e}")),
+        })?)
+    } else {
+        None
+    };
     let workers = std::thread::available_parallelism()
         .map(|n| n.get().min(4))
         .unwrap_or(2);
@@ -59,7 +71,7 @@ pub fn execute(
             crate::bpf::start(&telemetry.registry); // eBPF observers of the plugins (degrade, never fail)
         }
         let metrics = PluginMetrics::new(&telemetry.registry);
-        let manager = Arc::new(Manager::start(&config.plugins, metrics, &config.service.bundles, &links, &ledgers).map_err(|e| match e {
+        let manager = Arc::new(Manager::start(&config.plugins, metrics, &config.service.bundles, &links, &ledgers, instance.as_ref()).map_err(|e| match e {
             ManagerError::NotRoot(_) => Failure::new(exit::NO_PERM, e.to_string()),
             ManagerError::Cgroup(_) => Failure::new(exit::UNAVAILABLE, e.to_string()),
         })?);

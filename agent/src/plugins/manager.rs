@@ -1,6 +1,7 @@
 //! Starts one supervisor per configured plugin, answers the admin socket, stops them all.
 
 use super::config::Plugins;
+use super::instance::Instance;
 use super::ledger::Ledgers;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{self, CgroupDriver};
@@ -9,9 +10,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
-
-/// Where scratch directories live (tmpfs: gone after a reboot too).
-pub const SCRATCH_ROOT: &str = "/run/srediag/plugins";
 
 /// The plugin manager could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +34,7 @@ pub struct Manager {
     plugins: BTreeMap<String, Entry>,
     cgroups: Option<Arc<dyn CgroupDriver>>,
     links: crate::plugins::datapath::Links,
+    scratch_root: PathBuf,
 }
 
 impl Manager {
@@ -49,24 +48,26 @@ impl Manager {
         bundles: &super::config::BundlesConfig,
         links: &crate::plugins::datapath::Links,
         ledgers: &Ledgers,
+        instance: Option<&Instance>,
     ) -> Result<Manager, ManagerError> {
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        if euid != 0 {
+        let euid = rustix::process::geteuid().as_raw();
+        let Some(instance) = instance.filter(|_| euid == 0) else {
             if plugins.is_empty() {
                 return Ok(Manager {
                     plugins: BTreeMap::new(),
                     cgroups: None,
                     links: Default::default(),
+                    scratch_root: PathBuf::new(),
                 });
             }
             return Err(ManagerError::NotRoot(euid));
-        }
+        };
         let host = crate::sys::real_host();
         let driver: Option<Arc<dyn CgroupDriver>> = match crate::sys::cgroup::detect(&*host)
             .map_err(|e| e.to_string())
-            .and_then(|layout| cgroup::driver(&layout, "srediag").map_err(|e| e.to_string()))
-        {
+            .and_then(|layout| {
+                cgroup::driver(&layout, instance.cgroup_root()).map_err(|e| e.to_string())
+            }) {
             Ok(d) => Some(Arc::from(d)),
             Err(e) if plugins.is_empty() => {
                 tracing::debug!(error = %e, "no cgroup driver (no plugins configured)");
@@ -74,7 +75,8 @@ impl Manager {
             }
             Err(e) => return Err(ManagerError::Cgroup(e)),
         };
-        // Whatever a previous agent left (killed with SIGKILL, say) goes now, plugins or not.
+        // Whatever a previous holder of this instance's lock left (killed with SIGKILL, say) goes
+        // now, plugins or not: this agent holds the lock, so nothing here belongs to a live one.
         if let Some(driver) = &driver {
             match driver.cleanup_stale() {
                 Ok(cleaned) if !cleaned.is_empty() => {
@@ -84,7 +86,7 @@ impl Manager {
                 Err(e) => tracing::warn!(error = %e, "cannot clean stale plugin cgroups"),
             }
         }
-        let scratch_root = PathBuf::from(SCRATCH_ROOT);
+        let scratch_root = instance.scratch_root();
         if let Ok(entries) = std::fs::read_dir(&scratch_root) {
             for e in entries.flatten() {
                 tracing::warn!(dir = %e.path().display(), "removing scratch directory left by a previous agent");
@@ -96,6 +98,7 @@ impl Manager {
                 plugins: BTreeMap::new(),
                 cgroups: None,
                 links: Default::default(),
+                scratch_root,
             });
         };
         if plugins.is_empty() {
@@ -105,6 +108,7 @@ impl Manager {
                 plugins: BTreeMap::new(),
                 cgroups: None,
                 links: Default::default(),
+                scratch_root,
             });
         }
         let trust = Arc::new(super::loader::TrustContext::new(bundles.clone()));
@@ -143,6 +147,7 @@ impl Manager {
             plugins: out,
             cgroups: Some(driver),
             links: links.clone(),
+            scratch_root,
         })
     }
 
@@ -197,6 +202,8 @@ impl Manager {
         {
             tracing::warn!(error = %e, "cannot remove the srediag cgroup directories");
         }
-        let _ = std::fs::remove_dir(SCRATCH_ROOT);
+        if !self.scratch_root.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir(&self.scratch_root);
+        }
     }
 }

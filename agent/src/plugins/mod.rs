@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod datapath;
+pub mod instance;
 pub mod ledger;
 pub mod loader;
 pub mod manager;
