@@ -531,14 +531,20 @@ fn a_second_agent_refuses_to_start_and_leaves_the_first_ones_plugins_alone() {
     );
     let cfg = dir2.path().join("second.yaml");
     std::fs::write(&cfg, config).expect("config");
-    let out = std::process::Command::new(agent_bin())
+    let err = dir2.path().join("stderr");
+    let second = std::process::Command::new(agent_bin())
         .env_remove("SREDIAG_RUN_DIR")
         .args(["--log-level", "error", "run", "--config"])
         .arg(&cfg)
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
         .expect("run the second agent");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(69), "second agent: {stderr}");
+    let mut second = ChildGuard::new("second srediag run", second);
+    let status = second.wait_exit(Duration::from_secs(10));
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert_eq!(status.code(), Some(69), "second agent: {stderr}");
     assert!(
         stderr.contains(&format!("pid {}", agent.pid())) && stderr.contains("/run/srediag"),
         "the refusal names the running agent and the run directory: {stderr}"
