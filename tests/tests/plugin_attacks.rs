@@ -26,6 +26,24 @@ fn status_kib(pid: i32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// The share of a core process `pid` used over `d`.
+fn cpu_share(pid: i32, d: Duration) -> f64 {
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    std::thread::sleep(d);
+    (cpu_ticks(pid) - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64()
+}
+
 /// Polls `/metrics` every 200 ms on its own thread while an attack runs.
 struct Scraper {
     stop: Arc<AtomicBool>,
@@ -290,25 +308,12 @@ fn futex_wake_spam_is_a_violation_and_costs_the_agent_little() {
         "wake-spam",
         "    data_path: {quarantine_after_malformed: 1000}\n",
     );
-    let cpu = |pid: i32| -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let f: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r.split_whitespace().collect())
-            .unwrap_or_default();
-        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-    };
     let pid = a.s.agent.pid();
     poll_until(Duration::from_secs(10), "wake-up flood counted", || {
         (a.violations("wakeup_flood") >= 1.0).then_some(())
     });
     // From now on the reader polls: the agent's CPU over 3 s stays small whatever the plugin does.
-    let (t0, c0) = (Instant::now(), cpu(pid));
-    std::thread::sleep(Duration::from_secs(3));
-    let ticks = cpu(pid) - c0;
-    let hz = 100.0;
-    let share = ticks as f64 / hz / t0.elapsed().as_secs_f64();
+    let share = cpu_share(pid, Duration::from_secs(3));
     assert!(
         share < 0.10,
         "the agent used {:.0}% of a core while the plugin spammed wake-ups",
@@ -557,4 +562,52 @@ fn a_second_agent_refuses_to_start_and_leaves_the_first_ones_plugins_alone() {
     assert_eq!(after["restarts"], 0, "{after}");
     assert_eq!(plugin_cgroups("tp"), cgroups);
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+/// A plugin printing 10 KB lines as fast as it can: the agent reads at most 256 KiB a second of
+/// it (the plugin's writes block), writes at most its log budget, and spends little CPU on it.
+#[test]
+fn an_output_flood_costs_the_agent_little() {
+    if !privileged("an_output_flood_costs_the_agent_little") {
+        return;
+    }
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = dir.path().join("admin.sock");
+    let tel = free_port();
+    let plugins = format!(
+        "  spam:\n    path: {}\n    type: processor\n    config: {{mode: spam}}\n    limits: {{cpu_max: 1}}",
+        plugin_bin("srediag-test-plugin").display()
+    );
+    let agent = start_agent(
+        dir.path(),
+        &agent_config(&admin, tel, &plugins),
+        tel,
+        &admin,
+    );
+    wait_state(&admin, "spam", &["ready"], Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let log0 = agent.stderr().len();
+    let share = cpu_share(agent.pid(), Duration::from_secs(4));
+    let logged = agent.stderr().len() - log0;
+    eprintln!(
+        "output flood: agent {:.1}% of a core, log +{logged} bytes in 4 s",
+        share * 100.0
+    );
+    assert!(
+        share < 0.15,
+        "the agent used {:.0}% of a core reading a plugin's output flood",
+        share * 100.0
+    );
+    assert!(
+        logged < 5 * 80 * 1024,
+        "{logged} bytes of log in 4 s from one plugin (budget 64 KiB/s)"
+    );
+    assert!(
+        agent.counter(
+            "srediag_plugin_log_lines_suppressed_total",
+            &[("name", "spam")]
+        ) > 0.0,
+        "suppressed lines are counted"
+    );
 }

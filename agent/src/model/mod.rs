@@ -107,6 +107,14 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.items() == 0
     }
+
+    /// The batch's size as an OTLP protobuf request: what queue byte bounds count.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Batch::Logs(l) => prost::Message::encoded_len(l),
+            Batch::Metrics(m) => prost::Message::encoded_len(m),
+        }
+    }
 }
 
 #[cfg(test)]

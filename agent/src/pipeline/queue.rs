@@ -3,7 +3,8 @@
 use crate::model::Batch;
 use crate::telemetry::QueueMetrics;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// What a full queue does with a new batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -25,6 +26,11 @@ pub struct QueueConfig {
     pub capacity: usize,
     /// Overflow policy. Default `block`: backpressure instead of loss.
     pub policy: OverflowPolicy,
+    /// Most bytes the queued batches may hold (their OTLP-encoded size), e.g. `64MiB`: a queue
+    /// full of large batches applies its policy before `capacity` is reached. A single batch
+    /// larger than the bound is let in alone. Default 64MiB.
+    #[serde(deserialize_with = "crate::plugins::config::bytes")]
+    pub max_bytes: u64,
 }
 
 impl Default for QueueConfig {
@@ -32,6 +38,7 @@ impl Default for QueueConfig {
         QueueConfig {
             capacity: 64,
             policy: OverflowPolicy::Block,
+            max_bytes: 64 << 20,
         }
     }
 }
@@ -39,14 +46,20 @@ impl Default for QueueConfig {
 /// The sending side of a stage's queue.
 #[derive(Clone)]
 pub struct QueueSender {
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<Queued>,
     policy: OverflowPolicy,
     metrics: QueueMetrics,
+    /// The byte bound, in KiB permits.
+    kib: Arc<Semaphore>,
+    max_kib: u32,
 }
+
+/// A batch in a queue with the bytes it holds of the queue's bound.
+type Queued = (Batch, Option<OwnedSemaphorePermit>);
 
 /// The receiving side of a stage's queue.
 pub struct QueueReceiver {
-    rx: mpsc::Receiver<Batch>,
+    rx: mpsc::Receiver<Queued>,
     metrics: QueueMetrics,
 }
 
@@ -64,11 +77,16 @@ pub enum SendOutcome {
 /// Creates a queue. `capacity` is clamped to at least 1.
 pub fn queue(cfg: &QueueConfig, metrics: QueueMetrics) -> (QueueSender, QueueReceiver) {
     let (tx, rx) = mpsc::channel(cfg.capacity.max(1));
+    let max_kib = u32::try_from(cfg.max_bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, Semaphore::MAX_PERMITS as u32);
     (
         QueueSender {
             tx,
             policy: cfg.policy,
             metrics: metrics.clone(),
+            kib: Arc::new(Semaphore::new(max_kib as usize)),
+            max_kib,
         },
         QueueReceiver { rx, metrics },
     )
@@ -79,12 +97,22 @@ impl QueueSender {
     /// counted before this returns.
     pub async fn send(&self, batch: Batch) -> SendOutcome {
         let items = batch.items();
+        // A batch larger than the whole bound is let in alone (it waits for an empty queue).
+        let kib = (u32::try_from(batch.encoded_len().div_ceil(1024)).unwrap_or(u32::MAX))
+            .clamp(1, self.max_kib);
         let result = match self.policy {
-            OverflowPolicy::Block => self.tx.send(batch).await.map_err(|_| false),
-            OverflowPolicy::Drop => self.tx.try_send(batch).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => true,
-                mpsc::error::TrySendError::Closed(_) => false,
-            }),
+            OverflowPolicy::Block => match self.kib.clone().acquire_many_owned(kib).await {
+                Ok(p) => self.tx.send((batch, Some(p))).await.map_err(|_| false),
+                Err(_) => Err(false),
+            },
+            OverflowPolicy::Drop => match self.kib.clone().try_acquire_many_owned(kib) {
+                Ok(p) => self.tx.try_send((batch, Some(p))).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => true,
+                    mpsc::error::TrySendError::Closed(_) => false,
+                }),
+                Err(_) if self.tx.is_closed() => Err(false),
+                Err(_) => Err(true),
+            },
         };
         match result {
             Ok(()) => {
@@ -110,7 +138,7 @@ impl QueueReceiver {
         if b.is_some() {
             self.metrics.size.dec();
         }
-        b
+        b.map(|(b, _bytes)| b)
     }
 
     /// Empties the queue without processing, counting every item as dropped at shutdown.
@@ -118,7 +146,7 @@ impl QueueReceiver {
     pub fn abandon(&mut self) -> u64 {
         self.rx.close();
         let mut n = 0;
-        while let Ok(b) = self.rx.try_recv() {
+        while let Ok((b, _bytes)) = self.rx.try_recv() {
             self.metrics.size.dec();
             n += b.items();
         }

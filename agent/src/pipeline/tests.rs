@@ -54,7 +54,11 @@ fn rig(policy: OverflowPolicy, capacity: usize, permits: usize, with_batch: bool
     let delivered = Arc::new(AtomicU64::new(0));
     let sem = Arc::new(Semaphore::new(permits));
     let (abandon, abandon_rx) = watch::channel(false);
-    let qcfg = QueueConfig { capacity, policy };
+    let qcfg = QueueConfig {
+        capacity,
+        policy,
+        ..Default::default()
+    };
     let (tx, rx) = queue(&qcfg, telemetry.queue("exporter", "gate", "", capacity));
     let stage = ExporterStage {
         id: "gate".into(),
@@ -272,4 +276,57 @@ async fn a_stage_ending_before_shutdown_makes_the_agent_unhealthy() {
     );
     h.await.unwrap();
     assert!(t2.health.failures().is_empty());
+}
+
+/// A body of `kib` KiB: a log record whose body holds that many bytes.
+fn sized(kib: usize) -> Batch {
+    let mut b = logs(1);
+    if let Batch::Logs(l) = &mut b {
+        l.resource_logs[0].scope_logs[0].log_records[0].body =
+            Some(crate::model::common::AnyValue {
+                value: Some(crate::model::common::any_value::Value::StringValue(
+                    "x".repeat(kib * 1024),
+                )),
+            });
+    }
+    b
+}
+
+#[tokio::test]
+async fn queues_are_bounded_in_bytes_before_batches() {
+    let telemetry = Telemetry::new();
+    // Room for 64 batches but only 100 KiB: the third 40 KiB batch is over the byte bound.
+    let cfg = |policy| QueueConfig {
+        capacity: 64,
+        policy,
+        max_bytes: 100 * 1024,
+    };
+    let (tx, mut rx) = queue(
+        &cfg(OverflowPolicy::Drop),
+        telemetry.queue("exporter", "bytes", "", 64),
+    );
+    assert_eq!(tx.send(sized(40)).await, SendOutcome::Queued);
+    assert_eq!(tx.send(sized(40)).await, SendOutcome::Queued);
+    assert_eq!(tx.send(sized(40)).await, SendOutcome::DroppedFull);
+    assert_eq!(
+        tx.send(logs(1)).await,
+        SendOutcome::Queued,
+        "small ones still fit"
+    );
+    // Taking a batch out frees its bytes.
+    rx.recv().await.expect("a batch");
+    assert_eq!(tx.send(sized(40)).await, SendOutcome::Queued);
+    // A batch larger than the whole bound is let in alone, not dropped forever.
+    let (tx, mut rx) = queue(
+        &cfg(OverflowPolicy::Block),
+        telemetry.queue("exporter", "bytes2", "", 64),
+    );
+    assert_eq!(tx.send(sized(150)).await, SendOutcome::Queued);
+    let blocked = tokio::time::timeout(Duration::from_millis(100), tx.send(sized(1))).await;
+    assert!(
+        blocked.is_err(),
+        "block policy waits while the bytes are taken"
+    );
+    rx.recv().await.expect("the big batch");
+    assert_eq!(tx.send(sized(1)).await, SendOutcome::Queued);
 }

@@ -185,7 +185,8 @@ enum Size {
     S(String),
 }
 
-fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+/// Deserialises a byte size: a number of bytes or a string such as `256MiB`.
+pub(crate) fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     match Size::deserialize(d)? {
         Size::N(n) => Ok(n),
         Size::S(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
