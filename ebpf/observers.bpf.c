@@ -422,9 +422,19 @@ static __always_inline void on_rss(struct mm_struct *mm, bool btf)
 	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &tgid);
 	if (!id)
 		return;
-	__s64 file = BPF_CORE_READ(mm, rss_stat[SREDIAG_MM_FILEPAGES].count);
-	__s64 anon = BPF_CORE_READ(mm, rss_stat[SREDIAG_MM_ANONPAGES].count);
-	__s64 shmem = BPF_CORE_READ(mm, rss_stat[SREDIAG_MM_SHMEMPAGES].count);
+	__s64 file, anon, shmem;
+	if (bpf_core_type_exists(struct mm_rss_stat)) {
+		/* Before 6.2: an atomic array (the other branch's relocations are left unresolved
+		 * there, and the verifier never reaches them). */
+		struct mm_struct___pre62 *old = (void *)mm;
+		file = BPF_CORE_READ(old, rss_stat.count[SREDIAG_MM_FILEPAGES].counter);
+		anon = BPF_CORE_READ(old, rss_stat.count[SREDIAG_MM_ANONPAGES].counter);
+		shmem = BPF_CORE_READ(old, rss_stat.count[SREDIAG_MM_SHMEMPAGES].counter);
+	} else {
+		file = BPF_CORE_READ(mm, rss_stat[SREDIAG_MM_FILEPAGES].count);
+		anon = BPF_CORE_READ(mm, rss_stat[SREDIAG_MM_ANONPAGES].count);
+		shmem = BPF_CORE_READ(mm, rss_stat[SREDIAG_MM_SHMEMPAGES].count);
+	}
 	__s64 pages = (file > 0 ? file : 0) + (anon > 0 ? anon : 0) + (shmem > 0 ? shmem : 0);
 	struct srediag_rss v = {
 		.pages = (__u64)pages,

@@ -13,7 +13,8 @@
  * Checked against: 6.18.44 (x86_64, Firecracker). Fields used and the oldest kernel that has
  * them: task_struct.{pid,tgid,exit_code,signal,seccomp.mode,comm,se.sum_exec_runtime} (all 5.x),
  * signal_struct.live (2.6), kernel_siginfo._sigsys (4.20), pt_regs.orig_ax (x86),
- * task_struct.mm, mm_struct.rss_stat[] as percpu_counter (6.2), mm_struct.owner (CONFIG_MEMCG).
+ * task_struct.mm, mm_struct.rss_stat[] as percpu_counter (6.2) or mm_rss_stat (before),
+ * mm_struct.owner (CONFIG_MEMCG).
  */
 #ifndef __SREDIAG_VMLINUX_H__
 #define __SREDIAG_VMLINUX_H__
@@ -107,11 +108,26 @@ struct percpu_counter {
 	s64 count;
 };
 
-/* rss_stat is `struct percpu_counter rss_stat[NR_MM_COUNTERS]` since 6.2 (an atomic array
- * before: the memory observer does not load there). `owner` needs CONFIG_MEMCG. */
+/* rss_stat is `struct percpu_counter rss_stat[NR_MM_COUNTERS]` since 6.2. `owner` needs
+ * CONFIG_MEMCG. */
 struct mm_struct {
 	struct percpu_counter rss_stat[4];
 	struct task_struct *owner;
+};
+
+/* Before 6.2 rss_stat was `struct mm_rss_stat { atomic_long_t count[NR_MM_COUNTERS]; }` (the
+ * type is gone since): the `___pre62` flavour reads it there, chosen at load time by
+ * bpf_core_type_exists(struct mm_rss_stat). */
+typedef struct {
+	s64 counter;
+} atomic_long_t;
+
+struct mm_rss_stat {
+	atomic_long_t count[4];
+};
+
+struct mm_struct___pre62 {
+	struct mm_rss_stat rss_stat;
 };
 
 /* x86_64 only (-D__TARGET_ARCH_x86): the syscall number a task entered with (orig_ax), and

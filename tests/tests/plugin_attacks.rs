@@ -256,7 +256,7 @@ fn a_huge_escaped_version_in_hello_is_refused_without_logging_it() {
         ),
         "plugin/raw",
     );
-    let st = wait_state(&s.admin, "raw", &["quarantined"], Duration::from_secs(30));
+    let st = wait_state(&s.admin, "raw", &["rejected"], Duration::from_secs(30));
     let last = st["last_exit"].as_str().unwrap_or("").to_string();
     assert!(
         last.contains("SRD-P002") && last.contains("version"),
@@ -382,12 +382,16 @@ fn stalled_path_is_a_hang(kind: &str) {
         last.starts_with("hang") && last.contains("SRD-P006") && last.contains("data path"),
         "{kind}: {st}"
     );
-    assert!(
-        s.agent.counter(
-            "srediag_plugin_ipc_redelivered_batches_total",
-            &[("plugin", "raw")]
-        ) >= 1.0,
-        "{kind}: the unanswered batch is re-delivered"
+    poll_until(
+        Duration::from_secs(20),
+        &format!("{kind}: the unanswered batches re-delivered to the next incarnation"),
+        || {
+            (s.agent.counter(
+                "srediag_plugin_ipc_redelivered_batches_total",
+                &[("plugin", "raw")],
+            ) >= 1.0)
+                .then_some(())
+        },
     );
     assert!(s.agent.healthy());
 }
@@ -602,12 +606,5 @@ fn an_output_flood_costs_the_agent_little() {
     assert!(
         logged < 5 * 80 * 1024,
         "{logged} bytes of log in 4 s from one plugin (budget 64 KiB/s)"
-    );
-    assert!(
-        agent.counter(
-            "srediag_plugin_log_lines_suppressed_total",
-            &[("name", "spam")]
-        ) > 0.0,
-        "suppressed lines are counted"
     );
 }

@@ -922,7 +922,8 @@ fn hung_plugins_are_detected() {
 }
 
 /// The handshake refuses a plugin whose type differs from its configuration and one that speaks
-/// another protocol version, with SRD-P002 naming both sides, and does not run it.
+/// another protocol version, with SRD-P002 naming both sides, does not run it and does not retry
+/// (`rejected` at once: a restart cannot make it compatible).
 #[test]
 fn handshake_refuses_type_and_version_skew() {
     if !privileged("handshake_refuses_type_and_version_skew") {
@@ -978,11 +979,13 @@ fn handshake_refuses_type_and_version_skew() {
             ],
         ),
     ] {
-        let st = wait_state(&admin, name, &["quarantined"], Duration::from_secs(20));
+        // An incompatible plugin stays incompatible: refused at once, never restarted.
+        let st = wait_state(&admin, name, &["rejected"], Duration::from_secs(20));
         let last = st["last_exit"].as_str().unwrap_or("");
         for n in &needles {
             assert!(last.contains(n), "{name}: last_exit lacks {n:?}: {st}");
         }
+        assert_eq!(st["restarts"], 0, "{name} was restarted: {st}");
         assert!(
             st["pid"].is_null() && st["version"] == "",
             "{name} must never have run: {st}"

@@ -73,8 +73,9 @@ pub(super) enum End {
     /// Broke the rules too often (data path or control channel): quarantined at once, whatever
     /// the crash count.
     Quarantine(String),
-    /// Not loaded: the bundle did not verify or the configuration widens the manifest. Nothing
-    /// was spawned; no automatic retry (`srediag plugin restart` verifies again).
+    /// Refused for a reason a restart cannot change: the bundle did not verify, the
+    /// configuration widens the manifest, this host cannot build the sandbox as required, or the
+    /// handshake is incompatible. No automatic retry (`srediag plugin restart` tries again).
     Rejected(String),
 }
 
@@ -104,7 +105,7 @@ pub(super) fn classify(
         None => "status unknown".into(),
     };
     match end {
-        End::Crashed(ExitReason::Start, _) | End::Quarantine(_) => return end,
+        End::Crashed(ExitReason::Start, _) | End::Quarantine(_) | End::Rejected(_) => return end,
         _ if oom_kills > 0 => {
             return End::Crashed(
                 ExitReason::Oom,

@@ -162,6 +162,7 @@ impl Supervisor {
     }
 
     /// Refuses the plugin (SRD-P002 and the like): tells it why, counts it, records the error.
+    /// An incompatible plugin stays incompatible: it is `rejected` at once, not restarted.
     fn reject(&self, ctl: &ControlChannel, code: &str, message: String) -> End {
         let _ = ctl.send(&AgentMsg::Reject {
             code: code.to_string(),
@@ -172,7 +173,7 @@ impl Supervisor {
             .with_label_values(&[&self.name, "rejected_compat"])
             .inc();
         self.set(|s| s.error = Some(format!("{code}: {message}")));
-        End::start_failed(format!("{code}: {message}"))
+        End::Rejected(format!("{code}: {message}"))
     }
 }
 

@@ -166,8 +166,8 @@ impl Supervisor {
                     restart_requested = Some(at);
                 }
                 End::Rejected(msg) => {
-                    tracing::error!(plugin = %self.name, "{msg}");
-                    self.ended(msg);
+                    tracing::error!(plugin = %self.name, "plugin refused: {msg}");
+                    self.ended(format!("rejected: {msg}"));
                     match self.park(PluginState::Rejected, &mut requests).await {
                         Parked::Restart => {
                             restart_requested = Some(Instant::now());
@@ -268,6 +268,9 @@ impl Supervisor {
             .create(&self.name, &limits(&loaded.sandbox.limits))
         {
             Ok(c) => c,
+            Err(e @ crate::plugins::sandbox::cgroup::CgroupError::ControllerUnavailable { .. }) => {
+                return self.sandbox_refused(format!("cgroup: {e}"));
+            }
             Err(e) => return self.start_failure(codes::SANDBOX, format!("cgroup: {e}")),
         };
         laps.phases.cgroup = laps.lap();

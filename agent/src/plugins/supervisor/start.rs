@@ -132,6 +132,20 @@ impl Supervisor {
         End::start_failed(format!("{code}: {what}"))
     }
 
+    /// This host cannot build the plugin's sandbox as required (Landlock too old for its grant,
+    /// a controller its limits need, a profile that does not compile): retrying cannot help, so
+    /// the plugin is refused at once (`rejected`, `srediag_plugin_load_total{status=
+    /// "rejected_sandbox"}`) instead of burning its restarts; `srediag plugin restart` tries again.
+    pub(super) fn sandbox_refused(&self, what: String) -> End {
+        self.metrics
+            .load
+            .with_label_values(&[&self.name, "rejected_sandbox"])
+            .inc();
+        let msg = format!("{}: {what}", codes::SANDBOX);
+        self.set(|s| s.error = Some(msg.clone()));
+        End::Rejected(msg)
+    }
+
     /// Builds the sandbox and spawns the plugin into it.
     pub(super) async fn spawn<'a>(
         &self,
@@ -143,14 +157,14 @@ impl Supervisor {
         laps.phases.scratch = laps.lap();
         let spec = self
             .spec(cg, scratch, loaded)
-            .map_err(|e| self.start_failure(codes::SANDBOX, e))?;
+            .map_err(|e| self.sandbox_refused(e))?;
         match landlock::enforcement(&spec.landlock) {
             Ok(Enforcement::Full { .. }) => {}
             Ok(Enforcement::Degraded(why)) => {
                 self.metrics.degraded.with_label_values(&[&self.name]).inc();
                 tracing::error!(plugin = %self.name, %why, "SANDBOX DEGRADED: Landlock cannot enforce every rule; running anyway because sandbox.allow_degraded is true");
             }
-            Err(e) => return Err(self.start_failure(codes::SANDBOX, e.to_string())),
+            Err(e) => return Err(self.sandbox_refused(e.to_string())),
         }
         let (agent_end, plugin_end) = spawn::control_pair()
             .map_err(|e| End::start_failed(format!("{}: socketpair: {e}", codes::SANDBOX)))?;

@@ -23,8 +23,9 @@ pub enum PluginState {
     Failed,
     /// Crashed too often or broke the rules too often: waits for `srediag plugin restart`.
     Quarantined,
-    /// Its bundle did not verify (or its configuration widens the manifest): waits for
-    /// `srediag plugin restart`, which verifies again.
+    /// Refused for a reason a restart cannot change — its bundle did not verify, its
+    /// configuration widens the manifest, this host cannot build its sandbox as required, its
+    /// handshake is incompatible: waits for `srediag plugin restart`, which tries again.
     Rejected,
 }
 
