@@ -141,9 +141,7 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
         };
         let instance = srediag::plugins::instance::Instance::acquire(&dir.path().join("run"))
             .expect("instance lock");
-        let instance = srediag::plugins::instance::Instance::acquire(&dir.path().join("run"))
-        .expect("instance lock");
-    let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links, &ledgers, Some(&instance))
+        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links, &ledgers, Some(&instance))
             .expect("plugin manager (root needed)");
         let deadline = Instant::now() + Duration::from_secs(20);
         let pid = loop {
@@ -232,6 +230,7 @@ async fn serve(bin: &str) -> Served {
         &bundles,
         &links,
         &ledgers,
+        Some(&instance),
     )
     .expect("plugin manager (root needed)");
     let deadline = Instant::now() + Duration::from_secs(20);
