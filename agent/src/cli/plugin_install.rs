@@ -182,8 +182,11 @@ impl<'a> Staging<'a> {
         })
     }
 
-    /// After verification: the final modes, the staging directory itself last.
+    /// After verification: the final modes, the staging directory itself first (so while it
+    /// is still 0700, everything in it is 0700/0600: what `tests/tests/cli_hardening.rs`
+    /// checks).
     fn publish_modes(&self) -> std::io::Result<()> {
+        rustix::fs::fchmod(&self.root, Mode::from_raw_mode(FINAL_EXEC_MODE))?;
         for (rel, mode) in &self.finals {
             rustix::fs::chmodat(
                 &self.root,
@@ -192,7 +195,6 @@ impl<'a> Staging<'a> {
                 AtFlags::empty(),
             )?;
         }
-        rustix::fs::fchmod(&self.root, Mode::from_raw_mode(FINAL_EXEC_MODE))?;
         Ok(())
     }
 
