@@ -28,7 +28,8 @@ fn closed_within(
 ) -> Option<(Duration, Vec<u8>)> {
     let t0 = Instant::now();
     let mut got = Vec::new();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut buf = [0u8; 4096];
     while t0.elapsed() < limit {
         match s.read(&mut buf) {
@@ -58,7 +59,8 @@ fn otlp_refuses_declared_giants_and_cuts_off_slow_headers() {
 
     // The slow ones start first: they run while the rest of the test does.
     let mut slow = TcpStream::connect(&addr).unwrap();
-    slow.write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let mut idle = TcpStream::connect(&addr).unwrap();
     let empty = logs_request("r", "idle", 0..1, 0).encode_to_vec();
     idle.write_all(
@@ -80,9 +82,8 @@ fn otlp_refuses_declared_giants_and_cuts_off_slow_headers() {
             Ok(())
         })
     });
-    let idle_thread = std::thread::spawn(move || {
-        closed_within(&mut idle, Duration::from_secs(15), |_| Ok(()))
-    });
+    let idle_thread =
+        std::thread::spawn(move || closed_within(&mut idle, Duration::from_secs(15), |_| Ok(())));
 
     // Declared 10 GiB, 3 bytes sent.
     let mut giant = TcpStream::connect(&addr).unwrap();
@@ -216,9 +217,7 @@ fn admin_socket_bounds_idle_connections() {
     let before = rss_bytes(agent.pid());
     let t0 = Instant::now();
     let conns: Vec<UnixStream> = (0..ADMIN_CONNECTIONS)
-        .map(|i| {
-            UnixStream::connect(&admin).unwrap_or_else(|e| panic!("connect {i}: {e}"))
-        })
+        .map(|i| UnixStream::connect(&admin).unwrap_or_else(|e| panic!("connect {i}: {e}")))
         .collect();
     eprintln!("{ADMIN_CONNECTIONS} connections in {:?}", t0.elapsed());
     let open = poll_until(
@@ -257,9 +256,11 @@ fn admin_socket_bounds_idle_connections() {
     // An idle connection is closed after the request timeout (5 s), and counted.
     let idle = UnixStream::connect(&admin).unwrap();
     let t0 = Instant::now();
-    poll_until(Duration::from_secs(10), "the idle connection to be closed", || {
-        peer_closed(&idle).then_some(())
-    });
+    poll_until(
+        Duration::from_secs(10),
+        "the idle connection to be closed",
+        || peer_closed(&idle).then_some(()),
+    );
     let took = t0.elapsed();
     assert!(
         (Duration::from_secs(4)..Duration::from_secs(8)).contains(&took),

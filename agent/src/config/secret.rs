@@ -112,7 +112,8 @@ impl EnvRefs {
                     .map(|(n, v)| (v.as_str(), reference(n)))
             })
             .collect();
-        subs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        // Longest first (a value inside a longer one is replaced after it); equal ones adjacent.
+        subs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.cmp(b)));
         subs.dedup();
         subs
     }
@@ -145,7 +146,7 @@ impl EnvRefs {
             }
         }
         if !secret_vars.is_empty() {
-            secret_vars.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            secret_vars.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.cmp(b)));
             secret_vars.dedup();
             // The restored references contain no values, so replacing everywhere is safe.
             scrub_strings(&mut v, &secret_vars);

@@ -340,7 +340,7 @@ async fn serve_one(
         if let Ok(AdminRequest::SeccompEvents { follow }) =
             serde_json::from_str::<AdminRequest>(&line)
         {
-            stream_violations(follow, &mut wr, &metrics).await;
+            stream_violations(follow, rd, &mut wr, &metrics).await;
             return;
         }
         handle(&line, &manager).await
@@ -367,8 +367,11 @@ fn ok_data(data: serde_json::Value) -> AdminResponse {
 }
 
 /// Writes the recent violations as the response, then (with `follow`) every new one as a line.
+/// A follower whose client went away is noticed at once (its read side ends), not only at the
+/// next event, so dead followers do not hold connection slots.
 async fn stream_violations(
     follow: bool,
+    mut rd: impl tokio::io::AsyncRead + Unpin,
     wr: &mut tokio::net::unix::OwnedWriteHalf,
     metrics: &AdminMetrics,
 ) {
@@ -387,8 +390,18 @@ async fn stream_violations(
     if !write_bounded(wr, &out, metrics).await || !follow {
         return;
     }
+    let mut scratch = [0u8; 512];
     loop {
-        match rx.recv().await {
+        let event = tokio::select! {
+            ev = rx.recv() => ev,
+            // Bytes after the request are ignored; EOF, an error, or the 64 KiB request budget
+            // used up ends the stream.
+            n = tokio::io::AsyncReadExt::read(&mut rd, &mut scratch) => match n {
+                Ok(n) if n > 0 => continue,
+                _ => return,
+            },
+        };
+        match event {
             Ok(v) => {
                 if recent.contains(&v) {
                     continue; // already in the snapshot

@@ -342,7 +342,14 @@ pub fn split(path: &Path) -> Result<(&Path, &OsStr), SafePathError> {
 /// Opens `path` for reading by the rule in the module doc; the file and its `fstat`.
 pub fn open_file(path: &Path) -> Result<(std::fs::File, Stat), SafePathError> {
     let (dir, name) = split(path)?;
-    let dir = open_dir(dir, LastDir::StickyRootOk)?;
+    // An unsafe directory is named; a missing or unreadable one is reported as the file's.
+    let dir = open_dir(dir, LastDir::StickyRootOk).map_err(|e| match e {
+        SafePathError::Io { source, .. } => SafePathError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        unsafe_dir => unsafe_dir,
+    })?;
     let fd = rustix::fs::openat(
         dir.fd(),
         name,

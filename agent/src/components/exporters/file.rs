@@ -7,11 +7,12 @@
 //!   root-owned directory such as `/tmp` is accepted, since others cannot rename or remove our
 //!   file there — and so must every directory above it;
 //! - the file is opened beneath that directory's fd with `O_NOFOLLOW | O_NONBLOCK` (a planted
-//!   symlink or FIFO is refused, not followed), and must be a regular file with one link, owned
-//!   by root (or the agent's effective uid): in a sticky directory another user may have created
-//!   the name first;
-//! - its mode is set to `file_mode` (default 0640) with `fchmod`, whatever the umask or an older
-//!   mode;
+//!   symlink is refused, not followed; a FIFO without a reader fails the open instead of
+//!   blocking it), and must be a regular file — or a FIFO, written blocking, never rotated —
+//!   with one link, owned by root (or the agent's effective uid): in a sticky directory another
+//!   user may have created the name first;
+//! - a regular file's mode is set to `file_mode` (default 0640) with `fchmod`, whatever the
+//!   umask or an older mode;
 //! - rotation renames beneath the same directory fd and creates the new file `O_EXCL`, so a name
 //!   planted between the rename and the create is refused too.
 
@@ -145,6 +146,7 @@ struct Sink {
     path: PathBuf,
     out: BufWriter<File>,
     size: u64,
+    regular: bool,
     mode: u32,
     max_bytes: u64,
     backups: u32,
@@ -159,15 +161,23 @@ fn unsafe_err(e: SafePathError) -> (PathBuf, std::io::Error) {
     }
 }
 
+/// What [`open_output`] opened.
+struct Output {
+    file: File,
+    size: u64,
+    /// A regular file (else a FIFO: no rotation, no mode change).
+    regular: bool,
+}
+
 /// Opens (`create_new`: creates) `name` beneath `dir` for appending, by the rules in the module
-/// doc; the file and its size.
+/// doc.
 fn open_output(
     dir: &SafeDir,
     name: &OsStr,
     path: &Path,
     mode: u32,
     create_new: bool,
-) -> Result<(File, u64), (PathBuf, std::io::Error)> {
+) -> Result<Output, (PathBuf, std::io::Error)> {
     let mut flags = OFlags::WRONLY
         | OFlags::APPEND
         | OFlags::CREATE
@@ -178,22 +188,28 @@ fn open_output(
     if create_new {
         flags |= OFlags::EXCL;
     }
+    let io = |e: rustix::io::Errno| (path.to_path_buf(), std::io::Error::from(e));
     let problem =
         |p: safe_path::Problem| (path.to_path_buf(), std::io::Error::other(p.to_string()));
     let fd = rustix::fs::openat(dir.fd(), name, flags, Mode::from_raw_mode(mode)).map_err(|e| {
         if e == rustix::io::Errno::LOOP {
             problem(safe_path::Problem::Symlink)
         } else if e == rustix::io::Errno::NXIO {
-            // A FIFO without a reader (or a socket): `O_NONBLOCK` made the open fail at once.
-            problem(safe_path::Problem::NotRegularFile)
+            // `O_NONBLOCK` made the open fail at once instead of waiting for a reader.
+            (
+                path.to_path_buf(),
+                std::io::Error::other("is a FIFO nobody reads (or a socket)"),
+            )
         } else {
-            (path.to_path_buf(), e.into())
+            io(e)
         }
     })?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| (path.to_path_buf(), e.into()))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(problem(safe_path::Problem::NotRegularFile));
-    }
+    let st = rustix::fs::fstat(&fd).map_err(io)?;
+    let regular = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => true,
+        FileType::Fifo => false,
+        _ => return Err(problem(safe_path::Problem::NotRegularFile)),
+    };
     if !safe_path::trusted_owner(st.st_uid) {
         return Err(problem(safe_path::Problem::Owner {
             uid: st.st_uid,
@@ -205,11 +221,17 @@ fn open_output(
             links: st.st_nlink as u64,
         }));
     }
-    if st.st_mode & 0o7777 != mode {
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
-            .map_err(|e| (path.to_path_buf(), e.into()))?;
+    if regular && st.st_mode & 0o7777 != mode {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(io)?;
     }
-    Ok((File::from(fd), st.st_size as u64))
+    // Writes block (a FIFO's reader applies backpressure); O_NONBLOCK was for the open only.
+    let fl = rustix::fs::fcntl_getfl(&fd).map_err(io)?;
+    rustix::fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK).map_err(io)?;
+    Ok(Output {
+        file: File::from(fd),
+        size: st.st_size as u64,
+        regular,
+    })
 }
 
 fn io_of((path, e): (PathBuf, std::io::Error)) -> std::io::Error {
@@ -235,29 +257,29 @@ impl Sink {
         } else {
             gone(rustix::fs::unlinkat(
                 fd,
-                &self.backup(self.backups),
+                self.backup(self.backups),
                 AtFlags::empty(),
             ))?;
             for i in (1..self.backups).rev() {
                 gone(rustix::fs::renameat(
                     fd,
-                    &self.backup(i),
+                    self.backup(i),
                     fd,
-                    &self.backup(i + 1),
+                    self.backup(i + 1),
                 ))?;
             }
-            rustix::fs::renameat(fd, &self.name, fd, &self.backup(1))?;
+            rustix::fs::renameat(fd, &self.name, fd, self.backup(1))?;
         }
-        let (f, size) =
-            open_output(&self.dir, &self.name, &self.path, self.mode, true).map_err(io_of)?;
-        self.out = BufWriter::with_capacity(256 * 1024, f);
-        self.size = size;
+        let o = open_output(&self.dir, &self.name, &self.path, self.mode, true).map_err(io_of)?;
+        self.out = BufWriter::with_capacity(256 * 1024, o.file);
+        self.size = o.size;
+        self.regular = o.regular;
         Ok(())
     }
 
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         let len = line.len() as u64 + 1;
-        if self.max_bytes > 0 && self.size > 0 && self.size + len > self.max_bytes {
+        if self.regular && self.max_bytes > 0 && self.size > 0 && self.size + len > self.max_bytes {
             self.rotate()?;
         }
         self.out.write_all(line)?;
@@ -294,14 +316,15 @@ impl FileExporter {
         let dir =
             safe_path::open_dir(dir, LastDir::StickyRootOk).map_err(|e| err(unsafe_err(e)))?;
         let mode = cfg.file_mode.0;
-        let (f, size) = open_output(&dir, name, &cfg.path, mode, false).map_err(err)?;
+        let o = open_output(&dir, name, &cfg.path, mode, false).map_err(err)?;
         Ok(FileExporter {
             sink: Arc::new(Mutex::new(Sink {
                 dir,
                 name: name.to_os_string(),
                 path: cfg.path.clone(),
-                out: BufWriter::with_capacity(256 * 1024, f),
-                size,
+                out: BufWriter::with_capacity(256 * 1024, o.file),
+                size: o.size,
+                regular: o.regular,
                 mode,
                 max_bytes: cfg.rotation.max_megabytes.saturating_mul(1024 * 1024),
                 backups: cfg.rotation.max_backups,
@@ -457,7 +480,7 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "root:secret\n");
         assert_eq!(mode_of(&target), 0o600);
-        // A FIFO is refused as well (and the open does not block on it).
+        // A FIFO nobody reads fails the open at once (it does not block the start).
         std::fs::remove_file(&path).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
@@ -469,8 +492,8 @@ mod tests {
         .unwrap();
         let e = FileExporter::open(&cfg(&path), &ctx())
             .err()
-            .expect("FIFO accepted");
-        assert!(e.to_string().contains("not a regular file"), "{e}");
+            .expect("FIFO without a reader accepted");
+        assert!(e.to_string().contains("FIFO nobody reads"), "{e}");
         // A hard link to another file is refused.
         std::fs::remove_file(&path).unwrap();
         std::fs::hard_link(&target, &path).unwrap();
