@@ -54,7 +54,7 @@ fn closed_within(
 fn otlp_refuses_declared_giants_and_cuts_off_slow_headers() {
     let dir = TempDir::new().unwrap();
     let (tel, otlp) = (free_port(), free_port());
-    let _agent = Agent::start(dir.path(), &otlp_config(tel, otlp, ""), tel);
+    let agent = Agent::start(dir.path(), &otlp_config(tel, otlp, ""), tel);
     let addr = format!("127.0.0.1:{otlp}");
 
     // The slow ones start first: they run while the rest of the test does.
@@ -119,6 +119,12 @@ fn otlp_refuses_declared_giants_and_cuts_off_slow_headers() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(took < Duration::from_secs(2), "413 and close took {took:?}");
     eprintln!("declared 10 GiB: 413 and closed after {took:?}");
+    // The 413 is counted.
+    let errors = agent.counter(
+        "srediag_component_errors_total",
+        &[("kind", "receiver"), ("component", "otlp")],
+    );
+    assert_eq!(errors, 1.0);
     eprintln!("slow header closed after {slow_took:?}; idle keep-alive closed after {idle_took:?}");
 }
 

@@ -200,7 +200,9 @@ impl Receiver for OtlpReceiver {
                 let conn =
                     graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc));
                 tokio::spawn(async move {
-                    // Errors here are one client's (reset, header timeout, parse error).
+                    // Errors here are one client's (reset, parse error, header timeout). A header
+                    // timeout is not counted: hyper gives the same error for an idle kept-alive
+                    // connection, which is no fault of the client.
                     let _ = conn.await;
                 });
             }
