@@ -12,3 +12,4 @@ pub mod plugins;
 pub mod probe;
 pub mod sys;
 pub mod telemetry;
+pub mod text;

@@ -13,7 +13,11 @@ fn main() -> ExitCode {
     match cli::execute(cli) {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("srediag: error: {f}");
+            // The message may quote the agent's answer or a bundle (plugin-controlled text).
+            eprintln!(
+                "srediag: error: {}",
+                srediag::text::escape_control(&f.message)
+            );
             ExitCode::from(f.code)
         }
     }

@@ -88,7 +88,7 @@ impl LoadErrorOut {
         match self.0 {
             LoadError::Invalid { file, diagnostics } => {
                 for d in &diagnostics {
-                    eprintln!("{d}");
+                    eprintln!("{}", crate::text::escape_control(&d.to_string()));
                 }
                 let n = diagnostics
                     .iter()

@@ -1,7 +1,15 @@
 //! Rendering data as a table, JSON or YAML (`-o`).
+//!
+//! Much of what the CLI shows comes from elsewhere: plugin names, versions and errors from the
+//! running agent, manifest fields from a bundle. In table output every cell is escaped
+//! ([`crate::text::escape_control`]: `ESC` shows as `\x1b`, `\r` as `\r`), and the renderer's
+//! whole text once more with only its own newlines kept, so nothing from outside reaches the
+//! terminal as a control sequence. JSON and YAML escape control characters themselves and are
+//! printed exactly.
 
 use super::args::Output;
 use super::exit::{FAILURE, Failure};
+use crate::text::{escape_control, escape_control_keep_newlines};
 use serde::Serialize;
 
 /// Prints `value` in the chosen format; `table` uses the given renderer.
@@ -10,8 +18,19 @@ pub fn print<T: Serialize>(
     value: &T,
     table: impl FnOnce(&T) -> String,
 ) -> Result<(), Failure> {
-    let text = match format {
-        Output::Table => table(value),
+    let text = render(format, value, table)?;
+    print!("{text}");
+    Ok(())
+}
+
+/// The text [`print`] prints.
+pub fn render<T: Serialize>(
+    format: Output,
+    value: &T,
+    table: impl FnOnce(&T) -> String,
+) -> Result<String, Failure> {
+    Ok(match format {
+        Output::Table => escape_control_keep_newlines(&table(value)).into_owned(),
         Output::Json => {
             let mut s = serde_json::to_string_pretty(value)
                 .map_err(|e| Failure::new(FAILURE, format!("cannot encode JSON: {e}")))?;
@@ -20,13 +39,16 @@ pub fn print<T: Serialize>(
         }
         Output::Yaml => serde_yaml::to_string(value)
             .map_err(|e| Failure::new(FAILURE, format!("cannot encode YAML: {e}")))?,
-    };
-    print!("{text}");
-    Ok(())
+    })
 }
 
-/// Renders rows as aligned columns under a header.
+/// Renders rows as aligned columns under a header; every cell is escaped (a cell is one line).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape_control(c).into_owned()).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -59,5 +81,11 @@ mod tests {
     fn aligns_columns() {
         let t = super::table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    BB\nxyz  1\n");
+    }
+
+    #[test]
+    fn cells_are_escaped_and_stay_on_their_line() {
+        let t = super::table(&["A", "B"], &[vec!["x\x1b[2J\ny".into(), "\r".into()]]);
+        assert_eq!(t, "A            B\nx\\x1b[2J\\ny  \\r\n");
     }
 }

@@ -39,49 +39,52 @@ pub(super) fn human_bytes(v: &serde_json::Value) -> String {
 /// violations (VIOL); `-` when the eBPF observers are not running.
 pub fn list(socket: &Path, out: Output) -> CmdResult {
     let data = call(socket, &AdminRequest::PluginList)?;
-    print(out, &data, |d| {
-        let rows: Vec<Vec<String>> = d
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|p| {
-                        vec![
-                            cell(&p["name"]),
-                            cell(&p["version"]),
-                            cell(&p["type"]),
-                            cell(&p["state"]),
-                            cell(&p["pid"]),
-                            p["uptime_seconds"]
-                                .as_u64()
-                                .map(|s| format!("{s}s"))
-                                .unwrap_or_else(|| "-".into()),
-                            cell(&p["restarts"]),
-                            human_bytes(&p["memory_bytes"]),
-                            p["cpu_seconds"]
-                                .as_f64()
-                                .map(|s| format!("{s:.2}s"))
-                                .unwrap_or_else(|| "-".into()),
-                            p["kernel"]["cpu_seconds"]
-                                .as_f64()
-                                .map(|s| format!("{s:.2}s"))
-                                .unwrap_or_else(|| "-".into()),
-                            human_bytes(&p["kernel"]["rss_bytes"]),
-                            cell(&p["kernel"]["violations"]),
-                            cell(&p["error"]),
-                        ]
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        table(
-            &[
-                "NAME", "VERSION", "TYPE", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU",
-                "KCPU", "KRSS", "VIOL", "ERROR",
-            ],
-            &rows,
-        )
-    })?;
+    print(out, &data, render_list)?;
     ok()
+}
+
+/// The `plugin list` table of the agent's answer (cells escaped by [`table`]).
+fn render_list(d: &serde_json::Value) -> String {
+    let rows: Vec<Vec<String>> = d
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    vec![
+                        cell(&p["name"]),
+                        cell(&p["version"]),
+                        cell(&p["type"]),
+                        cell(&p["state"]),
+                        cell(&p["pid"]),
+                        p["uptime_seconds"]
+                            .as_u64()
+                            .map(|s| format!("{s}s"))
+                            .unwrap_or_else(|| "-".into()),
+                        cell(&p["restarts"]),
+                        human_bytes(&p["memory_bytes"]),
+                        p["cpu_seconds"]
+                            .as_f64()
+                            .map(|s| format!("{s:.2}s"))
+                            .unwrap_or_else(|| "-".into()),
+                        p["kernel"]["cpu_seconds"]
+                            .as_f64()
+                            .map(|s| format!("{s:.2}s"))
+                            .unwrap_or_else(|| "-".into()),
+                        human_bytes(&p["kernel"]["rss_bytes"]),
+                        cell(&p["kernel"]["violations"]),
+                        cell(&p["error"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "NAME", "VERSION", "TYPE", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU",
+            "KCPU", "KRSS", "VIOL", "ERROR",
+        ],
+        &rows,
+    )
 }
 
 /// Sets a plugin's IPC latency sampling period (0 = off) in the running agent.
@@ -113,4 +116,60 @@ pub fn restart(socket: &Path, name: &str) -> CmdResult {
     )?;
     println!("restart of plugin {name} requested");
     ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::output::render;
+
+    /// What a hostile plugin can put into the agent's status: its handshake version, its error
+    /// message, and (through a forged name in a bundle) its name.
+    fn hostile_status() -> serde_json::Value {
+        serde_json::json!([{
+            "name": "evil\u{1b}]0;owned\u{7}",
+            "version": "1.0\u{1b}[1;31mRED\u{1b}[0m",
+            "type": "processor",
+            "state": "failed",
+            "pid": 7,
+            "restarts": 1,
+            "error": "boom\r\u{1b}[2K\u{9b}2Jfake line\nsecond",
+            "kernel": {"violations": 0}
+        }])
+    }
+
+    #[test]
+    fn table_renders_hostile_strings_inert() {
+        let t = render(Output::Table, &hostile_status(), render_list).unwrap();
+        for bad in ['\u{1b}', '\r', '\u{7}', '\u{9b}'] {
+            assert!(!t.contains(bad), "raw {bad:?} in the table:\n{t:?}");
+        }
+        // One header line and one row: the plugin's newline did not forge a row.
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(t.contains("1.0\\x1b[1;31mRED"), "{t}");
+        assert!(t.contains("evil\\x1b]0;owned\\x07"), "{t}");
+        assert!(
+            t.contains("boom\\r\\x1b[2K\\u{009b}2Jfake line\\nsecond"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn json_output_stays_exact() {
+        let v = hostile_status();
+        let j = render(Output::Json, &v, render_list).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, v, "JSON must carry the exact strings");
+        assert!(
+            !j.contains('\u{1b}') && !j.contains('\r'),
+            "JSON escapes controls itself"
+        );
+        let y = render(Output::Yaml, &v, render_list).unwrap();
+        let back: serde_json::Value = serde_yaml::from_str(&y).unwrap();
+        assert_eq!(back, v, "YAML must carry the exact strings");
+        assert!(
+            !y.contains('\u{1b}') && !y.contains('\r'),
+            "YAML escapes controls:\n{y}"
+        );
+    }
 }

@@ -5,13 +5,23 @@
 //! `keys[].path` read. cosign's own *encrypted* key format (`ENCRYPTED SIGSTORE PRIVATE KEY`) is
 //! not written; `cosign import-key-pair --key cosign.key` converts this one for cosign, and
 //! `openssl dgst -sha256 -sign cosign.key` uses it as it is.
+//!
+//! Each file is written as a **new** file: a temporary name created `O_CREAT | O_EXCL |
+//! O_NOFOLLOW` with its final mode (0600 for the private key, 0644 for the public key; `fchmod`ed
+//! so the umask cannot loosen or tighten it), written, fsynced, then renamed over the target
+//! (`--force`) or renamed only if the target does not exist (`RENAME_NOREPLACE`). An existing
+//! file is never opened for writing, so a key never lands in a file someone else owns, made
+//! world-readable, or linked elsewhere; whoever held the old file open keeps the old content.
+//! The output directory must pass the safe-path rule (`crate::sys::safe_path`: owned by root or
+//! the caller, not writable by others unless sticky and root-owned, like /tmp).
 
 use super::exit::{CmdResult, FAILURE, Failure, NO_INPUT, ok};
 use crate::plugins::trust::keys;
+use crate::sys::safe_path::{self, LastDir, SafeDir};
 use clap::Args;
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `srediag plugin keygen`.
 #[derive(Debug, Args)]
@@ -46,41 +56,79 @@ pub fn private_pem(key: &keys::P256SigningKey) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn write_new(path: &Path, data: &[u8], mode: u32, force: bool) -> Result<(), Failure> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).mode(mode);
-    if force {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    let mut f = o.open(path).map_err(|e| {
-        Failure::new(
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                FAILURE
-            } else {
-                NO_INPUT
-            },
-            format!(
-                "{}: {e}{}",
-                path.display(),
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    " (use --force to overwrite)"
-                } else {
-                    ""
-                }
-            ),
+/// Writes `data` as a fresh file `name` in `dir` with `mode` (see the module doc).
+fn write_new(
+    dir: &SafeDir,
+    name: &str,
+    data: &[u8],
+    mode: u32,
+    force: bool,
+) -> Result<(), Failure> {
+    let path = dir.path().join(name);
+    let io = |e: std::io::Error| Failure::new(FAILURE, format!("{}: {e}", path.display()));
+    let tmp = format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        keys::hex(
+            &random_bytes().map_err(|e| Failure::new(FAILURE, format!("/dev/urandom: {e}")))?
         )
-    })?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Failure::new(FAILURE, format!("{}: {e}", path.display())))
+    );
+    let fd = rustix::fs::openat(
+        dir.fd(),
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
+    .map_err(|e| io(e.into()))?;
+    let mut f = std::fs::File::from(fd);
+    let written = rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))
+        .map_err(std::io::Error::from)
+        .and_then(|()| f.write_all(data))
+        .and_then(|()| f.sync_all());
+    drop(f);
+    let renamed = written.and_then(|()| {
+        rustix::fs::renameat_with(
+            dir.fd(),
+            tmp.as_str(),
+            dir.fd(),
+            name,
+            if force {
+                RenameFlags::empty()
+            } else {
+                RenameFlags::NOREPLACE
+            },
+        )
+        .map_err(std::io::Error::from)
+    });
+    if let Err(e) = renamed {
+        let _ = rustix::fs::unlinkat(dir.fd(), tmp.as_str(), AtFlags::empty());
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(Failure::new(
+                FAILURE,
+                format!("{}: {e} (use --force to overwrite)", path.display()),
+            ));
+        }
+        return Err(io(e));
+    }
+    Ok(())
+}
+
+fn random_bytes() -> std::io::Result<[u8; 8]> {
+    let mut b = [0u8; 8];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut b)?;
+    Ok(b)
 }
 
 /// Generates and writes the pair.
 pub fn execute(a: KeygenArgs) -> CmdResult {
     std::fs::create_dir_all(&a.output_dir)
         .map_err(|e| Failure::new(NO_INPUT, format!("{}: {e}", a.output_dir.display())))?;
+    let dir = safe_path::open_dir(&a.output_dir, LastDir::StickyRootOk).map_err(|e| {
+        Failure::new(
+            FAILURE,
+            format!("--output-dir: {e} (another user could replace the keys)"),
+        )
+    })?;
     let key = generate().map_err(|e| Failure::new(FAILURE, format!("/dev/urandom: {e}")))?;
     let private = private_pem(&key).map_err(|e| Failure::new(FAILURE, e))?;
     let public = keys::public_pem(&key);
@@ -88,8 +136,19 @@ pub fn execute(a: KeygenArgs) -> CmdResult {
         a.output_dir.join("cosign.key"),
         a.output_dir.join("cosign.pub"),
     );
-    write_new(&kp, private.as_bytes(), 0o600, a.force)?;
-    write_new(&pp, public.as_bytes(), 0o644, a.force)?;
+    if !a.force {
+        // Refuse before writing either file (the renames below refuse again, atomically).
+        for (name, p) in [("cosign.key", &kp), ("cosign.pub", &pp)] {
+            if rustix::fs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+                return Err(Failure::new(
+                    FAILURE,
+                    format!("{}: exists (use --force to overwrite)", p.display()),
+                ));
+            }
+        }
+    }
+    write_new(&dir, "cosign.key", private.as_bytes(), 0o600, a.force)?;
+    write_new(&dir, "cosign.pub", public.as_bytes(), 0o644, a.force)?;
     let fp = crate::plugins::trust::keys::PublicKey::from_pem(&public)
         .map(|k| k.fingerprint())
         .unwrap_or_default();

@@ -92,7 +92,7 @@ pub fn execute(a: VerifyArgs, out: Output) -> CmdResult {
             "srediag: error: bundle {} is not trusted: {}: {}",
             a.bundle.display(),
             v.status.as_str(),
-            v.detail
+            crate::text::escape_control(&v.detail)
         );
     }
     Ok(ExitCode::from(REJECTED))

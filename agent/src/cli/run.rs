@@ -76,7 +76,8 @@ pub fn execute(
             ManagerError::Cgroup(_) => Failure::new(exit::UNAVAILABLE, e.to_string()),
         })?);
         if !config.plugins.is_empty() {
-            admin::serve(&config.service.admin.socket, manager.clone()).map_err(|e| {
+            let admin_metrics = admin::AdminMetrics::new(Some(&telemetry.registry));
+            admin::serve(&config.service.admin.socket, manager.clone(), admin_metrics).map_err(|e| {
                 Failure::new(exit::UNAVAILABLE, format!("{e} (service.admin.socket)"))
             })?;
         }

@@ -5,7 +5,12 @@
 //! - `$$` is a literal `$`.
 //! - When a whole scalar is one reference, the substituted text is read as a YAML scalar, so
 //!   `send_batch_size: ${env:BATCH}` gives a number.
+//!
+//! Every scalar that held a reference is remembered ([`EnvRef`]: where, as written, and what each
+//! variable resolved to), so outputs can show the reference instead of the value
+//! (`super::secret`).
 
+use super::secret::{EnvRef, Seg};
 use serde_yaml::Value;
 
 /// A reference that could not be resolved, at `path`.
@@ -32,12 +37,26 @@ impl Env for ProcessEnv {
     }
 }
 
-/// Interpolates every string scalar in `value`, collecting every error.
+/// Interpolates every string scalar in `value`, collecting every error; returns where a
+/// reference was used.
 pub fn interpolate(
     value: &mut Value,
     env: &dyn Env,
     path: &str,
     errors: &mut Vec<InterpolationError>,
+) -> Vec<EnvRef> {
+    let mut refs = Vec::new();
+    walk(value, env, path, &mut Vec::new(), errors, &mut refs);
+    refs
+}
+
+fn walk(
+    value: &mut Value,
+    env: &dyn Env,
+    path: &str,
+    segs: &mut Vec<Seg>,
+    errors: &mut Vec<InterpolationError>,
+    refs: &mut Vec<EnvRef>,
 ) {
     match value {
         Value::String(s) => {
@@ -45,14 +64,22 @@ pub fn interpolate(
                 return;
             }
             match expand(s, env) {
-                Ok((text, whole)) => {
-                    *value = if whole {
-                        match serde_yaml::from_str::<Value>(&text) {
+                Ok(x) => {
+                    if x.refs > 0 {
+                        refs.push(EnvRef {
+                            segs: segs.clone(),
+                            path: path.to_string(),
+                            written: s.clone(),
+                            resolved: x.resolved,
+                        });
+                    }
+                    *value = if x.whole {
+                        match serde_yaml::from_str::<Value>(&x.text) {
                             Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
-                            _ => Value::String(text),
+                            _ => Value::String(x.text),
                         }
                     } else {
-                        Value::String(text)
+                        Value::String(x.text)
                     };
                 }
                 Err(message) => errors.push(InterpolationError {
@@ -63,7 +90,9 @@ pub fn interpolate(
         }
         Value::Sequence(seq) => {
             for (i, v) in seq.iter_mut().enumerate() {
-                interpolate(v, env, &format!("{path}[{i}]"), errors);
+                segs.push(Seg::Index(i));
+                walk(v, env, &format!("{path}[{i}]"), segs, errors, refs);
+                segs.pop();
             }
         }
         Value::Mapping(map) => {
@@ -76,23 +105,37 @@ pub fn interpolate(
                         .to_string(),
                 };
                 let p = if path.is_empty() {
-                    key
+                    key.clone()
                 } else {
                     format!("{path}.{key}")
                 };
-                interpolate(v, env, &p, errors);
+                segs.push(Seg::Key(key));
+                walk(v, env, &p, segs, errors, refs);
+                segs.pop();
             }
         }
-        Value::Tagged(t) => interpolate(&mut t.value, env, path, errors),
+        Value::Tagged(t) => walk(&mut t.value, env, path, segs, errors, refs),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 
-/// Expands one string. Returns the text and whether the whole input was a single reference.
-fn expand(s: &str, env: &dyn Env) -> Result<(String, bool), String> {
+/// One expanded string.
+struct Expanded {
+    text: String,
+    /// The whole input was a single reference.
+    whole: bool,
+    /// References in it.
+    refs: usize,
+    /// `(NAME, value)` of each variable taken from the environment (not defaults).
+    resolved: Vec<(String, String)>,
+}
+
+/// Expands one string.
+fn expand(s: &str, env: &dyn Env) -> Result<Expanded, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     let mut refs = 0;
+    let mut resolved = Vec::new();
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
@@ -120,7 +163,10 @@ fn expand(s: &str, env: &dyn Env) -> Result<(String, bool), String> {
                 env.get(name).filter(|v| !v.is_empty() || default.is_none()),
                 default,
             ) {
-                (Some(v), _) => out.push_str(&v),
+                (Some(v), _) => {
+                    out.push_str(&v);
+                    resolved.push((name.to_string(), v));
+                }
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => {
                     return Err(format!(
@@ -138,7 +184,12 @@ fn expand(s: &str, env: &dyn Env) -> Result<(String, bool), String> {
     out.push_str(rest);
     let whole =
         refs == 1 && s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
-    Ok((out, whole))
+    Ok(Expanded {
+        text: out,
+        whole,
+        refs,
+        resolved,
+    })
 }
 
 #[cfg(test)]
@@ -164,7 +215,7 @@ mod tests {
     fn run(yaml: &str) -> (Value, Vec<InterpolationError>) {
         let mut v: Value = serde_yaml::from_str(yaml).unwrap();
         let mut errs = Vec::new();
-        interpolate(&mut v, &env(), "", &mut errs);
+        let _ = interpolate(&mut v, &env(), "", &mut errs);
         (v, errs)
     }
 
@@ -179,6 +230,43 @@ mod tests {
         assert_eq!(v["c"], Value::String("x$y".into()));
         assert_eq!(v["d"], Value::String("dflt".into()));
         assert_eq!(v["e"], Value::String("d".into()));
+    }
+
+    #[test]
+    fn remembers_where_references_were() {
+        let mut v: Value = serde_yaml::from_str(
+            "a:\n  h:\n    x.y: Bearer ${env:HOST}\nb: [1, '${env:N}']\nc: ${env:MISSING:-d}\n",
+        )
+        .unwrap();
+        let refs = interpolate(&mut v, &env(), "", &mut Vec::new());
+        let got: Vec<_> = refs
+            .iter()
+            .map(|r| (r.path.as_str(), r.written.as_str(), r.resolved.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "a.h.x.y",
+                    "Bearer ${env:HOST}",
+                    vec![("HOST".to_string(), "10.0.0.1".to_string())]
+                ),
+                (
+                    "b[1]",
+                    "${env:N}",
+                    vec![("N".to_string(), "42".to_string())]
+                ),
+                ("c", "${env:MISSING:-d}", vec![]),
+            ]
+        );
+        assert_eq!(
+            refs[0].segs,
+            [
+                Seg::Key("a".into()),
+                Seg::Key("h".into()),
+                Seg::Key("x.y".into())
+            ]
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use super::diagnostic::{Diagnostic, Severity};
 use super::id::ComponentId;
 use super::interpolate::{Env, interpolate};
 use super::position::PosIndex;
+use super::secret::EnvRefs;
 use super::{Component, Config, Service};
 use crate::components::{self, Kind};
 use crate::pipeline::QueueConfig;
@@ -89,9 +90,21 @@ pub(super) struct Ctx<'a> {
     pub diags: Vec<Diagnostic>,
     /// Components defined but rejected (already reported): references to them are not errors.
     pub broken: std::collections::BTreeSet<(Kind, String)>,
+    /// Where `${env:…}` was used.
+    pub env_refs: EnvRefs,
 }
 
 impl Ctx<'_> {
+    /// Takes every value from the environment out of the diagnostics (module doc of
+    /// `config::secret`).
+    fn scrub(&mut self) {
+        for d in &mut self.diags {
+            if let std::borrow::Cow::Owned(m) = self.env_refs.scrub(&d.message, &d.path) {
+                d.message = m;
+            }
+        }
+    }
+
     pub fn error_at_value(&mut self, path: &str, msg: String) {
         let pos = self.index.value(path);
         self.diags
@@ -189,9 +202,11 @@ pub fn load_str(
         index: PosIndex::build(text),
         diags: Vec::new(),
         broken: Default::default(),
+        env_refs: EnvRefs::default(),
     };
     let invalid = |mut ctx: Ctx| {
         ctx.diags.sort_by_key(|d| (d.line, d.column));
+        ctx.scrub();
         LoadError::Invalid {
             file: file.to_string(),
             diagnostics: ctx.diags,
@@ -236,7 +251,7 @@ pub fn load_str(
         }
     };
     let mut ierrs = Vec::new();
-    interpolate(&mut root, env, "", &mut ierrs);
+    ctx.env_refs = EnvRefs::new(interpolate(&mut root, env, "", &mut ierrs));
     for e in ierrs {
         ctx.error_at_value(&e.path, e.message);
     }
@@ -295,19 +310,22 @@ pub fn load_str(
     let Some(service) = service else {
         return Err(invalid(ctx));
     };
-    let config = Config {
+    let mut config = Config {
         receivers,
         processors,
         exporters,
         extensions,
         plugins,
         service,
+        env_refs: EnvRefs::default(),
     };
     super::validate::validate(&config, &mut ctx);
     if ctx.diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(invalid(ctx));
     }
     ctx.diags.sort_by_key(|d| (d.line, d.column));
+    ctx.scrub();
+    config.env_refs = ctx.env_refs;
     Ok((config, ctx.diags))
 }
 

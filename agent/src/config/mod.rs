@@ -9,6 +9,7 @@ mod id;
 mod interpolate;
 mod load;
 mod position;
+mod secret;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};
@@ -17,6 +18,7 @@ pub use interpolate::{Env, ProcessEnv};
 pub use load::{
     DEFAULT_CONFIG, EMBEDDED_NAME, LoadError, Source, decode as load_decode, load, load_str,
 };
+pub use secret::{EnvRef, EnvRefs, MIN_SCRUB_LEN, REDACTED, Secret, Seg};
 
 use crate::components::{ComponentConfig, Kind};
 use crate::model::Signal;
@@ -41,6 +43,9 @@ pub struct Config {
     pub plugins: crate::plugins::config::Plugins,
     /// How the components are wired and how the agent reports on itself.
     pub service: Service,
+    /// Where `${env:…}` references were, to keep their values out of what is printed.
+    #[serde(skip)]
+    pub env_refs: EnvRefs,
 }
 
 /// One configured component.
@@ -180,6 +185,12 @@ pub struct Pipeline {
 }
 
 impl Config {
+    /// The configuration as `print-config` shows it: defaults filled in, secret settings
+    /// redacted (`${env:NAME}` as written, else `<redacted>`), see [`secret`].
+    pub fn redacted(&self) -> Result<serde_yaml::Value, serde_yaml::Error> {
+        Ok(self.env_refs.redact(serde_yaml::to_value(self)?))
+    }
+
     /// The signal of a pipeline id (validated at load).
     pub fn pipeline_signal(id: &str) -> Option<Signal> {
         Signal::parse(id.split('/').next().unwrap_or(id))

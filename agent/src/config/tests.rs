@@ -286,3 +286,99 @@ fn syntax_errors_and_non_mappings() {
     let errs = errors("receivers: {}\n");
     assert!(errs[0].message.contains("missing `service`"));
 }
+
+/// A configuration that takes a secret from the environment into a header and into another
+/// setting.
+const SECRET: &str = "s3cr3t-bearer-7f2a";
+const WITH_SECRET: &str = "\
+receivers:
+  otlp: {}
+exporters:
+  otlp:
+    endpoint: http://127.0.0.1:4318/${env:TOKEN}
+    headers:
+      authorization: Bearer ${env:TOKEN}
+      x-literal: literal-header-value
+  file:
+    path: /tmp/srediag-${env:TOKEN}.jsonl
+service:
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [otlp, file]
+";
+
+fn secret_env() -> MapEnv {
+    MapEnv(HashMap::from([("TOKEN", SECRET), ("NUM", "98765432101")]))
+}
+
+#[test]
+fn print_config_shows_no_secret_and_loads_back() {
+    let (c, _) = load_str(WITH_SECRET, "c.yaml", &secret_env()).unwrap();
+    // The running exporter still gets the value.
+    let ComponentConfig::OtlpExporter(o) =
+        &c.exporters[&ComponentId::parse("otlp").unwrap()].config
+    else {
+        panic!("not the otlp exporter")
+    };
+    assert_eq!(
+        o.headers["authorization"].expose(),
+        format!("Bearer {SECRET}")
+    );
+    assert!(
+        !format!("{:?}", o.headers).contains(SECRET),
+        "Debug shows the header"
+    );
+    let shown = c.redacted().unwrap();
+    let yaml = serde_yaml::to_string(&shown).unwrap();
+    let json = serde_json::to_string_pretty(&shown).unwrap();
+    for out in [&yaml, &json] {
+        assert!(!out.contains(SECRET) && !out.contains("s3cr3t"), "{out}");
+        assert!(!out.contains("literal-header-value"), "{out}");
+        assert!(out.contains("Bearer ${env:TOKEN}"), "{out}");
+        assert!(out.contains("<redacted>"), "{out}");
+    }
+    assert!(
+        yaml.contains("path: /tmp/srediag-${env:TOKEN}.jsonl"),
+        "{yaml}"
+    );
+    // What is printed loads back, and prints the same.
+    let (again, _) = load_str(&yaml, "printed.yaml", &secret_env()).unwrap();
+    assert_eq!(
+        serde_yaml::to_string(&again.redacted().unwrap()).unwrap(),
+        yaml
+    );
+}
+
+#[test]
+fn diagnostics_never_quote_environment_values() {
+    // An error in the header itself (a number where a string is needed) and one in another
+    // setting that quotes its value.
+    let text = WITH_SECRET
+        .replace("Bearer ${env:TOKEN}", "${env:NUM}")
+        .replace(
+            "  file:\n",
+            "  otlp/b:\n    endpoint: ${env:TOKEN}\n  file:\n",
+        )
+        .replace("[otlp, file]", "[otlp, otlp/b, file]");
+    let errs = errors_with(&text, &secret_env());
+    let all = errs
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(errs.len() >= 2, "{all}");
+    assert!(
+        !all.contains(SECRET) && !all.contains("98765432101"),
+        "{all}"
+    );
+    assert!(all.contains("${env:TOKEN}"), "{all}");
+}
+
+fn errors_with(text: &str, env: &MapEnv) -> Vec<Diagnostic> {
+    match load_str(text, "c.yaml", env) {
+        Ok((_, w)) => panic!("accepted; warnings: {w:?}"),
+        Err(LoadError::Invalid { diagnostics, .. }) => diagnostics,
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}

@@ -19,6 +19,7 @@ pub mod landlock;
 pub mod mountinfo;
 mod real;
 mod rootfs;
+pub mod safe_path;
 pub mod seccomp;
 
 use std::path::{Path, PathBuf};

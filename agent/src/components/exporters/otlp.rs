@@ -75,9 +75,11 @@ pub struct Config {
     /// Per-request timeout. Default 10s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// Extra request headers (e.g. an auth token from `${env:TOKEN}`). Default none.
+    /// Extra request headers (e.g. an auth token from `${env:TOKEN}`). Default none. The values
+    /// are secrets: never printed or logged (`print-config` shows `${env:…}` as written, else
+    /// `<redacted>`).
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, crate::config::Secret>,
     /// Retries. Default: on, 1s doubling to 30s, for at most 5m.
     #[serde(default)]
     pub retry_on_failure: Retry,
@@ -133,11 +135,12 @@ impl OtlpExporter {
                     message: format!("header {k:?}: {e}"),
                 }
             })?;
-            let value =
-                reqwest::header::HeaderValue::from_str(v).map_err(|e| BuildError::Invalid {
+            let value = reqwest::header::HeaderValue::from_str(v.expose()).map_err(|e| {
+                BuildError::Invalid {
                     id: ctx.id.clone(),
                     message: format!("header {k:?} value: {e}"),
-                })?;
+                }
+            })?;
             headers.insert(name, value);
         }
         let client = reqwest::Client::builder()

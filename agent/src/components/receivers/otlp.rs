@@ -1,5 +1,12 @@
 //! The `otlp` receiver: OTLP/HTTP (`POST /v1/logs`, `POST /v1/metrics`) with protobuf or JSON
 //! bodies, optionally gzip-compressed, as the OTLP specification describes.
+//!
+//! What one client can make the agent hold is bounded: a request whose `Content-Length` is over
+//! `max_request_body_size` is answered 413 at once and the connection closed (nothing is read);
+//! the request line and headers must arrive within `read_header_timeout`, which also bounds how
+//! long a kept-alive connection may sit idle (hyper's header timer runs while it waits for the
+//! next request); the body must arrive within `read_timeout` (else 408, closed). Connections are
+//! served with hyper's HTTP/1 builder directly (`axum::serve` cannot set the header timeout).
 
 use crate::model::{Batch, Logs, Metrics, Signal};
 use crate::pipeline::{
@@ -9,7 +16,7 @@ use crate::pipeline::{
 use crate::telemetry::ComponentMetrics;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -17,6 +24,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// `otlp` receiver settings.
@@ -51,9 +59,18 @@ pub struct HttpConfig {
     /// Listen address. Default `127.0.0.1:4318` (the OTLP/HTTP port, on loopback: the agent runs
     /// as root; expose it deliberately).
     pub endpoint: String,
-    /// Largest accepted request body in bytes, after decompression. Default 20 MiB, as in the
+    /// Largest accepted request body in bytes, after decompression; a larger declared
+    /// `Content-Length` is refused (413) before anything is read. Default 20 MiB, as in the
     /// OpenTelemetry Collector.
     pub max_request_body_size: usize,
+    /// Longest time to receive a request's line and headers, and longest idle time of a
+    /// kept-alive connection between requests; then the connection is closed. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub read_header_timeout: Duration,
+    /// Longest time to receive a request's body once its headers arrived; then 408 and the
+    /// connection is closed. Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -61,6 +78,8 @@ impl Default for HttpConfig {
         HttpConfig {
             endpoint: "127.0.0.1:4318".into(),
             max_request_body_size: 20 * 1024 * 1024,
+            read_header_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -89,6 +108,17 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        for (key, d) in [
+            ("read_header_timeout", http.read_header_timeout),
+            ("read_timeout", http.read_timeout),
+        ] {
+            if d.is_zero() {
+                return Err((
+                    format!("protocols.http.{key}"),
+                    "must be greater than 0".into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -102,6 +132,8 @@ pub struct OtlpReceiver {
 struct Shared {
     id: String,
     max_body: usize,
+    header_timeout: Duration,
+    read_timeout: Duration,
     errors: ComponentMetrics,
     out: std::sync::OnceLock<ReceiverOutput>,
 }
@@ -123,6 +155,8 @@ impl OtlpReceiver {
             state: Arc::new(Shared {
                 id: ctx.id.clone(),
                 max_body: http.max_request_body_size,
+                header_timeout: http.read_header_timeout,
+                read_timeout: http.read_timeout,
                 errors: ctx.telemetry.component("receiver", &ctx.id),
                 out: std::sync::OnceLock::new(),
             }),
@@ -144,13 +178,38 @@ impl Receiver for OtlpReceiver {
                 .route("/v1/metrics", post(metrics))
                 .layer(DefaultBodyLimit::max(self.state.max_body))
                 .with_state(self.state.clone());
-            let id = self.state.id.clone();
-            let served = axum::serve(self.listener, app)
-                .with_graceful_shutdown(async move { shutdown_signalled(&mut shutdown).await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(receiver = %id, error = %e, "OTLP/HTTP server failed");
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(self.state.header_timeout);
+            let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+            loop {
+                let tcp = tokio::select! {
+                    r = self.listener.accept() => match r {
+                        Ok((tcp, _)) => tcp,
+                        Err(e) => {
+                            // Out of fds and the like: wait instead of spinning.
+                            tracing::warn!(receiver = %self.state.id, error = %e, "OTLP/HTTP accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    _ = shutdown_signalled(&mut shutdown) => break,
+                };
+                let _ = tcp.set_nodelay(true);
+                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                let conn =
+                    graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc));
+                tokio::spawn(async move {
+                    // Errors here are one client's (reset, parse error, header timeout). A header
+                    // timeout is not counted: hyper gives the same error for an idle kept-alive
+                    // connection, which is no fault of the client.
+                    let _ = conn.await;
+                });
             }
+            // As axum::serve's graceful shutdown: idle connections close, requests in flight
+            // finish (each bounded by the read timeouts).
+            drop(self.listener);
+            graceful.shutdown().await;
         })
     }
 }
@@ -292,7 +351,74 @@ fn ok_body(signal: Signal, enc: Encoding) -> Response {
     }
 }
 
-async fn handle(state: Arc<Shared>, signal: Signal, headers: HeaderMap, body: Bytes) -> Response {
+/// An answer that also closes the connection (the request body is not read).
+fn reply_and_close(code: StatusCode, enc: Encoding, message: String) -> Response {
+    let mut r = reply(code, enc, message);
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+/// The declared `Content-Length`, when there is one (a malformed one is left to hyper, which
+/// refuses it before the handler runs).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Reads the body within the read timeout and the size limit.
+async fn read_body(
+    state: &Shared,
+    enc: Encoding,
+    body: axum::body::Body,
+) -> Result<Bytes, Response> {
+    match tokio::time::timeout(
+        state.read_timeout,
+        axum::body::to_bytes(body, state.max_body),
+    )
+    .await
+    {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => {
+            let inner = e.into_inner();
+            if inner
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(reply_and_close(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    enc,
+                    format!("body exceeds {} bytes", state.max_body),
+                ))
+            } else {
+                Err(reply_and_close(
+                    StatusCode::BAD_REQUEST,
+                    enc,
+                    format!("cannot read the body: {inner}"),
+                ))
+            }
+        }
+        Err(_) => Err(reply_and_close(
+            StatusCode::REQUEST_TIMEOUT,
+            enc,
+            format!(
+                "body not received within {} (read_timeout)",
+                humantime::format_duration(state.read_timeout)
+            ),
+        )),
+    }
+}
+
+async fn handle(state: Arc<Shared>, signal: Signal, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
     let Some(out) = state.out.get() else {
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -300,10 +426,25 @@ async fn handle(state: Arc<Shared>, signal: Signal, headers: HeaderMap, body: By
             "receiver is starting".into(),
         );
     };
-    let enc = match encoding(&headers) {
+    let enc = match encoding(headers) {
         Ok(e) => e,
         Err(m) => return reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, Encoding::Protobuf, m),
     };
+    if let Some(len) = declared_length(headers)
+        && len > state.max_body as u64
+    {
+        // Refused before reading anything: a client declaring 10 GiB and sending 3 bytes must
+        // not hold the connection until it gives up.
+        state.errors.errors.inc();
+        return reply_and_close(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            enc,
+            format!(
+                "declared Content-Length {len} exceeds max_request_body_size {}",
+                state.max_body
+            ),
+        );
+    }
     if !out.accepts(signal) {
         return reply(
             StatusCode::NOT_FOUND,
@@ -311,7 +452,14 @@ async fn handle(state: Arc<Shared>, signal: Signal, headers: HeaderMap, body: By
             format!("no pipeline takes {signal} from receiver {}", state.id),
         );
     }
-    let bytes = match body_bytes(&headers, body, state.max_body) {
+    let body = match read_body(&state, enc, body).await {
+        Ok(b) => b,
+        Err(r) => {
+            state.errors.errors.inc();
+            return r;
+        }
+    };
+    let bytes = match body_bytes(headers, body, state.max_body) {
         Ok(b) => b,
         Err((code, m)) => {
             state.errors.errors.inc();
@@ -350,10 +498,10 @@ async fn handle(state: Arc<Shared>, signal: Signal, headers: HeaderMap, body: By
     }
 }
 
-async fn logs(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(s, Signal::Logs, headers, body).await
+async fn logs(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    handle(s, Signal::Logs, req).await
 }
 
-async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(s, Signal::Metrics, headers, body).await
+async fn metrics(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    handle(s, Signal::Metrics, req).await
 }

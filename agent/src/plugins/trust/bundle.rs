@@ -4,8 +4,11 @@
 //! hardlinked files (whose content another directory could change) are refused. Each file is
 //! read once through its fd and hashed; the entrypoint is copied into a memfd while it is hashed
 //! (`sealed.rs`), so what runs later is exactly what was hashed.
+//!
+//! [`BundleDir::visit`] is the one walk: verification hashes through it, and `srediag plugin
+//! install` copies through it (`cli/plugin_install.rs`), so both see the same files with the same
+//! refusals and limits.
 
-use super::keys::sha256;
 use super::manifest::{MAX_MANIFEST_BYTES, RESERVED_FILES};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use std::collections::BTreeMap;
@@ -19,6 +22,8 @@ pub const MAX_DIR_DEPTH: usize = 16;
 pub const MAX_FILES: usize = 4096;
 /// Largest single file.
 pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+/// Largest bundle: the sum of its files' sizes.
+pub const MAX_BUNDLE_BYTES: u64 = 1024 * 1024 * 1024;
 /// Largest detached signature file.
 const MAX_SIG_BYTES: u64 = 64 * 1024;
 /// Largest `manifest.sigstore.json`.
@@ -73,7 +78,7 @@ fn io_err(path: &str) -> impl Fn(std::io::Error) -> ReadError + '_ {
 }
 
 /// Opens a regular file beneath `dir`; refuses anything else and hardlinked files.
-fn open_file(dir: impl AsFd, rel: &str) -> Result<(std::fs::File, u64), ReadError> {
+fn open_file(dir: impl AsFd, rel: &str) -> Result<(std::fs::File, rustix::fs::Stat), ReadError> {
     let fd: OwnedFd = rustix::fs::openat2(
         dir,
         rel,
@@ -113,7 +118,7 @@ fn open_file(dir: impl AsFd, rel: &str) -> Result<(std::fs::File, u64), ReadErro
             ),
         });
     }
-    Ok((std::fs::File::from(fd), st.st_size as u64))
+    Ok((std::fs::File::from(fd), st))
 }
 
 /// Reads at most `cap` bytes (`cap + 1` to let the caller detect oversize).
@@ -130,10 +135,32 @@ pub struct BundleDir {
     root: OwnedFd,
 }
 
+/// What [`BundleDir::visit`] meets, in a stable order (names sorted, a directory before what it
+/// holds).
+#[derive(Debug)]
+pub enum Entry<'a> {
+    /// A directory (bundle-relative path), opened beneath its parent; its entries follow.
+    Dir {
+        /// Bundle-relative path.
+        rel: &'a str,
+    },
+    /// A regular file with one link, opened `O_NOFOLLOW | O_NONBLOCK` beneath its directory.
+    File {
+        /// Bundle-relative path.
+        rel: &'a str,
+        /// The open file.
+        file: std::fs::File,
+        /// Its size and mode when opened (`fstat`).
+        size: u64,
+        /// Its permission bits when opened.
+        mode: u32,
+    },
+}
+
 impl BundleDir {
-    /// Opens `dir` and reads its `manifest.yaml` (at most the size cap + 1 bytes, so the parser
-    /// reports an oversize manifest).
-    pub fn open(dir: &Path) -> Result<(BundleDir, Vec<u8>), ReadError> {
+    /// Opens the directory `dir` (the path itself may be a symlink: the operator named it;
+    /// nothing beneath it may).
+    pub fn open_root(dir: &Path) -> Result<BundleDir, ReadError> {
         let root: OwnedFd = rustix::fs::open(
             dir,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -143,26 +170,108 @@ impl BundleDir {
             path: dir.display().to_string(),
             msg: e.to_string(),
         })?;
-        let (mut f, _) = open_file(&root, "manifest.yaml")?;
+        Ok(BundleDir { root })
+    }
+
+    /// Opens `dir` and reads its `manifest.yaml` (at most the size cap + 1 bytes, so the parser
+    /// reports an oversize manifest).
+    pub fn open(dir: &Path) -> Result<(BundleDir, Vec<u8>), ReadError> {
+        let b = BundleDir::open_root(dir)?;
+        let (mut f, _) = open_file(&b.root, "manifest.yaml")?;
         let manifest = read_capped(&mut f, "manifest.yaml", MAX_MANIFEST_BYTES as u64)?;
-        Ok((BundleDir { root }, manifest))
+        Ok((b, manifest))
+    }
+
+    /// Walks the bundle: symlinks anywhere, hardlinked files, devices, FIFOs, sockets and names
+    /// that are not UTF-8 are refused; at most [`MAX_DIR_DEPTH`] levels, [`MAX_FILES`] files,
+    /// [`MAX_FILE_BYTES`] per file and [`MAX_BUNDLE_BYTES`] in all (sizes as opened; a visitor
+    /// that reads must cap its reads too, a file can grow while open).
+    pub fn visit(
+        &self,
+        f: &mut dyn FnMut(Entry<'_>) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
+        let mut totals = Totals::default();
+        walk(&self.root, "", 0, &mut totals, f)
     }
 
     /// Reads the signatures, the digest of every other file, and the bytes of `keep` (the
     /// entrypoint) if it is a file of the bundle.
     pub fn read(&self, keep: Option<&str>) -> Result<BundleContents, ReadError> {
         let mut out = BundleContents::default();
-        walk(&self.root, "", 0, keep, &mut out)?;
+        self.visit(&mut |e| {
+            let Entry::File { rel, mut file, .. } = e else {
+                return Ok(());
+            };
+            match rel {
+                "manifest.sig" => {
+                    out.detached_sig = Some(read_capped(&mut file, rel, MAX_SIG_BYTES)?);
+                }
+                "manifest.sigstore.json" => {
+                    out.sigstore_bundle = Some(read_capped(&mut file, rel, MAX_SIGSTORE_BYTES)?);
+                }
+                _ if RESERVED_FILES.contains(&rel) => {}
+                _ if keep == Some(rel) => {
+                    // The entrypoint: copied into a memfd through this fd, hashed while copied.
+                    let mut w = super::sealed::ExeWriter::new(rel).map_err(|e| ReadError::Io {
+                        path: rel.to_string(),
+                        msg: e.to_string(),
+                    })?;
+                    let n = w
+                        .copy_from(&mut file, MAX_FILE_BYTES)
+                        .map_err(io_err(rel))?;
+                    if n > MAX_FILE_BYTES {
+                        return Err(too_big(rel));
+                    }
+                    out.digests.insert(rel.to_string(), w.sha256());
+                    out.kept = Some(w);
+                }
+                _ => {
+                    let d = hash_capped(&mut file, rel, MAX_FILE_BYTES)?;
+                    out.digests.insert(rel.to_string(), d);
+                }
+            }
+            Ok(())
+        })?;
         Ok(out)
     }
+}
+
+fn too_big(rel: &str) -> ReadError {
+    ReadError::Limit(format!("{rel}: larger than {MAX_FILE_BYTES} bytes"))
+}
+
+/// SHA-256 of at most `cap` bytes, streamed (a large file costs no memory); more is an error.
+fn hash_capped(f: &mut std::fs::File, rel: &str, cap: u64) -> Result<[u8; 32], ReadError> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(io_err(rel))?;
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+        if n > cap {
+            return Err(too_big(rel));
+        }
+        h.update(&buf[..k]);
+    }
+    Ok(h.finalize().into())
+}
+
+#[derive(Default)]
+struct Totals {
+    files: usize,
+    bytes: u64,
 }
 
 fn walk(
     dir: &OwnedFd,
     prefix: &str,
     depth: usize,
-    keep: Option<&str>,
-    out: &mut BundleContents,
+    totals: &mut Totals,
+    visit: &mut dyn FnMut(Entry<'_>) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     if depth > MAX_DIR_DEPTH {
         return Err(ReadError::Limit(format!(
@@ -218,51 +327,31 @@ fn walk(
                     path: rel.clone(),
                     msg: e.to_string(),
                 })?;
-                walk(&sub, &format!("{rel}/"), depth + 1, keep, out)?;
+                visit(Entry::Dir { rel: &rel })?;
+                walk(&sub, &format!("{rel}/"), depth + 1, totals, visit)?;
             }
             FileType::RegularFile => {
-                if prefix.is_empty() && RESERVED_FILES.contains(&name.as_str()) {
-                    let (mut f, _) = open_file(dir, &name)?;
-                    match name.as_str() {
-                        "manifest.sig" => {
-                            out.detached_sig = Some(read_capped(&mut f, &rel, MAX_SIG_BYTES)?)
-                        }
-                        "manifest.sigstore.json" => {
-                            out.sigstore_bundle =
-                                Some(read_capped(&mut f, &rel, MAX_SIGSTORE_BYTES)?)
-                        }
-                        _ => {}
-                    }
-                    continue;
-                }
-                if out.digests.len() >= MAX_FILES {
+                totals.files += 1;
+                if totals.files > MAX_FILES {
                     return Err(ReadError::Limit(format!("more than {MAX_FILES} files")));
                 }
-                let (mut f, size) = open_file(dir, &name)?;
-                let too_big =
-                    || ReadError::Limit(format!("{rel}: larger than {MAX_FILE_BYTES} bytes"));
+                let (file, st) = open_file(dir, &name)?;
+                let size = st.st_size as u64;
                 if size > MAX_FILE_BYTES {
-                    return Err(too_big());
+                    return Err(too_big(&rel));
                 }
-                if keep == Some(rel.as_str()) {
-                    // The entrypoint: copied into a memfd through this fd, hashed while copied.
-                    let mut w = super::sealed::ExeWriter::new(&rel).map_err(|e| ReadError::Io {
-                        path: rel.clone(),
-                        msg: e.to_string(),
-                    })?;
-                    let n = w.copy_from(&mut f, MAX_FILE_BYTES).map_err(io_err(&rel))?;
-                    if n > MAX_FILE_BYTES {
-                        return Err(too_big());
-                    }
-                    out.digests.insert(rel.clone(), w.sha256());
-                    out.kept = Some(w);
-                } else {
-                    let bytes = read_capped(&mut f, &rel, MAX_FILE_BYTES)?;
-                    if bytes.len() as u64 > MAX_FILE_BYTES {
-                        return Err(too_big());
-                    }
-                    out.digests.insert(rel.clone(), sha256(&bytes));
+                totals.bytes += size;
+                if totals.bytes > MAX_BUNDLE_BYTES {
+                    return Err(ReadError::Limit(format!(
+                        "files larger than {MAX_BUNDLE_BYTES} bytes in all"
+                    )));
                 }
+                visit(Entry::File {
+                    rel: &rel,
+                    file,
+                    size,
+                    mode: st.st_mode & 0o7777,
+                })?;
             }
             _ => {
                 return Err(ReadError::Shape {

@@ -2,6 +2,13 @@
 //! bundles may load. There is no "any valid signer" setting: every key is named, every identity
 //! is an exact string or an anchored regex that must not match arbitrary subjects, and every
 //! identity is tied to one exact OIDC issuer.
+//!
+//! Whoever can write the policy, a key file it names or its trusted root decides what the root
+//! agent runs, so each is opened by the safe-path rule (`crate::sys::safe_path`): a regular file,
+//! not a symlink, owned by root (or the effective uid), not writable by group or others, in
+//! directories only root (or the effective uid) can change — a sticky root-owned directory such
+//! as `/tmp` counts as safe. Anything else is refused, naming the file and the problem
+//! (SRD-P017).
 
 use super::keys::PublicKey;
 use super::sigstore::TrustedRoot;
@@ -68,15 +75,10 @@ pub struct IdentityEntry {
 /// A policy problem.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// Cannot read a file.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The policy, a key file or the trusted root is not safe to trust (owner, mode, symlink,
+    /// directory another user can write), or cannot be opened.
+    #[error("{0}")]
+    Unsafe(#[from] crate::sys::safe_path::SafePathError),
     /// Invalid content.
     #[error("{path}: {msg}")]
     Invalid {
@@ -130,6 +132,24 @@ pub struct TrustPolicy {
     pub digests: Vec<String>,
 }
 
+/// Largest accepted Sigstore `trusted_root.json`.
+pub const MAX_TRUSTED_ROOT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a file the policy trusts (the policy, a key, the trusted root) by the safe-path rule,
+/// at most `cap` bytes.
+fn read_trusted(path: &Path, cap: u64) -> Result<Vec<u8>, PolicyError> {
+    use crate::sys::safe_path;
+    let (f, _) = safe_path::open_file(path)?;
+    let bytes = safe_path::read_capped(path, f, cap)?;
+    if bytes.len() as u64 > cap {
+        return Err(PolicyError::Invalid {
+            path: path.into(),
+            msg: format!("larger than {cap} bytes"),
+        });
+    }
+    Ok(bytes)
+}
+
 /// Subjects no identity regex may match: a pattern that accepts them accepts anyone.
 const PROBES: [&str; 4] = [
     "",
@@ -141,18 +161,11 @@ const PROBES: [&str; 4] = [
 impl TrustPolicy {
     /// Reads and checks a policy file.
     pub fn load(path: &Path) -> Result<TrustPolicy, PolicyError> {
-        let io = |source| PolicyError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if meta.len() > MAX_POLICY_BYTES {
-            return Err(PolicyError::Invalid {
-                path: path.into(),
-                msg: format!("larger than {MAX_POLICY_BYTES} bytes"),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let bytes = read_trusted(path, MAX_POLICY_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|_| PolicyError::Invalid {
+            path: path.into(),
+            msg: "not UTF-8".into(),
+        })?;
         let file: PolicyFile = serde_yaml::from_str(&text).map_err(|e| PolicyError::Invalid {
             path: path.into(),
             msg: e.to_string(),
@@ -179,9 +192,11 @@ impl TrustPolicy {
                 (Some(p), None) => p.clone(),
                 (None, Some(p)) => {
                     let p = base.join(p);
-                    std::fs::read_to_string(&p).map_err(|source| PolicyError::Io {
-                        path: p.clone(),
-                        source,
+                    String::from_utf8(read_trusted(&p, MAX_POLICY_BYTES)?).map_err(|_| {
+                        PolicyError::Invalid {
+                            path: p.clone(),
+                            msg: "not UTF-8".into(),
+                        }
                     })?
                 }
                 _ => {
@@ -239,10 +254,7 @@ impl TrustPolicy {
             None => None,
             Some(p) => {
                 let p = base.join(p);
-                let json = std::fs::read(&p).map_err(|source| PolicyError::Io {
-                    path: p.clone(),
-                    source,
-                })?;
+                let json = read_trusted(&p, MAX_TRUSTED_ROOT_BYTES)?;
                 Some(
                     TrustedRoot::from_json(&json).map_err(|e| PolicyError::Invalid {
                         path: p.clone(),

@@ -4,13 +4,15 @@
 //! An older version is rejected, and so is the same version with another digest (a re-signed
 //! or swapped build). The file is replaced atomically (write a temp file in the same directory,
 //! fsync, rename over, fsync the directory), so after a crash or `kill -9` it holds either the
-//! old or the new state, never a torn one. A state file that is not owned by the agent's user or
-//! is writable by others is refused: anyone who can edit it could lower the mark.
+//! old or the new state, never a torn one. Anyone who can edit the file could lower the mark, so
+//! it is opened by the safe-path rule (`crate::sys::safe_path`, shared with the trust policy):
+//! not a symlink, a regular file owned by root (or the agent's effective uid), not writable by
+//! group or others, in directories no other user can change.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// The version type marks compare (re-exported for callers).
@@ -59,10 +61,17 @@ pub enum RollbackError {
         /// What is wrong.
         msg: String,
     },
+    /// The file or a directory above it could be changed by another user (owner, mode,
+    /// symlink), or cannot be opened safely.
+    #[error("{0}")]
+    Unsafe(crate::sys::safe_path::SafePathError),
     /// The candidate would roll back.
     #[error("{0}")]
     Rollback(String),
 }
+
+/// Largest accepted state file.
+const MAX_STATE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The state file.
 #[derive(Debug)]
@@ -74,34 +83,28 @@ pub struct RollbackStore {
 impl RollbackStore {
     /// Opens (or starts) the state at `path`. The directory must exist.
     pub fn open(path: &Path) -> Result<RollbackStore, RollbackError> {
-        let io = |source| RollbackError::Io {
+        use crate::sys::safe_path::{self, SafePathError};
+        let invalid = |msg: String| RollbackError::Invalid {
             path: path.to_path_buf(),
-            source,
+            msg,
         };
-        let state = match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
+        let state = match safe_path::open_file(path) {
+            Err(e) if e.is_not_found() => State {
                 format: 1,
                 plugins: BTreeMap::new(),
             },
-            Err(e) => return Err(io(e)),
-            Ok(meta) => {
-                let invalid = |msg: String| RollbackError::Invalid {
-                    path: path.to_path_buf(),
-                    msg,
-                };
-                if !meta.file_type().is_file() {
-                    return Err(invalid("not a regular file".into()));
-                }
-                let euid = rustix::process::geteuid().as_raw();
-                if meta.uid() != euid || meta.mode() & 0o022 != 0 {
-                    return Err(invalid(format!(
-                        "must be owned by uid {euid} and not writable by group or others"
-                    )));
-                }
-                if meta.len() > 16 * 1024 * 1024 {
+            Err(SafePathError::Io { path, source }) => {
+                return Err(RollbackError::Io { path, source });
+            }
+            Err(e @ SafePathError::Unsafe { .. }) => {
+                return Err(RollbackError::Unsafe(e));
+            }
+            Ok((f, _)) => {
+                let bytes = safe_path::read_capped(path, f, MAX_STATE_BYTES)
+                    .map_err(RollbackError::Unsafe)?;
+                if bytes.len() as u64 > MAX_STATE_BYTES {
                     return Err(invalid("larger than 16 MiB".into()));
                 }
-                let bytes = std::fs::read(path).map_err(io)?;
                 let s: State =
                     serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
                 if s.format != 1 {
