@@ -252,37 +252,7 @@ impl LogBudget {
 /// replaced, control characters escaped (no terminal sequences, no `\r`, no fake lines).
 pub fn clean(text: &[u8]) -> String {
     let cut = &text[..text.len().min(MAX_LOG_LINE)];
-    escape_controls(&String::from_utf8_lossy(cut)).into_owned()
-}
-
-/// Renders C0/C1 control characters, DEL and backslash-free escapes visibly (`\x1b`, `\r`, `\n`,
-/// `\u{9b}`): plugin text can never move the cursor, set a title or start a new log line.
-pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(is_control) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x80 && is_control(c) => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if is_control(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-fn is_control(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{202e}' | '\u{2066}'..='\u{2069}'
-        )
+    crate::text::escape_control(&String::from_utf8_lossy(cut)).into_owned()
 }
 
 /// One plugin's ledger: its log budget and its violations, shared by its supervisor, its control
@@ -492,9 +462,8 @@ mod tests {
         assert!(!c.chars().any(|c| c.is_control()), "{c:?}");
         assert!(c.contains("\\x1b[1;31mRED"));
         assert!(c.contains("\\r") && c.contains("\\n"));
-        assert!(c.contains("\\u{9b}"));
         let long = vec![b'a'; 100_000];
         assert_eq!(clean(&long).len(), MAX_LOG_LINE);
-        assert_eq!(escape_controls("plain"), "plain");
+        assert_eq!(clean(b"plain"), "plain");
     }
 }

@@ -2,42 +2,20 @@
 //! `reject` → `ready`.
 //!
 //! Everything in `hello` is the plugin's claim: versions and type are compared, names and
-//! versions must be short printable words ([`handshake_text`]) before they are stored, shown or
-//! logged, and a refusal quotes at most [`QUOTE`] characters of anything the plugin sent.
+//! versions must be short words of a small ASCII charset ([`crate::text::check_handshake_text`])
+//! before they are stored, shown or logged, and a refusal quotes at most a short escaped prefix
+//! of anything the plugin sent.
 
 use super::Supervisor;
 use super::end::{End, ExitReason, codes};
 use crate::plugins::control::ControlChannel;
-use crate::plugins::ledger::{Violation, escape_controls};
+use crate::plugins::ledger::Violation;
+use crate::text::{HandshakeField, check_handshake_text, valid_handshake_text};
 use srediag_plugin_sdk::control::{AgentMsg, DataPathInfo, PROTOCOL_VERSION, PluginMsg};
 use srediag_plugin_sdk::wire::WIRE_SCHEMA_VERSION;
 
-/// Most characters of plugin-supplied text quoted in an error.
-const QUOTE: usize = 64;
-
-/// Longest name or version accepted in `hello`.
-const MAX_WORD: usize = 64;
-
-/// Most capabilities kept from `hello`, and the longest one.
+/// Most capabilities kept from `hello`.
 const MAX_CAPABILITIES: usize = 64;
-const MAX_CAPABILITY: usize = 128;
-
-/// True for a name, version or capability a plugin may announce: 1..=`max` characters of
-/// `[A-Za-z0-9._+:/-]` (semver, `processor/dedup`), nothing that could move a terminal cursor or
-/// fake a log field.
-pub fn handshake_text(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+:/-".contains(&b))
-}
-
-/// Plugin-supplied text quoted in an error: cut and escaped.
-fn quote(s: &str) -> String {
-    let cut: String = s.chars().take(QUOTE).collect();
-    let more = if s.chars().count() > QUOTE { "…" } else { "" };
-    format!("\"{}\"{more}", escape_controls(&cut))
-}
 
 impl Supervisor {
     /// Runs the handshake on `ctl`; `Ok` once the plugin said `ready`.
@@ -69,19 +47,12 @@ impl Supervisor {
             return Err(self.reject(ctl, codes::ABI, "the first message must be hello".into()));
         };
         for (field, v) in [
-            ("name", &name),
-            ("version", &version),
-            ("sdk_version", &sdk_version),
+            (HandshakeField::Name, &name),
+            (HandshakeField::Version, &version),
+            (HandshakeField::SdkVersion, &sdk_version),
         ] {
-            if !handshake_text(v, MAX_WORD) {
-                return Err(self.reject(
-                    ctl,
-                    codes::ABI,
-                    format!(
-                        "hello: {field} {} is not 1–{MAX_WORD} characters of [A-Za-z0-9._+:/-]",
-                        quote(v)
-                    ),
-                ));
+            if let Err(e) = check_handshake_text(field, v) {
+                return Err(self.reject(ctl, codes::ABI, format!("hello: {e}")));
             }
         }
         if protocol_version != PROTOCOL_VERSION {
@@ -117,7 +88,7 @@ impl Supervisor {
         }
         let capabilities: Vec<String> = capabilities
             .into_iter()
-            .filter(|c| handshake_text(c, MAX_CAPABILITY))
+            .filter(|c| valid_handshake_text(HandshakeField::Capability, c))
             .take(MAX_CAPABILITIES)
             .collect();
         self.set(|s| {
@@ -174,40 +145,5 @@ impl Supervisor {
             .inc();
         self.set(|s| s.error = Some(format!("{code}: {message}")));
         End::Rejected(format!("{code}: {message}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handshake_words_are_short_and_printable() {
-        for ok in [
-            "1.2.3",
-            "0.1.0-rc.1+build.5",
-            "processor/dedup",
-            "srediag-test-plugin",
-        ] {
-            assert!(handshake_text(ok, 64), "{ok}");
-        }
-        for bad in [
-            "",
-            "1.0\x1b[1;31m",
-            "a b",
-            "x\r",
-            "\u{202e}",
-            &"9".repeat(65),
-            "\x1b]0;owned\x07",
-        ] {
-            assert!(!handshake_text(bad, 64), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn quotes_are_cut_and_escaped() {
-        let q = quote(&format!("\x1b[31m{}", "v".repeat(60_000)));
-        assert!(q.len() < 100, "{}", q.len());
-        assert!(!q.contains('\x1b'));
     }
 }

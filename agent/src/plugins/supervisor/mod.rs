@@ -18,7 +18,6 @@ mod status;
 mod watch;
 
 pub use end::{ExitReason, codes};
-pub use handshake::handshake_text;
 pub use policy::backoff;
 pub use spec::limits;
 pub use status::{PluginState, PluginStatus, StartupPhases};
