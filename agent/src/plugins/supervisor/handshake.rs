@@ -139,11 +139,11 @@ impl Supervisor {
             code: code.to_string(),
             message: message.clone(),
         });
-        self.metrics
-            .load
-            .with_label_values(&[&self.name, "rejected_compat"])
-            .inc();
-        self.set(|s| s.error = Some(format!("{code}: {message}")));
-        End::Rejected(format!("{code}: {message}"))
+        let error = format!("{code}: {message}");
+        self.emit(super::events::LoadRefused {
+            status: "rejected_compat",
+            error: &error,
+        });
+        End::Rejected(error)
     }
 }

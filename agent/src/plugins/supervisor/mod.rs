@@ -9,6 +9,7 @@
 //! incarnation), [`output`] (stdout/stderr into the log, within the plugin's budgets).
 
 mod end;
+mod events;
 mod handshake;
 mod output;
 mod policy;
@@ -28,6 +29,9 @@ use super::ledger::Ledger;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{CgroupDriver, PluginCgroup};
 use end::End;
+use events::{
+    BackingOff, Ended, Quarantine, Quarantined, Ready, Refused, Restarting, StateChanged,
+};
 use policy::{RestartPolicy, Verdict};
 use status::Laps;
 use std::path::{Path, PathBuf};
@@ -89,29 +93,12 @@ impl Supervisor {
         f(&mut s);
     }
 
-    /// Counts a start that failed (`srediag_plugin_load_total{status="failed"}`).
-    fn load_failed(&self) {
-        self.metrics
-            .load
-            .with_label_values(&[&self.name, "failed"])
-            .inc();
-    }
-
     fn state(&self, state: PluginState) {
-        self.metrics.set_state(&self.name, state);
-        self.set(|s| s.state = state);
-    }
-
-    fn restarted(&self, reason: &str) {
-        self.metrics
-            .restarts
-            .with_label_values(&[&self.name, reason])
-            .inc();
-        self.set(|s| s.restarts += 1);
+        self.emit(StateChanged(state));
     }
 
     /// The incarnation is gone: no pid, no uptime, and how it ended.
-    fn ended(&self, last_exit: String) {
+    fn gone(&self, last_exit: String) {
         self.set(|s| {
             s.last_exit = Some(last_exit);
             s.pid = None;
@@ -151,7 +138,7 @@ impl Supervisor {
                 .incarnation(&mut requests, restart_requested.take())
                 .await;
             let ran = started.elapsed();
-            match end {
+            let park = match end {
                 End::Stopped(done) => {
                     self.state(PluginState::Stopped);
                     if let Some(done) = done {
@@ -160,65 +147,34 @@ impl Supervisor {
                     return;
                 }
                 End::Restart(at) => {
-                    self.restarted("requested");
+                    self.emit(Restarting("requested"));
                     policy.reset_consecutive();
                     restart_requested = Some(at);
+                    continue;
                 }
                 End::Rejected(msg) => {
-                    tracing::error!(plugin = %self.name, "plugin refused: {msg}");
-                    self.ended(format!("rejected: {msg}"));
-                    match self.park(PluginState::Rejected, &mut requests).await {
-                        Parked::Restart => {
-                            restart_requested = Some(Instant::now());
-                            policy.reset();
-                        }
-                        Parked::Stopped => return,
-                    }
+                    self.emit(Refused(&msg));
+                    PluginState::Rejected
                 }
                 End::Quarantine(detail) => {
-                    tracing::error!(plugin = %self.name, %detail, "plugin quarantined");
-                    self.ended(format!("malformed: {detail}"));
-                    self.set(|s| s.error = Some(format!("{}: {detail}", codes::MALFORMED)));
-                    self.metrics
-                        .restarts
-                        .with_label_values(&[&self.name, "malformed"])
-                        .inc();
-                    match self.park(PluginState::Quarantined, &mut requests).await {
-                        Parked::Restart => {
-                            self.ledger.clear();
-                            restart_requested = Some(Instant::now());
-                            policy.reset();
-                            self.set(|s| s.restarts += 1);
-                        }
-                        Parked::Stopped => return,
-                    }
+                    self.emit(Quarantined(Quarantine::Violations(&detail)));
+                    PluginState::Quarantined
                 }
                 End::Crashed(reason, detail) => {
-                    tracing::error!(plugin = %self.name, reason = reason.as_str(), %detail, "plugin ended");
-                    self.ended(format!("{}: {detail}", reason.as_str()));
+                    self.emit(Ended {
+                        reason,
+                        detail: &detail,
+                    });
                     match policy.crashed(Instant::now(), ran) {
                         Verdict::Quarantine { crashes } => {
-                            let msg = format!(
-                                "{}: plugin {} quarantined after {crashes} crashes within {:?}; fix it, then `srediag plugin restart {}`",
-                                codes::QUARANTINE,
-                                self.name,
-                                self.cfg.restart.window,
-                                self.name
-                            );
-                            tracing::error!(plugin = %self.name, "{msg}");
-                            self.set(|s| s.error = Some(msg));
-                            match self.park(PluginState::Quarantined, &mut requests).await {
-                                Parked::Restart => {
-                                    restart_requested = Some(Instant::now());
-                                    policy.reset();
-                                    self.restarted("requested");
-                                }
-                                Parked::Stopped => return,
-                            }
+                            self.emit(Quarantined(Quarantine::Crashes {
+                                crashes,
+                                window: self.cfg.restart.window,
+                            }));
+                            PluginState::Quarantined
                         }
                         Verdict::RetryAfter(wait) => {
-                            self.state(PluginState::Failed);
-                            tracing::info!(plugin = %self.name, reason = reason.as_str(), wait = ?wait, "restarting after backoff");
+                            self.emit(BackingOff { reason, wait });
                             tokio::select! {
                                 _ = tokio::time::sleep(wait) => {}
                                 r = requests.recv() => match r {
@@ -231,10 +187,21 @@ impl Supervisor {
                                     None => return,
                                 }
                             }
-                            self.restarted(reason.as_str());
+                            self.emit(Restarting(reason.as_str()));
+                            continue;
                         }
                     }
                 }
+            };
+            // Rejected or quarantined: nothing happens until an operator acts.
+            match self.park(park, &mut requests).await {
+                Parked::Restart => {
+                    self.ledger.clear();
+                    policy.reset();
+                    restart_requested = Some(Instant::now());
+                    self.emit(Restarting("requested"));
+                }
+                Parked::Stopped => return,
             }
         }
     }
@@ -342,12 +309,8 @@ impl Supervisor {
             }
             Err(_) => {
                 run.kill_and_reap().await;
-                self.load_failed();
-                return End::start_failed(format!(
-                    "{}: no ready within {:?}",
-                    codes::HANG,
-                    self.cfg.heartbeat.startup_timeout
-                ));
+                let what = format!("no ready within {:?}", self.cfg.heartbeat.startup_timeout);
+                return self.start_failure(codes::HANG, what);
             }
         }
         if let Some(p) = &run.prepared {
@@ -382,42 +345,14 @@ impl Supervisor {
         laps: &mut Laps,
         restart_requested: Option<Instant>,
     ) {
-        if let Some(m) = &loaded.manifest {
-            // The signed manifest's version is what operators see; the plugin's own claim in
-            // the handshake is untrusted.
-            let said = self
-                .status
-                .lock()
-                .map(|s| s.version.clone())
-                .unwrap_or_default();
-            if said != m.version {
-                tracing::warn!(plugin = %self.name, manifest = %m.version, handshake = %said, "plugin reports another version than its signed manifest");
-            }
-            let v = m.version.clone();
-            self.set(|s| s.version = v);
-        }
-        self.metrics
-            .load
-            .with_label_values(&[&self.name, "loaded"])
-            .inc();
         laps.phases.handshake = laps.lap();
-        let phases = laps.phases;
-        let startup = laps.started.elapsed();
-        self.metrics
-            .startup
-            .with_label_values(&[&self.name])
-            .observe(startup.as_secs_f64());
-        let pid = Some(run.child.id());
-        self.set(|s| {
-            s.pid = pid;
-            s.last_startup_ms = Some(startup.as_secs_f64() * 1e3);
-            s.last_startup_phases_ms = Some(phases);
-            if let Some(at) = restart_requested {
-                s.last_restart_ms = Some(at.elapsed().as_secs_f64() * 1e3);
-            }
+        self.emit(Ready {
+            pid: run.child.id(),
+            startup: laps.started.elapsed(),
+            phases: laps.phases,
+            restart_requested,
+            manifest_version: loaded.manifest.as_ref().map(|m| m.version.as_str()),
         });
-        self.state(PluginState::Ready);
-        tracing::info!(plugin = %self.name, pid = ?pid, ?startup, "plugin ready");
     }
 
     /// Classifies an ended incarnation, counting its OOM kills.

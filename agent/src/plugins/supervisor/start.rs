@@ -3,6 +3,7 @@
 
 use super::Supervisor;
 use super::end::{End, ExitReason, codes};
+use super::events::{LoadRefused, SandboxDegraded, StartFailed};
 use super::status::Laps;
 use crate::plugins::control::ControlChannel;
 use crate::plugins::datapath::Prepared;
@@ -106,12 +107,11 @@ impl Supervisor {
                 Ok(l)
             }
             Err(e) => {
-                self.metrics
-                    .load
-                    .with_label_values(&[&self.name, e.status])
-                    .inc();
                 let msg = e.to_string();
-                self.set(|s| s.error = Some(msg.clone()));
+                self.emit(LoadRefused {
+                    status: e.status,
+                    error: &msg,
+                });
                 // Trust decisions stand until an operator acts (`plugin restart`); an I/O
                 // failure (state file, memfd) is retried like any failed start.
                 let transient = e.status == crate::plugins::loader::status::FAILED
@@ -127,8 +127,7 @@ impl Supervisor {
 
     /// A start that failed before anything ran: counted, recorded, and the end to return.
     pub(super) fn start_failure(&self, code: &str, what: String) -> End {
-        self.load_failed();
-        self.set(|s| s.error = Some(format!("{code}: {what}")));
+        self.emit(StartFailed { code, what: &what });
         End::start_failed(format!("{code}: {what}"))
     }
 
@@ -137,12 +136,11 @@ impl Supervisor {
     /// the plugin is refused at once (`rejected`, `srediag_plugin_load_total{status=
     /// "rejected_sandbox"}`) instead of burning its restarts; `srediag plugin restart` tries again.
     pub(super) fn sandbox_refused(&self, what: String) -> End {
-        self.metrics
-            .load
-            .with_label_values(&[&self.name, "rejected_sandbox"])
-            .inc();
         let msg = format!("{}: {what}", codes::SANDBOX);
-        self.set(|s| s.error = Some(msg.clone()));
+        self.emit(LoadRefused {
+            status: "rejected_sandbox",
+            error: &msg,
+        });
         End::Rejected(msg)
     }
 
@@ -160,10 +158,7 @@ impl Supervisor {
             .map_err(|e| self.sandbox_refused(e))?;
         match landlock::enforcement(&spec.landlock) {
             Ok(Enforcement::Full { .. }) => {}
-            Ok(Enforcement::Degraded(why)) => {
-                self.metrics.degraded.with_label_values(&[&self.name]).inc();
-                tracing::error!(plugin = %self.name, %why, "SANDBOX DEGRADED: Landlock cannot enforce every rule; running anyway because sandbox.allow_degraded is true");
-            }
+            Ok(Enforcement::Degraded(why)) => self.emit(SandboxDegraded(&why.to_string())),
             Err(e) => return Err(self.sandbox_refused(e.to_string())),
         }
         let (agent_end, plugin_end) = spawn::control_pair()
@@ -199,11 +194,12 @@ impl Supervisor {
             stdout,
             stderr,
         } = spawned.map_err(|e| {
-            self.load_failed();
-            End::Crashed(
-                ExitReason::Sandbox,
-                format!("{}: cannot start the plugin: {e}", codes::SANDBOX),
-            )
+            let what = format!("cannot start the plugin: {e}");
+            self.emit(StartFailed {
+                code: codes::SANDBOX,
+                what: &what,
+            });
+            End::Crashed(ExitReason::Sandbox, format!("{}: {what}", codes::SANDBOX))
         })?;
         laps.phases.spawn = laps.lap();
         let spawned = Instant::now();

@@ -163,24 +163,16 @@ impl Supervisor {
 
     fn on_tick(&self, run: &Running<'_>, w: &mut Watch) -> Option<End> {
         w.messages = 0;
-        if let Some(m) = run.cg.memory_current() {
-            self.metrics
-                .memory
-                .with_label_values(&[&self.name])
-                .set(m as i64);
-            self.set(|s| s.memory_bytes = Some(m));
-        }
-        if let Some(ns) = run.cg.cpu_usage_ns() {
-            if ns > w.cpu_last {
-                self.metrics
-                    .cpu
-                    .with_label_values(&[&self.name])
-                    .inc_by((ns - w.cpu_last) as f64 / 1e9);
-                w.cpu_last = ns;
-            }
-            self.set(|s| s.cpu_seconds = Some(ns as f64 / 1e9));
-        }
-        self.set(|s| s.uptime_seconds = Some(run.spawned.elapsed().as_secs()));
+        let cpu = run.cg.cpu_usage_ns().map(|ns| {
+            let delta = ns.saturating_sub(w.cpu_last);
+            w.cpu_last = w.cpu_last.max(ns);
+            (delta, ns)
+        });
+        self.emit(super::events::Accounted {
+            memory: run.cg.memory_current(),
+            cpu_ns: cpu,
+            uptime: run.spawned.elapsed().as_secs(),
+        });
         if w.last_ack.elapsed() > self.cfg.heartbeat.timeout {
             let _ = run.cg.kill_all();
             return Some(End::Crashed(
