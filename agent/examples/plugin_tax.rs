@@ -123,6 +123,7 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
         );
         let link = Arc::new(Link::new(
             "vectorhashprocessor",
+            srediag::plugins::datapath::Role::Processor,
             cfg.data_path.clone(),
             DataPathMetrics::new(None),
             ledgers["vectorhashprocessor"].clone(),
@@ -163,7 +164,8 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
             while n < expect {
                 match answers.recv().await {
                     Some(Output::Records(r)) => n += r.items(),
-                    Some(Output::Dropped { items, reason }) => panic!("{items} dropped: {reason}"),
+                    Some(Output::Dropped { items, reason, .. }) => panic!("{items} dropped: {reason}"),
+                    Some(Output::Delivered { .. }) => {}
                     None => break,
                 }
             }
@@ -207,6 +209,7 @@ async fn serve(bin: &str) -> Served {
     );
     let link = Arc::new(Link::new(
         "vectorhashprocessor",
+        srediag::plugins::datapath::Role::Processor,
         cfg.data_path.clone(),
         DataPathMetrics::new(None),
         ledgers["vectorhashprocessor"].clone(),
@@ -271,7 +274,8 @@ async fn pass(s: &mut Served, input: &[Records], expect: u64) -> Duration {
             },
             a = s.answers.recv() => match a {
                 Some(Output::Records(r)) => n += r.items(),
-                Some(Output::Dropped { items, reason }) => panic!("{items} dropped: {reason}"),
+                Some(Output::Dropped { items, reason, .. }) => panic!("{items} dropped: {reason}"),
+                    Some(Output::Delivered { .. }) => {}
                 None => break,
             },
         }

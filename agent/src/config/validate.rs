@@ -165,31 +165,43 @@ fn check_plugin_entry(
         );
         return;
     };
-    if kind != Kind::Processor {
+    let wanted = match kind {
+        Kind::Receiver => srediag_plugin_sdk::PluginType::Receiver,
+        Kind::Processor => srediag_plugin_sdk::PluginType::Processor,
+        Kind::Exporter => srediag_plugin_sdk::PluginType::Exporter,
+        Kind::Extension => srediag_plugin_sdk::PluginType::Extension,
+    };
+    if pc.plugin_type != wanted {
+        let place = match pc.plugin_type {
+            srediag_plugin_sdk::PluginType::Receiver => "it can only be listed under receivers",
+            srediag_plugin_sdk::PluginType::Processor => "it can only be listed under processors",
+            srediag_plugin_sdk::PluginType::Exporter => "it can only be listed under exporters",
+            srediag_plugin_sdk::PluginType::Extension => {
+                "extension plugins run outside pipelines (they start with the agent)"
+            }
+            srediag_plugin_sdk::PluginType::Diagnostics => {
+                "diagnostics plugins run outside pipelines (their verbs are under `srediag diagnose`)"
+            }
+        };
         ctx.error_at_value(
             path,
             format!(
-                "plugin {}s cannot be listed in a pipeline yet (only processor plugins run on the data path in this version)",
+                "plugin `{plugin}` is a {} plugin and cannot be listed under {}s: {place}",
+                pc.plugin_type.as_str(),
                 kind.as_str()
             ),
         );
         return;
     }
-    if pc.plugin_type != srediag_plugin_sdk::PluginType::Processor {
+    // A processor runs per pipeline, and a plugin's data path serves one stage; receivers and
+    // exporters are one instance shared by every pipeline that lists them.
+    if kind == Kind::Processor
+        && let Some(first) = users.insert(plugin.to_string(), pipeline.to_string())
+    {
         ctx.error_at_value(
             path,
             format!(
-                "plugin `{plugin}` is a {} plugin; only processor plugins can be listed under processors",
-                pc.plugin_type.as_str()
-            ),
-        );
-        return;
-    }
-    if let Some(first) = users.insert(plugin.to_string(), pipeline.to_string()) {
-        ctx.error_at_value(
-            path,
-            format!(
-                "plugin `{plugin}` is already used by pipeline `{first}`; a plugin serves one pipeline (configure a second plugin entry with the same path for another pipeline)"
+                "plugin `{plugin}` is already used by pipeline `{first}`; a processor plugin serves one pipeline (configure a second plugin entry with the same path for another pipeline)"
             ),
         );
     }

@@ -12,6 +12,29 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The link of plugin `plugin` (pipeline entry `id`).
+fn plugin_link(
+    links: &crate::plugins::datapath::Links,
+    id: &str,
+    plugin: &str,
+) -> Result<Arc<crate::plugins::datapath::Link>, BuildError> {
+    links
+        .get(plugin)
+        .cloned()
+        .ok_or_else(|| BuildError::Invalid {
+            id: id.to_string(),
+            message: format!("plugin `{plugin}` is not defined under `plugins`"),
+        })
+}
+
+/// Readiness names a plugin stage that cannot deliver (stalled or parked).
+fn delivery_check(telemetry: &Telemetry, what: String, link: &Arc<crate::plugins::datapath::Link>) {
+    let l = link.clone();
+    telemetry.health.add_delivery_check(Box::new(move || {
+        l.not_delivering().map(|why| format!("{what}: {why}"))
+    }));
+}
+
 /// The running pipelines.
 pub struct RunningService {
     shutdown: watch::Sender<bool>,
@@ -42,6 +65,32 @@ pub async fn start(
     for pipeline in config.service.pipelines.values() {
         for id in &pipeline.exporters {
             if exporter_inputs.contains_key(id) {
+                continue;
+            }
+            if let Some(plugin) = id.strip_prefix(crate::plugins::datapath::PLUGIN_PREFIX) {
+                let link = plugin_link(links, id, plugin)?;
+                let qcfg = link.cfg.queue.clone();
+                let (tx, rx) = queue(&qcfg, telemetry.queue("exporter", id, "", qcfg.capacity));
+                let stage = ExporterStage {
+                    id: id.clone(),
+                    logs: telemetry.exporter(id, Signal::Logs),
+                    metrics: telemetry.exporter(id, Signal::Metrics),
+                    errors: telemetry.component("exporter", id),
+                };
+                delivery_check(&telemetry, format!("exporter {id}"), &link);
+                let run = super::plugin_exporter::run_plugin_exporter(
+                    link,
+                    rx,
+                    stage,
+                    abandon_rx.clone(),
+                );
+                exporters.push(watched(
+                    &telemetry,
+                    format!("exporter/{id}"),
+                    shutdown_rx.clone(),
+                    run,
+                ));
+                exporter_inputs.insert(id.clone(), tx);
                 continue;
             }
             let c = component(config, Kind::Exporter, id)?;
@@ -82,20 +131,13 @@ pub async fn start(
         );
         for id in pipeline.processors.iter().rev() {
             if let Some(plugin) = id.strip_prefix(crate::plugins::datapath::PLUGIN_PREFIX) {
-                let link = links
-                    .get(plugin)
-                    .cloned()
-                    .ok_or_else(|| BuildError::Invalid {
-                        id: id.clone(),
-                        message: format!("plugin `{plugin}` is not defined under `plugins`"),
-                    })?;
+                let link = plugin_link(links, id, plugin)?;
                 let qcfg = link.cfg.queue.clone();
-                {
-                    let (l, what) = (link.clone(), format!("pipeline {name}: processor {id}"));
-                    telemetry.health.add_delivery_check(Box::new(move || {
-                        l.not_delivering().map(|why| format!("{what}: {why}"))
-                    }));
-                }
+                delivery_check(
+                    &telemetry,
+                    format!("pipeline {name}: processor {id}"),
+                    &link,
+                );
                 let (tx, rx) = queue(&qcfg, telemetry.queue("processor", id, name, qcfg.capacity));
                 let counters = telemetry.processor(id, name, signal);
                 let run =
@@ -144,8 +186,18 @@ pub async fn start(
     receiver_ids.dedup();
     let mut built = Vec::new();
     for id in receiver_ids {
-        let c = component(config, Kind::Receiver, id)?;
-        let receiver = components::receivers::build(&c.config, &ctx(id)).await?;
+        let receiver: Box<dyn super::Receiver> =
+            match id.strip_prefix(crate::plugins::datapath::PLUGIN_PREFIX) {
+                Some(plugin) => {
+                    let link = plugin_link(links, id, plugin)?;
+                    delivery_check(&telemetry, format!("receiver {id}"), &link);
+                    Box::new(super::PluginReceiver::new(link))
+                }
+                None => {
+                    let c = component(config, Kind::Receiver, id)?;
+                    components::receivers::build(&c.config, &ctx(id)).await?
+                }
+            };
         let mut slot = |s: Signal| {
             entries
                 .remove(&(id.clone(), s))

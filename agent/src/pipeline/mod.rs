@@ -9,12 +9,15 @@
 
 mod build;
 mod fanout;
+mod plugin_exporter;
+mod plugin_receiver;
 mod plugin_stage;
 mod queue;
 mod stage;
 
 pub use build::{RunningService, start};
 pub use fanout::Fanout;
+pub use plugin_receiver::PluginReceiver;
 pub use queue::{OverflowPolicy, QueueConfig, QueueReceiver, QueueSender, SendOutcome, queue};
 
 use crate::model::{Batch, Signal};

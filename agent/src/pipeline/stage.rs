@@ -57,7 +57,7 @@ pub(super) struct ExporterStage {
 }
 
 impl ExporterStage {
-    fn counters(&self, s: Signal) -> &ExporterCounters {
+    pub(super) fn counters(&self, s: Signal) -> &ExporterCounters {
         match s {
             Signal::Logs => &self.logs,
             Signal::Metrics => &self.metrics,

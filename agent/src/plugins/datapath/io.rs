@@ -381,12 +381,18 @@ impl<'a> Reader<'a> {
                     false
                 }
             },
-            Some(Tag::Emit) => {
-                link.ledger.record(Violation::MalformedFrame, 1, || {
-                    "emit frame from a plugin that is not a receiver".into()
-                });
-                false
-            }
+            Some(Tag::Emit) => match wire::decode(payload) {
+                Ok((_, records)) => {
+                    counter();
+                    link.emitted(records)
+                }
+                Err(e) => {
+                    link.ledger.record(Violation::MalformedFrame, 1, || {
+                        format!("undecodable emission: {e}")
+                    });
+                    false
+                }
+            },
             Some(Tag::Batch) | None => {
                 link.ledger.record(Violation::MalformedFrame, 1, || {
                     format!("unexpected frame tag {tag}")

@@ -3,6 +3,7 @@
 
 use super::io;
 use super::metrics::DataPathMetrics;
+use crate::model::Signal;
 use crate::plugins::config::DataPathConfig;
 use crate::plugins::ledger::{Ledger, Violation};
 use srediag_plugin_sdk::control::DataPathInfo;
@@ -25,18 +26,61 @@ const OUTPUT_SLACK_ITEMS: u64 = 64;
 /// Bytes an answer may hold beyond `max_output_ratio` × the batch's encoded size.
 const OUTPUT_SLACK_BYTES: u64 = 64 * 1024;
 
+/// What a plugin's link carries, from the plugin's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Batches go to the plugin; its answers (records, keep flags) go on downstream.
+    Processor,
+    /// Batches go to the plugin; its answer acknowledges delivery (an empty `Result`) or a
+    /// definitive failure (`Fail`).
+    Exporter,
+    /// Nothing goes to the plugin; what it emits enters the pipelines that list it.
+    Receiver,
+}
+
+impl Role {
+    /// The role of a plugin of type `t` in a pipeline (`None`: it has no data path).
+    pub fn of(t: srediag_plugin_sdk::PluginType) -> Option<Role> {
+        use srediag_plugin_sdk::PluginType as T;
+        match t {
+            T::Processor => Some(Role::Processor),
+            T::Exporter => Some(Role::Exporter),
+            T::Receiver => Some(Role::Receiver),
+            T::Extension | T::Diagnostics => None,
+        }
+    }
+}
+
 /// What the link hands back to its pipeline stage.
 #[derive(Debug)]
 pub enum Output {
-    /// Records the plugin passed on.
+    /// Records the plugin passed on (a processor's answer, a receiver's emission).
     Records(Records),
-    /// A batch that is gone for good: the plugin refused it, or it could not be sent.
+    /// An exporter plugin delivered a batch.
+    Delivered {
+        /// Its signal.
+        signal: Signal,
+        /// Records in it.
+        items: u64,
+    },
+    /// A batch that is gone for good: the plugin refused it (an exporter: failed to deliver it
+    /// for good), or it could not be sent.
     Dropped {
+        /// Its signal.
+        signal: Signal,
         /// Records in it.
         items: u64,
         /// Why.
         reason: &'static str,
     },
+}
+
+/// The signal of `records`.
+pub fn signal_of(records: &Records) -> Signal {
+    match records {
+        Records::Logs(_) => Signal::Logs,
+        Records::Metrics(_) => Signal::Metrics,
+    }
 }
 
 struct InFlight {
@@ -88,6 +132,8 @@ static RING_IDS: AtomicU64 = AtomicU64::new(1);
 pub struct Link {
     /// Plugin name.
     pub name: String,
+    /// What the link carries.
+    pub role: Role,
     /// Settings.
     pub cfg: DataPathConfig,
     inner: Mutex<Inner>,
@@ -150,6 +196,7 @@ impl Link {
     /// A link with nothing attached.
     pub fn new(
         name: &str,
+        role: Role,
         cfg: DataPathConfig,
         metrics: DataPathMetrics,
         ledger: Arc<Ledger>,
@@ -158,6 +205,7 @@ impl Link {
         metrics.oldest.with_label_values(&[name]).set(0.0);
         Link {
             name: name.to_string(),
+            role,
             window: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
             probe_sampling: cfg.probe_sampling.into(),
             cfg,
@@ -205,6 +253,25 @@ impl Link {
             )),
             _ => None,
         }
+    }
+
+    /// Records in the batches sent and not answered.
+    pub fn in_flight_items(&self) -> u64 {
+        self.lock()
+            .in_flight
+            .values()
+            .map(|f| f.records.items())
+            .sum()
+    }
+
+    /// Counts records a receiver plugin emitted for a signal no pipeline of it takes
+    /// (`reason="no_pipeline"`).
+    pub fn dropped_no_pipeline(&self, signal: Signal, items: u64) {
+        let _ = signal;
+        self.metrics
+            .dropped
+            .with_label_values(&[&self.name, "no_pipeline"])
+            .inc_by(items);
     }
 
     /// Counts records a parked plugin's stage dropped (`reason="unavailable"`).
@@ -493,6 +560,24 @@ impl Link {
                 });
                 return false;
             };
+            if self.role == Role::Exporter {
+                // An exporter acknowledges with one empty `Result`: nothing comes back.
+                if !last || items > 0 {
+                    drop(g);
+                    self.ledger.record(Violation::UnknownBatch, 1, || {
+                        format!(
+                            "an exporter answered batch {seq} with records ({items}); it acknowledges with an empty result"
+                        )
+                    });
+                    return false;
+                }
+                let (signal, n) = (signal_of(&f.records), f.records.items());
+                g.in_flight.remove(&seq);
+                self.gauge(&g);
+                drop(g);
+                self.output(Output::Delivered { signal, items: n });
+                return true;
+            }
             let ratio = u64::from(self.cfg.max_output_ratio);
             let max_items = ratio
                 .saturating_mul(f.records.items())
@@ -529,6 +614,12 @@ impl Link {
     /// The plugin answered `seq` with one flag per item: forward the flagged items of our copy.
     /// A wrong number of flags is a violation (the batch stays in flight).
     pub(super) fn keep(&self, seq: u64, flags: &[bool]) -> bool {
+        if self.role != Role::Processor {
+            self.ledger.record(Violation::UnknownBatch, 1, || {
+                format!("keep flags for batch {seq} from a plugin that is not a processor")
+            });
+            return false;
+        }
         let entry = {
             let mut g = self.lock();
             match g.in_flight.get(&seq) {
@@ -572,7 +663,7 @@ impl Link {
                     crate::plugins::ledger::LogSource::Agent,
                     &format!("plugin refused batch {seq} of {items} records: {reason}"),
                 );
-                self.drop_records(items, "failed");
+                self.drop_records(signal_of(&f.records), items, "failed");
                 true
             }
             None => {
@@ -595,7 +686,7 @@ impl Link {
         if items <= 1 {
             drop(g);
             tracing::warn!(plugin = %self.name, "a record larger than data_path.max_frame was dropped");
-            self.drop_records(items, "oversize");
+            self.drop_records(signal_of(&f.records), items, "oversize");
             return;
         }
         let records = Arc::try_unwrap(f.records).unwrap_or_else(|a| (*a).clone());
@@ -604,11 +695,30 @@ impl Link {
         }
     }
 
-    fn drop_records(&self, items: u64, reason: &'static str) {
+    fn drop_records(&self, signal: Signal, items: u64, reason: &'static str) {
         self.metrics
             .dropped
             .with_label_values(&[&self.name, reason])
             .inc_by(items);
-        self.output(Output::Dropped { items, reason });
+        self.output(Output::Dropped {
+            signal,
+            items,
+            reason,
+        });
+    }
+
+    /// A receiver plugin emitted `records`: they go to the pipelines. From any other plugin an
+    /// emission is a violation. False when refused.
+    pub(super) fn emitted(&self, records: Records) -> bool {
+        if self.role != Role::Receiver {
+            self.ledger.record(Violation::MalformedFrame, 1, || {
+                "emit frame from a plugin that is not a receiver".into()
+            });
+            return false;
+        }
+        if records.items() > 0 {
+            self.output(Output::Records(records));
+        }
+        true
     }
 }

@@ -22,7 +22,7 @@ mod io;
 mod link;
 mod metrics;
 
-pub use link::{Link, OUTPUT_QUEUE, Output, Prepared, Stall};
+pub use link::{Link, OUTPUT_QUEUE, Output, Prepared, Role, Stall, signal_of};
 pub use metrics::DataPathMetrics;
 
 use std::collections::BTreeMap;
@@ -44,10 +44,12 @@ pub fn links(
             if let Some(name) = id.strip_prefix(PLUGIN_PREFIX)
                 && let Some(pc) = config.plugins.get(name)
                 && let Some(ledger) = ledgers.get(name)
+                && let Some(role) = Role::of(pc.plugin_type)
             {
                 out.entry(name.to_string()).or_insert_with(|| {
                     Arc::new(Link::new(
                         name,
+                        role,
                         pc.data_path.clone(),
                         metrics.clone(),
                         ledger.clone(),

@@ -6,11 +6,128 @@
 //!   `violations done eperm=<calls that returned EPERM> of <count>` and keeps serving.
 //! - `grow`: touches `mib` MiB of anonymous memory, prints `grown rss_kib=<VmRSS>` and keeps
 //!   serving (holding it).
+//!
+//! As a receiver (`srediag-test-plugin receiver`), with `{"emit": N, "batch": B, "run": "id"}`:
+//! emits N log records `test.seq=0..N`, `test.run=<id>`, in batches of B (default 100), as fast
+//! as the agent takes them, then prints `emitted <N>` and idles.
+//!
+//! As an exporter (`srediag-test-plugin exporter`), with `{"sink_port": P}`: delivers each batch
+//! by writing one line `<test.run> <test.seq>` per record to 127.0.0.1:P (needs a network grant of
+//! that port), then acknowledges it; `{"fail_every": K}` reports every K-th batch as failed
+//! instead.
 
-use srediag_plugin_sdk::{Context, Plugin, PluginError, PluginInfo, PluginType, Registry};
+use srediag_plugin_sdk::data::{Records, common, logs};
+use srediag_plugin_sdk::{Context, Emit, Plugin, PluginError, PluginInfo, PluginType, Registry};
+use std::io::Write;
 use std::time::Duration;
 
-struct TestPlugin;
+struct TestPlugin {
+    kind: PluginType,
+    config: serde_json::Value,
+}
+
+fn kv(key: &str, v: common::any_value::Value) -> common::KeyValue {
+    common::KeyValue {
+        key: key.into(),
+        value: Some(common::AnyValue { value: Some(v) }),
+    }
+}
+
+/// Emits `emit` records with sequence numbers.
+struct SeqReceiver {
+    total: u64,
+    batch: u64,
+    run: String,
+}
+
+impl srediag_plugin_sdk::Receiver for SeqReceiver {
+    fn run(&mut self, emitter: &mut dyn Emit) -> Result<(), PluginError> {
+        let mut next = 0;
+        while next < self.total && !emitter.stopping() {
+            let n = self.batch.min(self.total - next);
+            let records = (next..next + n)
+                .map(|i| logs::LogRecord {
+                    body: Some(common::AnyValue {
+                        value: Some(common::any_value::Value::StringValue(format!("r-{i}"))),
+                    }),
+                    attributes: vec![
+                        kv("test.seq", common::any_value::Value::IntValue(i as i64)),
+                        kv(
+                            "test.run",
+                            common::any_value::Value::StringValue(self.run.clone()),
+                        ),
+                    ],
+                    ..Default::default()
+                })
+                .collect();
+            emitter.emit(Records::Logs(srediag_plugin_sdk::data::Logs {
+                resource_logs: vec![logs::ResourceLogs {
+                    scope_logs: vec![logs::ScopeLogs {
+                        log_records: records,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }))?;
+            next += n;
+        }
+        println!("emitted {next}");
+        while !emitter.stopping() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+/// Delivers records as lines to a TCP sink.
+struct SinkExporter {
+    port: u16,
+    fail_every: u64,
+    batches: u64,
+}
+
+impl srediag_plugin_sdk::Exporter for SinkExporter {
+    fn export(&mut self, records: Records) -> Result<(), PluginError> {
+        self.batches += 1;
+        if self.fail_every > 0 && self.batches.is_multiple_of(self.fail_every) {
+            return Err(PluginError(format!(
+                "batch {} refused on purpose",
+                self.batches
+            )));
+        }
+        let Records::Logs(l) = records else {
+            return Ok(());
+        };
+        let mut out = String::new();
+        for r in l
+            .resource_logs
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+        {
+            let attr = |k: &str| {
+                r.attributes
+                    .iter()
+                    .find(|a| a.key == k)
+                    .and_then(|a| a.value.as_ref()?.value.clone())
+            };
+            let run = match attr("test.run") {
+                Some(common::any_value::Value::StringValue(s)) => s,
+                _ => "-".into(),
+            };
+            let seq = match attr("test.seq") {
+                Some(common::any_value::Value::IntValue(i)) => i,
+                _ => -1,
+            };
+            out.push_str(&format!("{run} {seq}\n"));
+        }
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .map_err(|e| PluginError(format!("sink: {e}")))?;
+        c.write_all(out.as_bytes())
+            .map_err(|e| PluginError(format!("sink: {e}")))?;
+        Ok(())
+    }
+}
 
 fn after(ctx: &Context) -> Duration {
     Duration::from_millis(ctx.config["after_ms"].as_u64().unwrap_or(0))
@@ -18,6 +135,7 @@ fn after(ctx: &Context) -> Duration {
 
 impl Plugin for TestPlugin {
     fn init(&mut self, ctx: &Context) -> Result<(), PluginError> {
+        self.config = ctx.config.clone();
         let mode = ctx.config["mode"].as_str().unwrap_or("serve").to_string();
         let wait = after(ctx);
         let cfg = ctx.config.clone();
@@ -89,12 +207,32 @@ impl Plugin for TestPlugin {
     }
 
     fn register(&mut self, r: &mut Registry) -> Result<(), PluginError> {
-        r.component("processor/test");
-        Ok(())
+        match self.kind {
+            PluginType::Receiver if self.config["emit"].is_u64() => r.receiver(
+                "seq",
+                SeqReceiver {
+                    total: self.config["emit"].as_u64().unwrap_or(0),
+                    batch: self.config["batch"].as_u64().unwrap_or(100).max(1),
+                    run: self.config["run"].as_str().unwrap_or("run").to_string(),
+                },
+            ),
+            PluginType::Exporter if self.config["sink_port"].is_u64() => r.exporter(
+                "sink",
+                SinkExporter {
+                    port: self.config["sink_port"].as_u64().unwrap_or(0) as u16,
+                    fail_every: self.config["fail_every"].as_u64().unwrap_or(0),
+                    batches: 0,
+                },
+            ),
+            _ => {
+                r.component("processor/test");
+                Ok(())
+            }
+        }
     }
 
     fn capabilities(&self) -> Vec<String> {
-        vec!["processor/test".into()]
+        vec![format!("{}/test", self.kind.as_str())]
     }
 
     fn shutdown(&mut self, ctx: &Context) -> Result<(), PluginError> {
@@ -116,6 +254,9 @@ fn main() {
     };
     srediag_plugin_sdk::run(
         PluginInfo::new("srediag-test-plugin", env!("CARGO_PKG_VERSION"), kind),
-        TestPlugin,
+        TestPlugin {
+            kind,
+            config: serde_json::Value::Null,
+        },
     )
 }
