@@ -666,7 +666,10 @@ int srediag_ipc_consume(struct pt_regs *ctx)
 	struct srediag_ipc_hist *h = bpf_map_lookup_elem(&srediag_ipc_hist, &idx);
 	if (!h)
 		return 0;
-	__u32 b = log2_u64(delta);
+	/* 64-bit, so the clamp compares the very register that indexes: with a __u32, clang
+	 * compares a zero-extended copy, and the 6.1 verifier does not carry that bound over to the
+	 * original ("invalid access to map value": the observer failed to load there). */
+	__u64 b = log2_u64(delta);
 	if (b >= SREDIAG_IPC_BUCKETS)
 		b = SREDIAG_IPC_BUCKETS - 1;
 	h->count += 1;
