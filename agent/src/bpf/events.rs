@@ -6,7 +6,7 @@
 //! plugin's suppressed count, so a [`Violation`] says how many of that plugin's events were
 //! suppressed since its previous one (`suppressed_before`). Without the budget a plugin looping
 //! on a denied syscall (~1.4·10^5 violations a second with the SDK's EPERM handler) made the
-//! agent drain and process every event: 32% of a core in a release build, 47–52% in a debug one.
+//! agent drain and process every event: 32% of a core in a release build, 47–58% in a debug one.
 //!
 //! The reader task waits on an epoll fd that watches the ring buffer's fd, through tokio's
 //! `AsyncFd`; when it is readable it drains the ring completely (the kernel side only wakes a
