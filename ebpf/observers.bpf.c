@@ -17,7 +17,8 @@
  *              a TRAP with the errno in si_errno) and KILL actions, and
  *              sched_process_exit (exit by SIGSYS with seccomp mode DEAD and no such signal) for
  *              KILL_THREAD in a multi-threaded process: a per-CPU counter per (plugin, syscall,
- *              arch, action) plus an event in srediag_events.
+ *              arch, action) plus an event in srediag_events, at most srediag_event_budget
+ *              events per plugin and second (srediag_ev_budget; the rest suppressed and counted).
  *
  * Every hook exists twice: tp_btf (typed arguments, direct loads; preferred) and raw_tp
  * (arguments read with bpf_probe_read_kernel; kernels or setups without tp_btf). The agent
@@ -256,6 +257,47 @@ int srediag_rfork(__u64 *ctx)
 
 /* ---- seccomp ------------------------------------------------------------------------------ */
 
+/* Violation events a plugin may send per SREDIAG_EVENT_WINDOW_NS, set by the agent at load. */
+const volatile __u32 srediag_event_budget = SREDIAG_EVENT_BUDGET;
+
+/* Per plugin id: its violation-event budget and suppressed events (srediag.h). An array: every
+ * plugin id has its entry from the start, nothing to create or evict. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SREDIAG_MAX_PLUGINS);
+	__type(key, __u32);
+	__type(value, struct srediag_event_budget);
+} srediag_ev_budget SEC(".maps");
+
+/* The plugin's budget entry when its violation at `now` may send an event; 0 when the event is
+ * suppressed (counted). A plugin looping on a denied syscall (the SDK turns each SIGSYS into
+ * EPERM: ~10^5 violations a second) otherwise makes the agent drain and process every event,
+ * outside the plugin's cpu_max. Its violations stay counted exactly in srediag_viol either way.
+ * Plain loads and stores plus atomic adds without fetch (BPF_XADD, in every 5.x verifier); no
+ * lock (tracing programs cannot take bpf_spin_lock): CPUs racing at a window's start may each
+ * let one more event through. */
+static __always_inline struct srediag_event_budget *event_budget(__u32 plugin_id, __u64 now)
+{
+	struct srediag_event_budget *b = bpf_map_lookup_elem(&srediag_ev_budget, &plugin_id);
+	if (!b) {
+		/* An id beyond the array (ids are < SREDIAG_MAX_PLUGINS): no budget, no event. */
+		stat_inc(SREDIAG_STAT_EVENTS_SUPPRESSED);
+		return 0;
+	}
+	/* Signed: another CPU may have opened the window with a slightly later `now`. */
+	if ((__s64)(now - b->window_ns) >= SREDIAG_EVENT_WINDOW_NS) {
+		b->window_ns = now;
+		b->sent = 0;
+	}
+	if (b->sent >= srediag_event_budget) {
+		__sync_fetch_and_add(&b->suppressed, 1);
+		stat_inc(SREDIAG_STAT_EVENTS_SUPPRESSED);
+		return 0;
+	}
+	__sync_fetch_and_add(&b->sent, 1);
+	return b;
+}
+
 static __always_inline void count_violation(struct task_struct *task, __u32 tgid, __u32 tid,
 					    __u32 plugin_id, __s32 nr, __u32 arch, __u32 action,
 					    __u32 source)
@@ -281,6 +323,10 @@ static __always_inline void count_violation(struct task_struct *task, __u32 tgid
 		}
 	}
 
+	__u64 now = bpf_ktime_get_ns();
+	struct srediag_event_budget *budget = event_budget(plugin_id, now);
+	if (!budget)
+		return;
 	struct srediag_event *ev = bpf_ringbuf_reserve(&srediag_events, sizeof(*ev), 0);
 	if (!ev) {
 		stat_inc(SREDIAG_STAT_EVENTS_DROPPED);
@@ -288,7 +334,8 @@ static __always_inline void count_violation(struct task_struct *task, __u32 tgid
 	}
 	ev->kind = SREDIAG_EVENT_VIOLATION;
 	ev->action = action;
-	ev->ktime_ns = bpf_ktime_get_ns();
+	ev->ktime_ns = now;
+	ev->suppressed = budget->suppressed;
 	ev->tgid = tgid;
 	ev->tid = tid;
 	ev->plugin_id = plugin_id;
@@ -483,6 +530,7 @@ static __always_inline void on_oom(struct task_struct *task)
 	ev->syscall_nr = -1;
 	ev->arch = 0;
 	ev->source = 0;
+	ev->suppressed = 0;
 	BPF_CORE_READ_STR_INTO(&ev->comm, task, comm);
 	bpf_ringbuf_submit(ev, 0);
 }
@@ -628,7 +676,10 @@ int srediag_ipc_consume(struct pt_regs *ctx)
 	struct srediag_ipc_hist *h = bpf_map_lookup_elem(&srediag_ipc_hist, &idx);
 	if (!h)
 		return 0;
-	__u32 b = log2_u64(delta);
+	/* 64-bit, so the clamp compares the very register that indexes: with a __u32, clang
+	 * compares a zero-extended copy, and the 6.1 verifier does not carry that bound over to the
+	 * original ("invalid access to map value": the observer failed to load there). */
+	__u64 b = log2_u64(delta);
 	if (b >= SREDIAG_IPC_BUCKETS)
 		b = SREDIAG_IPC_BUCKETS - 1;
 	h->count += 1;

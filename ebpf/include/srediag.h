@@ -29,6 +29,13 @@
 #define SREDIAG_MAX_VIOLATION_KEYS 1024
 /* Ring buffer bytes: a power of two and a multiple of the page size. */
 #define SREDIAG_EVENTS_BYTES 262144
+/* Violation events one plugin may send to the ring buffer per window (the agent's default for
+ * the load-time constant srediag_event_budget): a plugin looping on a denied syscall makes
+ * ~10^5 violations a second, and the agent would drain and process every event. Beyond the
+ * budget a violation is still counted (srediag_viol) but its event is suppressed and counted
+ * (srediag_ev_budget.suppressed). */
+#define SREDIAG_EVENT_BUDGET 200
+#define SREDIAG_EVENT_WINDOW_NS 1000000000
 
 /* srediag_violation_key.action / srediag_event.action */
 #define SREDIAG_ACTION_TRAP 1        /* SECCOMP_RET_TRAP: SIGSYS, a handler may continue */
@@ -63,7 +70,9 @@
 #define SREDIAG_STAT_IPC_FORGED 5    /* a probe hit on a registered ring from a process that is
                                       * not that ring's publisher (publish) or consumer (consume):
                                       * dropped */
-#define SREDIAG_STAT_COUNT 6
+#define SREDIAG_STAT_EVENTS_SUPPRESSED 6 /* a violation event over its plugin's event budget: not
+                                         * sent (its violation counted) */
+#define SREDIAG_STAT_COUNT 7
 
 /* Kernel values used by the programs (uapi, stable). */
 #define SREDIAG_SIGSYS 31
@@ -108,6 +117,19 @@ struct srediag_event {
 	__u32 arch;       /* AUDIT_ARCH_* */
 	__u32 source;     /* SREDIAG_SOURCE_* */
 	char comm[16];
+	__u64 suppressed; /* violation: the plugin's srediag_ev_budget.suppressed when this event was
+	                   * sent (the agent shows the growth since its previous event); OOM: 0 */
+};
+
+/* srediag_ev_budget value (array indexed by plugin id): the plugin's violation-event budget. A
+ * window opens at the first violation at least SREDIAG_EVENT_WINDOW_NS after the previous one
+ * opened; within it the first srediag_event_budget violations send an event. Concurrent CPUs
+ * may let a few more through at a window's start (no lock: tracing programs cannot take
+ * bpf_spin_lock); `suppressed` is exact (atomic adds). */
+struct srediag_event_budget {
+	__u64 window_ns;  /* bpf_ktime_get_ns() when the current window opened (0: never) */
+	__u64 sent;       /* events sent in it */
+	__u64 suppressed; /* events suppressed since the observers loaded */
 };
 
 /* ---- IPC latency (uprobes on the SDK's probe sites srediag_probe_publish/_consume) ---------- */

@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use srediag::bpf::{Action, Observers, Options, Violation};
+use srediag_tests::poll_until;
 
 /// Keeps the SDK's probe sites in this binary (nothing here calls them), so the `ipc_latency`
 /// observer attaches to `/proc/self/exe` like in the agent.
@@ -493,12 +494,15 @@ fn loads_and_attaches_every_observer() {
     assert_eq!(cpu.attach, vec!["tp_btf sched_switch"]);
     let mem = obs.map_memory();
     println!("map memory: {mem:?}");
-    // 11 (with srediag_spawners), and the IPC observer's four.
-    assert_eq!(mem.len(), 15, "every map reports its memory: {mem:?}");
+    // 12 (with srediag_spawners and srediag_ev_budget), and the IPC observer's four.
+    assert_eq!(mem.len(), 16, "every map reports its memory: {mem:?}");
     assert!(mem.iter().all(|(_, b)| *b > 0));
     drop(obs);
 
-    let raw = load(Options { raw_tp_only: true });
+    let raw = load(Options {
+        raw_tp_only: true,
+        ..Options::default()
+    });
     let cpu = raw.status().into_iter().find(|s| s.name == "cpu").unwrap();
     assert_eq!(cpu.attach, vec!["raw_tp sched_switch"]);
 }
@@ -526,7 +530,13 @@ fn cpu_time_matches_the_kernels_accounting() {
     }
     let rt = runtime();
     let _g = rt.enter();
-    for opts in [Options::default(), Options { raw_tp_only: true }] {
+    for opts in [
+        Options::default(),
+        Options {
+            raw_tp_only: true,
+            ..Options::default()
+        },
+    ] {
         let obs = load(opts);
         // One process burning ~1 s.
         let id = obs.plugin_id("burner").unwrap();
@@ -750,6 +760,96 @@ fn seccomp_violations_are_counted_exactly() {
         seen.len() as u64,
         expected.values().sum::<u64>(),
         "no stray events"
+    );
+}
+
+/// The kernel's event budget, exactly (one thread: no window races): a burst of violations
+/// sends `budget` events and suppresses the rest, counted per plugin and in the dropped stats,
+/// while every violation is counted; the first event of the next window says how many of the
+/// plugin's events were suppressed before it.
+#[test]
+fn violation_events_beyond_the_budget_are_suppressed_and_counted() {
+    let _s = serial();
+    if !privileged("violation_events_beyond_the_budget_are_suppressed_and_counted") {
+        return;
+    }
+    let rt = runtime();
+    let _g = rt.enter();
+    let budget = 5u32;
+    let obs = load(Options {
+        event_budget: budget,
+        ..Options::default()
+    });
+    assert_eq!(obs.event_budget(), budget);
+    let mut rx = obs.subscribe();
+    let id = obs.plugin_id("burst").unwrap();
+    let dropped = |obs: &Observers| {
+        obs.dropped()
+            .into_iter()
+            .find(|(r, _)| *r == "event_budget")
+            .map(|(_, n)| n)
+            .expect("reason event_budget")
+    };
+    // Two bursts, the second in the next window; each far below a window's length (~6 us per
+    // violation).
+    let mut sent = Vec::new();
+    let mut violations = 0u64;
+    for burst in 0..2 {
+        let n = u64::from(budget) * 10 + u64::from(random_n());
+        let received = obs.events_received();
+        let mut h = Helper::spawn(&format!("trap:{n}"));
+        obs.register(id, "burst", &[h.pid()]).unwrap();
+        h.go();
+        h.expect("ns_per_call");
+        assert_eq!(h.expect("eperm"), n.to_string());
+        assert!(h.wait().0.success());
+        violations += n;
+        let suppressed_total = violations - u64::from(budget) * (burst + 1);
+        poll_until(Duration::from_secs(5), "the burst's events read", || {
+            (obs.events_received() == received + u64::from(budget)).then_some(())
+        });
+        let mut events = Vec::new();
+        while let Ok(v) = rx.try_recv() {
+            events.push(v);
+        }
+        println!(
+            "burst {burst}: {n} violations, {} events, suppressed {:?}",
+            events.len(),
+            obs.events_suppressed(id)
+        );
+        assert_eq!(events.len(), budget as usize, "{events:?}");
+        assert!(events.iter().all(|v| v.plugin_id == id));
+        assert_eq!(obs.events_suppressed(id), Some(suppressed_total));
+        assert_eq!(dropped(&obs), suppressed_total);
+        let total: u64 = obs
+            .violations()
+            .iter()
+            .filter(|v| v.plugin_id == id)
+            .map(|v| v.count)
+            .sum();
+        assert_eq!(total, violations, "every violation counted");
+        // What was suppressed before each event: nothing in the first window; in the second,
+        // the first burst's suppressed events, on its first event.
+        let before: Vec<u64> = events.iter().map(|v| v.suppressed_before).collect();
+        let mut want = vec![0; budget as usize];
+        if burst == 1 {
+            want[0] = suppressed_total - (n - u64::from(budget));
+        }
+        assert_eq!(before, want);
+        sent.push(n);
+        // The budget is per window of time: the next burst starts after this one's window.
+        std::thread::sleep(srediag::bpf::abi::EVENT_WINDOW);
+    }
+    assert_eq!(
+        obs.plugin_stats("burst").map(|s| s.events_suppressed),
+        Some(violations - 2 * u64::from(budget))
+    );
+    assert!(
+        obs.dropped()
+            .iter()
+            .all(|(r, n)| *r == "event_budget" || *n == 0),
+        "{:?}",
+        obs.dropped()
     );
 }
 

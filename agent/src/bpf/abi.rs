@@ -63,6 +63,21 @@ pub struct Event {
     pub source: u32,
     /// The thread's command name, NUL-padded.
     pub comm: [u8; 16],
+    /// Violation: the plugin's suppressed-event count ([`EventBudget::suppressed`]) when this
+    /// event was sent; OOM: 0.
+    pub suppressed: u64,
+}
+
+/// `struct srediag_event_budget`: value of `srediag_ev_budget` (an array indexed by plugin id).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventBudget {
+    /// `bpf_ktime_get_ns()` when the current window opened (0: never).
+    pub window_ns: u64,
+    /// Events sent in that window.
+    pub sent: u64,
+    /// Violation events suppressed since the observers loaded (over the budget).
+    pub suppressed: u64,
 }
 
 /// `struct srediag_rss`: value of `srediag_mem` (keyed by tgid).
@@ -86,6 +101,8 @@ unsafe impl aya::Pod for ViolationKey {}
 unsafe impl aya::Pod for Event {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Rss {}
+// SAFETY: as above.
+unsafe impl aya::Pod for EventBudget {}
 
 macro_rules! assert_layout {
     ($rust:ty, $c:ident { $($field:ident),* $(,)? }) => {
@@ -137,7 +154,16 @@ assert_layout!(
         syscall_nr,
         arch,
         source,
-        comm
+        comm,
+        suppressed
+    }
+);
+assert_layout!(
+    EventBudget,
+    srediag_event_budget {
+        window_ns,
+        sent,
+        suppressed
     }
 );
 
@@ -160,14 +186,20 @@ pub const SOURCE_SIGNAL: u32 = c::SOURCE_SIGNAL as u32;
 /// `SREDIAG_SOURCE_EXIT`.
 pub const SOURCE_EXIT: u32 = c::SOURCE_EXIT as u32;
 
+/// `SREDIAG_EVENT_BUDGET`: violation events per plugin and window, the agent's default.
+pub const EVENT_BUDGET: u32 = c::EVENT_BUDGET as u32;
+/// `SREDIAG_EVENT_WINDOW_NS`: the event budget's window.
+pub const EVENT_WINDOW: std::time::Duration = std::time::Duration::from_nanos(c::EVENT_WINDOW_NS);
+
 /// What the per-CPU `srediag_stats` slots count: (index, `reason` label).
-pub const STATS: [(u32, &str); 6] = [
+pub const STATS: [(u32, &str); 7] = [
     (c::STAT_PIDS_FULL as u32, "pids_map_full"),
     (c::STAT_EVENTS_DROPPED as u32, "ring_buffer_full"),
     (c::STAT_VIOLATIONS_FULL as u32, "violation_map_full"),
     (c::STAT_CPU_UNMATCHED as u32, "cpu_switch_unmatched"),
     (c::STAT_IPC_UNMATCHED as u32, "ipc_consume_unmatched"),
     (c::STAT_IPC_FORGED as u32, "ipc_forged_probe"),
+    (c::STAT_EVENTS_SUPPRESSED as u32, "event_budget"),
 ];
 
 /// `SREDIAG_IPC_BUCKETS`: log2 buckets of an IPC latency histogram.
@@ -293,7 +325,9 @@ mod tests {
             c::srediag_violation_key::SIZE
         );
         assert_eq!(std::mem::size_of::<CpuState>(), c::srediag_cpu_state::SIZE);
-        assert_eq!(c::srediag_event::SIZE, 56);
+        assert_eq!(c::srediag_event::SIZE, 64);
+        assert_eq!(c::srediag_event_budget::SIZE, 24);
+        assert_eq!(STATS.len(), c::STAT_COUNT as usize);
         assert_eq!(c::SIGSYS, 31);
         assert_eq!(c::AUDIT_ARCH_X86_64, 0xC000_003E);
     }
@@ -311,6 +345,7 @@ mod tests {
             arch: 0xC000_003E,
             source: SOURCE_SIGNAL,
             comm: *b"plugin\0\0\0\0\0\0\0\0\0\0",
+            suppressed: 5,
         };
         // SAFETY: Event is Pod and the slice covers exactly one value.
         let bytes = unsafe {

@@ -8,7 +8,10 @@
 //! - `srediag_bpf_plugin_oom_kills_total{plugin}`: OOM-killer victims from `mark_victim`;
 //! - `srediag_plugin_seccomp_violations_total{plugin,syscall,action}`;
 //! - `srediag_bpf_dropped_total{reason}`: what the kernel side could not record (or refused:
-//!   `ipc_forged_probe`);
+//!   `ipc_forged_probe`, `event_budget`);
+//! - `srediag_bpf_events_received_total`: ring buffer records the agent read;
+//! - `srediag_bpf_events_suppressed_total{plugin}`: the plugin's violation events the kernel did
+//!   not send because it was over its event budget (violations still counted);
 //! - `srediag_bpf_ipc_forged_probes_total{plugin}`: probe-site hits by the plugin's processes on
 //!   rings where they are not the expected publisher or consumer, dropped;
 //! - `srediag_ipc_latency_seconds{plugin,direction}`: histogram of sampled data-path batches,
@@ -37,6 +40,8 @@ pub(super) struct BpfCollector {
     violations: IntCounterVec,
     dropped: IntCounterVec,
     forged: IntCounterVec,
+    received: prometheus::IntCounter,
+    suppressed: IntCounterVec,
     run_seconds: CounterVec,
     runs: IntCounterVec,
     stats_on: prometheus::IntGauge,
@@ -141,8 +146,14 @@ impl BpfCollector {
             .expect("static metric"),
             stats_on: prometheus::IntGauge::new("srediag_bpf_stats_enabled", "1 while the kernel's BPF run-time statistics (BPF_ENABLE_STATS, ~35-55 ns per program run) are on at srediag's request.").expect("static metric"),
             dropped: IntCounterVec::new(
-                o("srediag_bpf_dropped_total", "Records the BPF programs could not keep or refused: pids_map_full (a fork not followed), ring_buffer_full (an event lost; its counter kept), violation_map_full (a violation not counted), cpu_switch_unmatched, ipc_consume_unmatched (a sampled consume without its publish), ipc_forged_probe (a probe-site hit from a process that is not the ring's publisher or consumer)."),
+                o("srediag_bpf_dropped_total", "Records the BPF programs could not keep or refused: pids_map_full (a fork not followed), ring_buffer_full (an event lost; its counter kept), violation_map_full (a violation not counted), cpu_switch_unmatched, ipc_consume_unmatched (a sampled consume without its publish), ipc_forged_probe (a probe-site hit from a process that is not the ring's publisher or consumer), event_budget (a violation event over its plugin's event budget, not sent; the violation counted)."),
                 &["reason"],
+            )
+            .expect("static metric"),
+            received: prometheus::IntCounter::new("srediag_bpf_events_received_total", "Ring buffer records (seccomp violation and OOM events) the agent read.").expect("static metric"),
+            suppressed: IntCounterVec::new(
+                o("srediag_bpf_events_suppressed_total", "Seccomp violation events of the plugin the kernel did not send to the agent because the plugin was over its event budget (violation events per second); every violation is still counted in srediag_plugin_seccomp_violations_total."),
+                &["plugin"],
             )
             .expect("static metric"),
             forged: IntCounterVec::new(
@@ -185,6 +196,12 @@ impl BpfCollector {
                     c.inc_by(n - c.get());
                 }
             }
+            if let Some(n) = inner.events_suppressed(id).filter(|n| *n > 0) {
+                let c = self.suppressed.with_label_values(&[&name]);
+                if n > c.get() {
+                    c.inc_by(n - c.get());
+                }
+            }
             if let Some(n) = inner.ipc_forged(id).filter(|n| *n > 0) {
                 let c = self.forged.with_label_values(&[&name]);
                 if n > c.get() {
@@ -205,6 +222,10 @@ impl BpfCollector {
             if n > c.get() {
                 c.inc_by(n - c.get());
             }
+        }
+        let received = inner.received.load(std::sync::atomic::Ordering::Relaxed);
+        if received > self.received.get() {
+            self.received.inc_by(received - self.received.get());
         }
         self.stats_on.set(i64::from(inner.stats_on()));
         for p in inner.program_stats() {
@@ -237,6 +258,8 @@ impl Collector for BpfCollector {
         d.extend(self.violations.desc());
         d.extend(self.dropped.desc());
         d.extend(self.forged.desc());
+        d.extend(self.received.desc());
+        d.extend(self.suppressed.desc());
         d.extend(self.run_seconds.desc());
         d.extend(self.runs.desc());
         d.extend(self.stats_on.desc());
@@ -254,6 +277,8 @@ impl Collector for BpfCollector {
         m.extend(self.violations.collect());
         m.extend(self.dropped.collect());
         m.extend(self.forged.collect());
+        m.extend(self.received.collect());
+        m.extend(self.suppressed.collect());
         m.extend(self.run_seconds.collect());
         m.extend(self.runs.collect());
         m.extend(self.stats_on.collect());

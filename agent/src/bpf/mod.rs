@@ -12,7 +12,7 @@
 //! | `cpu`              | `sched_switch`                               | `srediag_cpu`, `srediag_cpust`, `srediag_thr` |
 //! | `memory`           | `rss_stat`, `mark_victim`                    | `srediag_mem`, `srediag_ooms`  |
 //! | `seccomp`          | `signal_generate`, `sched_process_exit`      | `srediag_viol`, `srediag_sigsys` |
-//! | `events`           | (userspace reader of the ring buffer)        | `srediag_events`               |
+//! | `events`           | (userspace reader of the ring buffer)        | `srediag_events`, `srediag_ev_budget` (violation events per plugin and second) |
 //! | `ipc_latency`      | uprobes `srediag_probe_publish`/`_consume` (agent + each plugin) | `srediag_ipc_ring`, `srediag_ipc_pending`, `srediag_ipc_hist`, `srediag_ipc_forged` |
 //!
 //! Lifetime: nothing is pinned. Dropping [`Observers`] detaches every program and closes every
@@ -50,7 +50,7 @@ pub use ipc::{DIRECTIONS as IPC_DIRECTIONS, Histogram as IpcHistogram};
 pub use seccomp::{Action, ViolationCount};
 pub use stats::{MAX_WINDOW as STATS_MAX_WINDOW, ProgramStats};
 
-use abi::{CpuState, IpcHist, IpcPending, IpcRing, Rss, ViolationKey};
+use abi::{CpuState, EventBudget, IpcHist, IpcPending, IpcRing, Rss, ViolationKey};
 
 /// The observers, in display order (`observer` label values).
 pub const OBSERVERS: [&str; 6] = [
@@ -76,10 +76,23 @@ pub struct ObserverStatus {
 }
 
 /// Loader options.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Skip `tp_btf` and attach the `raw_tp` variants (tests of the fallback path).
     pub raw_tp_only: bool,
+    /// Seccomp violation events each plugin may send to the agent per second (the kernel's
+    /// `srediag_event_budget`); further ones are suppressed and counted, their violations still
+    /// counted exactly. Default [`abi::EVENT_BUDGET`].
+    pub event_budget: u32,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            raw_tp_only: false,
+            event_budget: abi::EVENT_BUDGET,
+        }
+    }
 }
 
 /// Errors of the userspace API.
@@ -133,6 +146,13 @@ pub struct PluginKernelStats {
     pub rss_bytes: Option<u64>,
     /// Seccomp violations, every syscall and action.
     pub violations: u64,
+    /// Violation events the kernel did not send because the plugin was over its event budget
+    /// (its violations are counted all the same).
+    #[serde(default)]
+    pub events_suppressed: u64,
+    /// The event budget: violation events per second that reach the agent.
+    #[serde(default)]
+    pub event_budget_per_second: u32,
     /// OOM-killer victims (`mark_victim`).
     pub oom_kills: Option<u64>,
     /// Host pids tracked now.
@@ -178,6 +198,7 @@ struct Loaded {
     mem: HashMap<MapData, u32, Rss>,
     ooms: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    budget: Array<MapData, EventBudget>,
     ring: Option<RingBuf<MapData>>,
     program_ids: Vec<u32>,
     /// The IPC latency observer's maps, when it runs.
@@ -205,6 +226,11 @@ struct Inner {
     syscalls: seccomp::Names,
     events: broadcast::Sender<Violation>,
     received: AtomicU64,
+    /// Per plugin id: the highest suppressed-event count seen in its events (the growth since
+    /// then is the next event's `suppressed_before`).
+    suppressed_seen: Mutex<BTreeMap<u32, u64>>,
+    /// Violation events per plugin and second (`srediag_event_budget` as loaded).
+    event_budget: u32,
     stats: Mutex<stats::Window>,
     recent: Mutex<std::collections::VecDeque<Violation>>,
 }
@@ -250,6 +276,12 @@ impl Inner {
                 .unwrap_or_default()
         })
         .unwrap_or_default()
+    }
+
+    /// Violation events of `plugin_id` suppressed over its event budget (`None`: not loaded).
+    fn events_suppressed(&self, plugin_id: u32) -> Option<u64> {
+        self.with(|l| l.budget.get(&plugin_id, 0).ok().map(|b| b.suppressed))
+            .flatten()
     }
 
     fn ipc_forged(&self, plugin_id: u32) -> Option<u64> {
@@ -358,6 +390,8 @@ impl Observers {
             syscalls: seccomp::Names::default(),
             events: sender,
             received: AtomicU64::new(0),
+            suppressed_seen: Mutex::new(BTreeMap::new()),
+            event_budget: opts.event_budget,
             stats: Mutex::new(stats::Window::default()),
             recent: Mutex::new(std::collections::VecDeque::new()),
         };
@@ -380,7 +414,10 @@ impl Observers {
                             name: "events",
                             up: true,
                             attach: vec!["ring buffer srediag_events".into()],
-                            reason: None,
+                            reason: Some(format!(
+                                "at most {} seccomp violation events per plugin and second reach the agent; the rest are suppressed and counted (srediag_bpf_events_suppressed_total), every violation is still counted",
+                                opts.event_budget
+                            )),
                         }
                     }
                     Err(e) => down(
@@ -409,6 +446,8 @@ impl Observers {
             .btf(Some(&btf))
             // Only this process's spawner thread is ever armed (see `arm_spawn`).
             .override_global("srediag_agent_tgid", &agent_tgid, true)
+            // Violation events per plugin and window that reach the ring buffer.
+            .override_global("srediag_event_budget", &opts.event_budget, true)
             .load(object::OBJECT)
             .map_err(|e| {
                 let why = object::describe(&e);
@@ -545,6 +584,7 @@ impl Observers {
             mem: take_map!(ebpf, "srediag_mem")?,
             ooms: take_map!(ebpf, "srediag_ooms")?,
             stats: take_map!(ebpf, "srediag_stats")?,
+            budget: take_map!(ebpf, "srediag_ev_budget")?,
             ring: ring.ok(),
             program_ids,
             ipc,
@@ -564,6 +604,7 @@ impl Observers {
             ("srediag_mem", memlock(l.mem.map().fd().as_fd())),
             ("srediag_ooms", memlock(l.ooms.map().fd().as_fd())),
             ("srediag_stats", memlock(l.stats.map().fd().as_fd())),
+            ("srediag_ev_budget", memlock(l.budget.map().fd().as_fd())),
         ];
         if let Some(r) = &l.ring {
             out.push(("srediag_events", memlock(r.as_fd())));
@@ -750,6 +791,8 @@ impl Observers {
                 .filter(|v| v.plugin_id == id)
                 .map(|v| v.count)
                 .sum(),
+            events_suppressed: self.events_suppressed(id).unwrap_or(0),
+            event_budget_per_second: self.inner.event_budget,
             oom_kills: self.oom_kills(id),
             pids: self.tracked_pids(id),
             ipc: self
@@ -768,6 +811,17 @@ impl Observers {
                 })
                 .collect(),
         })
+    }
+
+    /// Violation events of `plugin_id` the kernel suppressed because the plugin was over its
+    /// event budget, since the observers loaded (`None` when not loaded).
+    pub fn events_suppressed(&self, plugin_id: u32) -> Option<u64> {
+        self.inner.events_suppressed(plugin_id)
+    }
+
+    /// Violation events each plugin may send per second.
+    pub fn event_budget(&self) -> u32 {
+        self.inner.event_budget
     }
 
     /// Probe hits by processes of `plugin_id` on rings where they are not the expected publisher

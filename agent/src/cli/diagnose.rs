@@ -1,5 +1,11 @@
 //! `srediag diagnose seccomp [--follow]` and `srediag diagnose bpf-stats`: diagnostics the
 //! running agent's eBPF observers collect, over its admin socket.
+//!
+//! Violation *events* are bounded per plugin in the kernel (its event budget, violation events
+//! per second); every violation is still counted. So the listing is not mistaken for everything
+//! that happened, `diagnose seccomp` says how many events of each plugin were suppressed: after
+//! the table (on stderr with `-o json|yaml`, whose stdout stays the array of events), and while
+//! following, before the first event after suppressed ones (each event's `suppressed_before`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -50,6 +56,53 @@ fn row(v: &Value) -> Vec<String> {
     ]
 }
 
+/// A plugin whose violation events the kernel suppressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Suppressed {
+    plugin: String,
+    events: u64,
+    budget_per_second: u64,
+}
+
+/// The plugins with suppressed violation events, from `plugin list`'s kernel numbers (none when
+/// the agent does not report them).
+fn suppressed(plugins: &Value) -> Vec<Suppressed> {
+    plugins
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    let events = p["kernel"]["events_suppressed"].as_u64().unwrap_or(0);
+                    (events > 0).then(|| Suppressed {
+                        plugin: cell(&p["name"]),
+                        events,
+                        budget_per_second: p["kernel"]["event_budget_per_second"]
+                            .as_u64()
+                            .unwrap_or(0),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn suppressed_line(s: &Suppressed) -> String {
+    format!(
+        "{}: {} violation events suppressed (over its budget of {} events/s); every violation is counted: srediag_plugin_seccomp_violations_total, `srediag plugin list` VIOL",
+        s.plugin, s.events, s.budget_per_second
+    )
+}
+
+/// The line shown while following before an event whose plugin had events suppressed since its
+/// previous one (`None` when it had none).
+fn suppressed_before_line(v: &Value) -> Option<String> {
+    let n = v["suppressed_before"].as_u64().filter(|n| *n > 0)?;
+    Some(format!(
+        "{}: {n} violation events suppressed before this one (over its event budget; all counted)",
+        cell(&v["plugin"])
+    ))
+}
+
 /// Prints the recent violations, then (with `follow`) each new one as it arrives.
 pub fn seccomp(socket: &Path, follow: bool, out: Output) -> CmdResult {
     let unavailable = |e: String| Failure::new(UNAVAILABLE, e);
@@ -84,9 +137,23 @@ pub fn seccomp(socket: &Path, follow: bool, out: Output) -> CmdResult {
     }
     let recent = resp["data"].as_array().cloned().unwrap_or_default();
     if !follow {
+        // The totals come from `plugin list` (an agent without it: no totals, not an error).
+        let totals = call(socket, &AdminRequest::PluginList)
+            .map(|d| suppressed(&d))
+            .unwrap_or_default();
         print(out, &recent, |r| {
-            table(&HEADER, &r.iter().map(row).collect::<Vec<_>>())
+            let mut t = table(&HEADER, &r.iter().map(row).collect::<Vec<_>>());
+            for s in &totals {
+                t.push_str(&suppressed_line(s));
+                t.push('\n');
+            }
+            t
         })?;
+        if !matches!(out, Output::Table) {
+            for s in &totals {
+                eprintln!("srediag: {}", suppressed_line(s));
+            }
+        }
         return ok();
     }
     // Streaming: table rows or one JSON object per line (NDJSON), flushed as they come.
@@ -95,6 +162,9 @@ pub fn seccomp(socket: &Path, follow: bool, out: Output) -> CmdResult {
         let mut o = stdout.lock();
         match out {
             Output::Table => {
+                if let Some(l) = suppressed_before_line(v) {
+                    writeln!(o, "{l}")?;
+                }
                 let t = table(&HEADER, &[row(v)]);
                 let mut lines = t.lines();
                 let header = lines.next().unwrap_or_default();
@@ -182,4 +252,55 @@ pub fn bpf_stats(socket: &Path, seconds: u64, wait: bool, out: Output) -> CmdRes
         )
     })?;
     ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_plugins_with_suppressed_events() {
+        let list = serde_json::json!([
+            {"name": "flood", "kernel": {"events_suppressed": 12345, "event_budget_per_second": 200}},
+            {"name": "quiet", "kernel": {"events_suppressed": 0, "event_budget_per_second": 200}},
+            {"name": "no-ebpf", "kernel": null},
+            {"name": "old-agent", "kernel": {"violations": 3}},
+        ]);
+        let s = suppressed(&list);
+        assert_eq!(
+            s,
+            [Suppressed {
+                plugin: "flood".into(),
+                events: 12345,
+                budget_per_second: 200
+            }]
+        );
+        assert!(
+            suppressed_line(&s[0]).starts_with(
+                "flood: 12345 violation events suppressed (over its budget of 200 events/s)"
+            ),
+            "{}",
+            suppressed_line(&s[0])
+        );
+        assert!(suppressed(&Value::Null).is_empty());
+    }
+
+    #[test]
+    fn follow_says_when_events_were_suppressed_before_one() {
+        let v = serde_json::json!({"plugin": "flood", "suppressed_before": 99});
+        assert_eq!(
+            suppressed_before_line(&v).as_deref(),
+            Some(
+                "flood: 99 violation events suppressed before this one (over its event budget; all counted)"
+            )
+        );
+        assert_eq!(
+            suppressed_before_line(&serde_json::json!({"plugin": "a", "suppressed_before": 0})),
+            None
+        );
+        assert_eq!(
+            suppressed_before_line(&serde_json::json!({"plugin": "a"})),
+            None
+        );
+    }
 }

@@ -2,8 +2,10 @@
 //! tests: `{"mode": "serve" | "crash" | "hang" | "oom" | "spin" | "spam" | "ignore_shutdown" |
 //! "violate" | "grow", "after_ms": N, "type": "processor"}`.
 //!
-//! - `violate`: `count` calls of `mkdir` (refused by the processor profile), then prints
-//!   `violations done eperm=<calls that returned EPERM> of <count>` and keeps serving.
+//! - `violate`: `count` calls of `mkdir` (refused by the processor profile) — or, with
+//!   `seconds`, as many as it can make in that time (a violation flood), on `threads` threads
+//!   (default 1) — then prints `violations done eperm=<calls that returned EPERM> of <calls>`
+//!   and keeps serving.
 //! - `grow`: touches `mib` MiB of anonymous memory, prints `grown rss_kib=<VmRSS>` and keeps
 //!   serving (holding it).
 //!
@@ -129,6 +131,27 @@ impl srediag_plugin_sdk::Exporter for SinkExporter {
     }
 }
 
+/// Calls `mkdir` (refused by the processor profile) `n` times, or until `until`; returns
+/// (calls, calls that returned EPERM).
+fn violate(n: u64, until: Option<std::time::Instant>) -> (u64, u64) {
+    let (mut calls, mut eperm) = (0u64, 0u64);
+    loop {
+        let more = match until {
+            Some(t) => calls % 256 != 0 || std::time::Instant::now() < t,
+            None => calls < n,
+        };
+        if !more {
+            return (calls, eperm);
+        }
+        calls += 1;
+        // SAFETY: mkdir of a static NUL-terminated path; the profile refuses it.
+        let rc = unsafe { libc::syscall(libc::SYS_mkdir, c"/srediag-violation".as_ptr(), 0o700) };
+        if rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
+            eperm += 1;
+        }
+    }
+}
+
 fn after(ctx: &Context) -> Duration {
     Duration::from_millis(ctx.config["after_ms"].as_u64().unwrap_or(0))
 }
@@ -159,20 +182,23 @@ impl Plugin for TestPlugin {
                     std::hint::spin_loop();
                 },
                 "violate" => {
+                    // `seconds`: as many calls as fit in that time; else `count` calls; on
+                    // `threads` threads at once (each makes `count` calls).
+                    let until = cfg["seconds"]
+                        .as_f64()
+                        .map(|s| std::time::Instant::now() + Duration::from_secs_f64(s));
                     let n = cfg["count"].as_u64().unwrap_or(1);
-                    let mut eperm = 0;
-                    for _ in 0..n {
-                        // SAFETY: mkdir of a static NUL-terminated path; the profile refuses it.
-                        let rc = unsafe {
-                            libc::syscall(libc::SYS_mkdir, c"/srediag-violation".as_ptr(), 0o700)
-                        };
-                        if rc == -1
-                            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-                        {
-                            eperm += 1;
-                        }
+                    let threads = cfg["threads"].as_u64().unwrap_or(1).max(1);
+                    let workers: Vec<_> = (0..threads)
+                        .map(|_| std::thread::spawn(move || violate(n, until)))
+                        .collect();
+                    let (mut calls, mut eperm) = (0u64, 0u64);
+                    for w in workers {
+                        let (c, e) = w.join().unwrap_or_default();
+                        calls += c;
+                        eperm += e;
                     }
-                    println!("violations done eperm={eperm} of {n}");
+                    println!("violations done eperm={eperm} of {calls}");
                 }
                 "grow" => {
                     let mib = cfg["mib"].as_u64().unwrap_or(64) as usize;
