@@ -8,13 +8,42 @@
 //!
 //! Sequence: plugin `hello` → agent `welcome` (or `reject`, e.g. on a protocol version skew) →
 //! plugin `ready`; then agent `heartbeat` / plugin `heartbeat_ack`; agent `shutdown` → plugin
-//! `shutdown_ack` and exit.
+//! `shutdown_ack` and exit. Version 2 adds: agent `drain` → plugin `drain_ack` once every batch
+//! it received is answered (hot swap, make-before-break), and plugin `health` (an extension's
+//! own status). The agent speaks every version from [`MIN_PROTOCOL_VERSION`] to
+//! [`PROTOCOL_VERSION`] and sends a plugin only the messages its version knows.
 
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this SDK speaks. The agent refuses a plugin that speaks another one,
-/// naming both versions (the seed's "ABI mismatch").
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this SDK speaks. The agent refuses a plugin that speaks a version outside
+/// [`MIN_PROTOCOL_VERSION`]..=[`PROTOCOL_VERSION`], naming both (the seed's "ABI mismatch").
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest protocol version the agent still speaks (1: no `drain`, no `health`).
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+
+/// A plugin's own view of its health (protocol 2, `health` message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Working as intended.
+    Ok,
+    /// Working, with a problem worth telling (e.g. a backend slow to answer).
+    Degraded,
+    /// Not doing its job.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// Lowercase word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
 
 /// The plugin's end of the control socket.
 pub const CONTROL_FD: i32 = 3;
@@ -93,6 +122,16 @@ pub enum PluginMsg {
     },
     /// `shutdown` ran; the plugin exits next.
     ShutdownAck {},
+    /// Protocol 2: every batch received before `drain` is answered; nothing is being processed.
+    DrainAck {},
+    /// Protocol 2: the plugin's own health (extensions report it; the agent shows and exports it).
+    Health {
+        /// The status.
+        status: HealthStatus,
+        /// Why, for an operator (short; the agent cuts and escapes it).
+        #[serde(default)]
+        message: String,
+    },
 }
 
 impl PluginMsg {
@@ -105,6 +144,8 @@ impl PluginMsg {
             PluginMsg::InvokeResult { .. } => "invoke_result",
             PluginMsg::Error { .. } => "error",
             PluginMsg::ShutdownAck {} => "shutdown_ack",
+            PluginMsg::DrainAck {} => "drain_ack",
+            PluginMsg::Health { .. } => "health",
         }
     }
 }
@@ -149,6 +190,9 @@ pub enum AgentMsg {
         /// Time before the agent kills the plugin.
         grace_ms: u64,
     },
+    /// Protocol 2: another incarnation takes over the data path; the agent sends no new batches.
+    /// Answer every batch already received, then `drain_ack`.
+    Drain {},
 }
 
 /// Where the data path's rings are (fds the agent passed at spawn) and their probe ids.

@@ -138,7 +138,9 @@ pub(crate) fn serve(
     rings: Rings,
     component: DataComponent,
     stop: Arc<AtomicBool>,
+    drain: Arc<AtomicBool>,
     report: &dyn Fn(String),
+    drained: &dyn Fn(),
 ) {
     let Rings {
         to_plugin,
@@ -169,20 +171,49 @@ pub(crate) fn serve(
                 seq += 1;
                 sender.send_records(Tag::Emit, seq, records, EMIT_TIMEOUT)
             };
+            // A drain (hot swap) stops a receiver like a shutdown: the next incarnation emits.
+            let stopping = Arc::new(AtomicBool::new(false));
+            let watcher = {
+                let (stop, drain, stopping) = (stop.clone(), drain.clone(), stopping.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) && !drain.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    stopping.store(true, Ordering::SeqCst);
+                })
+            };
             let mut emitter = RingEmitter {
-                stop: stop.clone(),
+                stop: stopping,
                 send: &mut send,
             };
             if let Err(e) = r.run(&mut emitter) {
                 report(format!("receiver: {e}"));
             }
+            let _ = watcher.join();
+            if drain.swap(false, Ordering::SeqCst) {
+                drained();
+            }
         }
-        DataComponent::Processor(p) => {
-            consume(rx, to_plugin, info, sender, Handler::P(p), &stop, report)
-        }
-        DataComponent::Exporter(e) => {
-            consume(rx, to_plugin, info, sender, Handler::E(e), &stop, report)
-        }
+        DataComponent::Processor(p) => consume(
+            rx,
+            to_plugin,
+            info,
+            sender,
+            Handler::P(p),
+            (&stop, &drain),
+            report,
+            drained,
+        ),
+        DataComponent::Exporter(e) => consume(
+            rx,
+            to_plugin,
+            info,
+            sender,
+            Handler::E(e),
+            (&stop, &drain),
+            report,
+            drained,
+        ),
     }
 }
 
@@ -210,14 +241,18 @@ enum Handler {
     E(Box<dyn Exporter>),
 }
 
+/// Takes batches until stopped. `(stop, drain)`: once `drain` is set, the first empty read (every
+/// batch received so far is answered: the agent sends nothing new after `drain`) calls `drained`.
+#[allow(clippy::too_many_arguments)]
 fn consume(
     mut rx: Consumer,
     ring: Ring,
     info: DataPathInfo,
     mut sender: Sender,
     mut handler: Handler,
-    stop: &AtomicBool,
+    (stop, drain): (&AtomicBool, &AtomicBool),
     report: &dyn Fn(String),
+    drained: &dyn Fn(),
 ) {
     let mut frames = Frames::new();
     // Results wait for ring space as long as the agent lives: the agent, not the plugin, decides
@@ -225,7 +260,12 @@ fn consume(
     let patience = Duration::from_secs(3600);
     while !stop.load(Ordering::Relaxed) {
         match rx.recv_timeout(&mut frames, Duration::from_millis(100)) {
-            Ok(0) => continue,
+            Ok(0) => {
+                if drain.swap(false, Ordering::SeqCst) {
+                    drained();
+                }
+                continue;
+            }
             Ok(_) => {}
             Err(RingError::Closed) => return,
             Err(e) => {

@@ -46,8 +46,10 @@ pub mod wire;
 #[cfg(not(loom))]
 pub use component::{Diagnostics, Emit, Exporter, Extension, Output, Processor, Receiver, Verb};
 #[cfg(not(loom))]
-pub use control::{AgentMsg, PROTOCOL_VERSION, PluginMsg, PluginType};
+pub use control::{AgentMsg, HealthStatus, PROTOCOL_VERSION, PluginMsg, PluginType};
 #[cfg(not(loom))]
-pub use runtime::{Context, Plugin, PluginError, PluginInfo, Registry, run, serve_processor};
+pub use runtime::{
+    Context, HealthReporter, Plugin, PluginError, PluginInfo, Registry, run, serve_processor,
+};
 #[cfg(not(loom))]
 pub use sigsys::{SigsysError, install_seccomp_errno_handler};

@@ -36,6 +36,23 @@ impl PluginInfo {
 pub struct Context {
     /// The plugin's settings from the agent's configuration.
     pub config: serde_json::Value,
+    /// Reports the plugin's own health to the agent (extensions; any plugin may).
+    pub health: HealthReporter,
+}
+
+/// Reports a plugin's health to the agent (`srediag plugin list` shows it, the agent exports
+/// `srediag_plugin_health{name,status}`). Cheap to clone; usable from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct HealthReporter {
+    _private: (),
+}
+
+impl HealthReporter {
+    /// Sends the current status with a short reason (cut to 256 characters).
+    pub fn report(&self, status: crate::control::HealthStatus, message: &str) {
+        let message: String = message.chars().take(256).collect();
+        let _ = send(&PluginMsg::Health { status, message });
+    }
 }
 
 /// Components a plugin registers (the seed's `CollectorFactory`): at most one data component
@@ -256,7 +273,10 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
             Err(e) => fail(&info, &e),
         }
     };
-    let ctx = Context { config };
+    let ctx = Context {
+        config,
+        health: HealthReporter::default(),
+    };
     let mut registry = Registry::default();
     if let Err(e) = plugin
         .init(&ctx)
@@ -268,6 +288,7 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
         fail(&info, &format!("init failed: {e}"));
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let drain = Arc::new(AtomicBool::new(false));
     let mut data_thread = None;
     match (data_path, registry.data.take()) {
         (Some(dp), Some(component)) => {
@@ -275,13 +296,22 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
                 Ok(r) => r,
                 Err(e) => fail(&info, &format!("data path: {e}")),
             };
-            let stop = stop.clone();
+            let (stop, drain) = (stop.clone(), drain.clone());
             let t = std::thread::Builder::new()
                 .name("srediag-data".into())
                 .spawn(move || {
-                    datapath::serve(rings, component, stop, &|m| {
-                        let _ = send(&PluginMsg::Error { message: m });
-                    })
+                    datapath::serve(
+                        rings,
+                        component,
+                        stop,
+                        drain,
+                        &|m| {
+                            let _ = send(&PluginMsg::Error { message: m });
+                        },
+                        &|| {
+                            let _ = send(&PluginMsg::DrainAck {});
+                        },
+                    )
                 });
             match t {
                 Ok(t) => data_thread = Some(t),
@@ -327,6 +357,15 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
                 let code = finish(&mut plugin, data_thread.take());
                 let _ = send(&PluginMsg::ShutdownAck {});
                 std::process::exit(code);
+            }
+            Ok(Some(AgentMsg::Drain {})) => {
+                // The data thread answers once everything received is answered; without one
+                // there is nothing to drain.
+                if data_thread.is_some() {
+                    drain.store(true, Ordering::SeqCst);
+                } else if send(&PluginMsg::DrainAck {}).is_err() {
+                    break;
+                }
             }
             Ok(Some(other)) => {
                 let _ = send(&PluginMsg::Error {

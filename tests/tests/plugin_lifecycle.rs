@@ -967,7 +967,7 @@ fn handshake_refuses_type_and_version_skew() {
         ),
         (
             "h-skew",
-            vec!["SRD-P002", "protocol version", "999", "speaks 1"],
+            vec!["SRD-P002", "protocol version", "999", "speaks 1 to 2"],
         ),
         (
             "h-schema",

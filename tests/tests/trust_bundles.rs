@@ -540,7 +540,7 @@ fn incompatible_plugin_names_both_sides() {
     expect(
         verify(&dir, &lab.policy(|_| {}), None),
         Status::RejectedCompat,
-        "speaks IPC protocol 7, this agent speaks 1",
+        "speaks IPC protocol 7, this agent speaks 1 to 2",
     );
 }
 

@@ -412,13 +412,13 @@ impl PluginConfig {
         if self.network.as_ref().is_some_and(Network::granted)
             && !matches!(
                 self.plugin_type,
-                PluginType::Receiver | PluginType::Exporter
+                PluginType::Receiver | PluginType::Exporter | PluginType::Extension
             )
         {
             e.push((
                 "network".into(),
                 format!(
-                    "a {} plugin cannot have network access (only receivers and exporters)",
+                    "a {} plugin cannot have network access (only receivers, exporters and extensions)",
                     self.plugin_type.as_str()
                 ),
             ));

@@ -43,6 +43,8 @@ pub struct PluginMetrics {
     pub startup: HistogramVec,
     /// `srediag_plugin_verification_total{result}`.
     pub verification: IntCounterVec,
+    /// `srediag_plugin_health{name,status}`: 1 for the status the plugin last reported.
+    pub health: IntGaugeVec,
 }
 
 fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -71,6 +73,17 @@ impl PluginMetrics {
         }
         PluginMetrics {
             verification,
+            health: reg(
+                r,
+                IntGaugeVec::new(
+                    o(
+                        "srediag_plugin_health",
+                        "1 for the health status the plugin last reported itself (ok, degraded, unhealthy).",
+                    ),
+                    &["name", "status"],
+                )
+                .expect("static"),
+            ),
             load: reg(
                 r,
                 IntCounterVec::new(

@@ -235,3 +235,40 @@ impl Event for Accounted {
         });
     }
 }
+
+/// The plugin reported its own health.
+pub(super) struct HealthReported<'a> {
+    pub(super) status: srediag_plugin_sdk::HealthStatus,
+    pub(super) message: &'a str,
+}
+
+impl Event for HealthReported<'_> {
+    fn emit(self, s: &Supervisor) {
+        use srediag_plugin_sdk::HealthStatus as H;
+        for h in [H::Ok, H::Degraded, H::Unhealthy] {
+            s.metrics
+                .health
+                .with_label_values(&[&s.name, h.as_str()])
+                .set(i64::from(h == self.status));
+        }
+        let message = crate::plugins::ledger::clean(self.message.as_bytes());
+        let changed = s
+            .status
+            .lock()
+            .map(|st| st.health.as_ref().map(|h| h.status) != Some(self.status))
+            .unwrap_or(true);
+        if changed {
+            s.ledger.log().warn(
+                crate::plugins::ledger::LogSource::Control,
+                &format!("plugin health: {}: {message}", self.status.as_str()),
+            );
+        }
+        s.set(|st| {
+            st.health = Some(super::status::PluginHealth {
+                status: self.status,
+                message,
+                at: super::now_unix(),
+            })
+        });
+    }
+}

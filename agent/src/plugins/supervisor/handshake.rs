@@ -11,7 +11,9 @@ use super::end::{End, ExitReason, codes};
 use crate::plugins::control::ControlChannel;
 use crate::plugins::ledger::Violation;
 use crate::text::{HandshakeField, check_handshake_text, valid_handshake_text};
-use srediag_plugin_sdk::control::{AgentMsg, DataPathInfo, PROTOCOL_VERSION, PluginMsg};
+use srediag_plugin_sdk::control::{
+    AgentMsg, DataPathInfo, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PluginMsg,
+};
 use srediag_plugin_sdk::wire::WIRE_SCHEMA_VERSION;
 
 /// Most capabilities kept from `hello`.
@@ -55,12 +57,12 @@ impl Supervisor {
                 return Err(self.reject(ctl, codes::ABI, format!("hello: {e}")));
             }
         }
-        if protocol_version != PROTOCOL_VERSION {
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol_version) {
             return Err(self.reject(
                 ctl,
                 codes::ABI,
                 format!(
-                    "protocol version mismatch: plugin {name} {version} speaks {protocol_version} (sdk {sdk_version}), this agent speaks {PROTOCOL_VERSION}; rebuild the plugin against srediag-plugin-sdk {}",
+                    "protocol version mismatch: plugin {name} {version} speaks {protocol_version} (sdk {sdk_version}), this agent speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; rebuild the plugin against srediag-plugin-sdk {}",
                     env!("CARGO_PKG_VERSION")
                 ),
             ));

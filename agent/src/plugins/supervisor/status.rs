@@ -100,6 +100,19 @@ pub struct PluginStatus {
     pub last_restart_ms: Option<f64>,
     /// Where the last start's time went, in milliseconds.
     pub last_startup_phases_ms: Option<StartupPhases>,
+    /// The plugin's own report of its health (protocol 2 `health` message), if it sent one.
+    pub health: Option<PluginHealth>,
+}
+
+/// What a plugin said about its own health.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginHealth {
+    /// `ok`, `degraded` or `unhealthy`.
+    pub status: srediag_plugin_sdk::HealthStatus,
+    /// Why (cut and escaped).
+    pub message: String,
+    /// Unix time of the report.
+    pub at: u64,
 }
 
 /// The phases of a start, in milliseconds (they add up to `last_startup_ms`).

@@ -42,6 +42,10 @@ struct Watch {
     ctl_open: bool,
     /// Control messages read since the last tick.
     messages: u32,
+    /// Asked to drain (another incarnation takes over).
+    draining: bool,
+    /// The plugin said every batch it received is answered.
+    drained: bool,
 }
 
 impl Watch {
@@ -66,6 +70,8 @@ impl Supervisor {
             cpu_last: 0,
             ctl_open: true,
             messages: 0,
+            draining: false,
+            drained: false,
         };
         loop {
             let reading = w.reading();
@@ -136,6 +142,13 @@ impl Supervisor {
                     &format!("plugin reported an error: {message}"),
                 );
             }
+            Ok(Some(PluginMsg::Health { status, message })) => {
+                self.emit(super::events::HealthReported {
+                    status,
+                    message: &message,
+                });
+            }
+            Ok(Some(PluginMsg::DrainAck {})) if w.draining => w.drained = true,
             Ok(Some(other)) => {
                 self.metrics
                     .runtime_errors

@@ -649,12 +649,12 @@ impl Manifest {
         if s.network.granted()
             && !matches!(
                 self.plugin_type,
-                PluginType::Receiver | PluginType::Exporter
+                PluginType::Receiver | PluginType::Exporter | PluginType::Extension
             )
         {
             push(
                 "sandbox.network",
-                "only receivers and exporters may have network access".into(),
+                "only receivers, exporters and extensions may have network access".into(),
             );
         }
         if let Some(m) = &s.limits.memory_max
@@ -880,7 +880,10 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap_err();
-        assert!(e.msg.contains("only receivers and exporters"), "{e}");
+        assert!(
+            e.msg.contains("only receivers, exporters and extensions"),
+            "{e}"
+        );
     }
 
     #[test]

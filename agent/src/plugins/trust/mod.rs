@@ -268,9 +268,10 @@ pub fn check_compat(m: &Manifest, h: &HostInfo) -> Result<(), String> {
             h.srediag_version
         ));
     }
-    if m.requires.ipc_protocol != h.ipc_protocol {
+    let oldest = srediag_plugin_sdk::control::MIN_PROTOCOL_VERSION;
+    if !(oldest..=h.ipc_protocol).contains(&m.requires.ipc_protocol) {
         return Err(format!(
-            "{who} speaks IPC protocol {}, this agent speaks {}",
+            "{who} speaks IPC protocol {}, this agent speaks {oldest} to {}",
             m.requires.ipc_protocol, h.ipc_protocol
         ));
     }
