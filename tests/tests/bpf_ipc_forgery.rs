@@ -246,6 +246,6 @@ fn a_plugin_cannot_forge_or_evict_another_plugins_ipc_samples() {
     srediag_probe_publish(h_to, 3, 1);
     honest.run(&format!("con {h_to} 3"));
     assert_eq!(counts(&obs, "honest"), (3, 1));
-    obs.ipc_detach("honest");
-    obs.ipc_detach("forger");
+    obs.ipc_detach("honest", None);
+    obs.ipc_detach("forger", None);
 }

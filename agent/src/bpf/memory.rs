@@ -74,3 +74,8 @@ pub(super) fn remove_plugin(map: &mut HashMap<MapData, u32, Rss>, plugin_id: u32
         let _ = map.remove(&pid);
     }
 }
+
+/// Forgets process `pid`.
+pub(super) fn remove_pid(map: &mut HashMap<MapData, u32, Rss>, pid: u32) {
+    let _ = map.remove(&pid);
+}

@@ -213,7 +213,8 @@ struct IpcMaps {
     /// The agent's own uprobes (kept for the object's lifetime).
     _agent: ipc::Attachment,
     /// Per plugin name: its current incarnation's uprobes, rings and attach path.
-    plugins: BTreeMap<String, (ipc::Attachment, String)>,
+    /// Plugin name → its attached incarnation's uprobes, where they are, and its pid.
+    plugins: BTreeMap<String, (ipc::Attachment, String, u32)>,
 }
 
 /// Shared by [`Observers`], the metrics collector and the event reader (these two hold `Weak`s).
@@ -737,6 +738,26 @@ impl Observers {
         })
     }
 
+    /// Like [`Observers::unregister`] for the tracked pids of `plugin_id` whose process is gone
+    /// (`/proc/<pid>` absent): another incarnation's live processes stay tracked.
+    pub fn unregister_gone(&self, plugin_id: u32) -> Result<usize, BpfError> {
+        let gone: Vec<u32> = self
+            .tracked_pids(plugin_id)
+            .into_iter()
+            .filter(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            .collect();
+        if gone.len() == self.tracked_pids(plugin_id).len() {
+            return self.unregister(plugin_id);
+        }
+        self.loaded(|l| {
+            for p in &gone {
+                memory::remove_pid(&mut l.mem, *p);
+                let _ = l.pids.remove(p);
+            }
+            gone.len()
+        })
+    }
+
     /// The host pids tracked for `plugin_id`, sorted.
     pub fn tracked_pids(&self, plugin_id: u32) -> Vec<u32> {
         self.inner
@@ -847,7 +868,7 @@ impl Observers {
         from_plugin_ring: u64,
     ) -> Result<String, String> {
         let id = self.plugin_id(name).map_err(|e| e.to_string())?;
-        self.ipc_detach(name);
+        self.ipc_detach(name, None);
         let exe = format!("/proc/{pid}/exe");
         self.loaded(|l| {
             let Loaded { _ebpf, ipc, .. } = l;
@@ -874,18 +895,25 @@ impl Observers {
             let target = std::fs::read_link(&exe)
                 .map(|p| format!("{exe} ({})", p.display()))
                 .unwrap_or(exe);
-            ipc.plugins.insert(name.to_owned(), (a, target.clone()));
+            ipc.plugins
+                .insert(name.to_owned(), (a, target.clone(), pid));
             Ok(target)
         })
         .map_err(|e| e.to_string())?
     }
 
-    /// Detaches plugin `name`'s IPC uprobes and forgets its rings (its histograms stay).
-    pub fn ipc_detach(&self, name: &str) {
+    /// Detaches plugin `name`'s IPC uprobes and forgets its rings (its histograms stay); with
+    /// `Some(pid)`, only when they belong to that incarnation (a hot swap's new incarnation
+    /// attached its own since).
+    pub fn ipc_detach(&self, name: &str, pid: Option<u32>) {
         let _ = self.loaded(|l| {
             let Loaded { _ebpf, ipc, .. } = l;
             if let Some(ipc) = ipc.as_mut()
-                && let Some((a, _)) = ipc.plugins.remove(name)
+                && ipc
+                    .plugins
+                    .get(name)
+                    .is_some_and(|(_, _, p)| pid.is_none_or(|pid| pid == *p))
+                && let Some((a, _, _)) = ipc.plugins.remove(name)
             {
                 ipc::unregister_rings(&mut ipc.rings, &a);
                 ipc::detach(_ebpf, a);
@@ -902,7 +930,7 @@ impl Observers {
                     .map(|i| {
                         i.plugins
                             .iter()
-                            .map(|(n, (_, t))| (n.clone(), t.clone()))
+                            .map(|(n, (_, t, _))| (n.clone(), t.clone()))
                             .collect()
                     })
                     .unwrap_or_default()
@@ -1116,15 +1144,17 @@ pub fn ipc_started(name: &str, pid: u32, to_plugin_ring: u64, from_plugin_ring: 
     }
 }
 
-/// Supervisor hook, after the plugin's processes were reaped: forgets any pid still tracked.
-pub fn plugin_stopped(name: &str) {
+/// Supervisor hook, after an incarnation's processes were reaped (its cgroup emptied): detaches
+/// its IPC uprobes and forgets the plugin's tracked pids that are gone. Pids still alive belong
+/// to another incarnation of the same plugin (a hot swap's new one) and stay tracked.
+pub fn plugin_stopped(name: &str, pid: u32) {
     let Some(obs) = global() else { return };
     if !obs.is_loaded() {
         return;
     }
-    obs.ipc_detach(name);
+    obs.ipc_detach(name, Some(pid));
     if let Ok(id) = obs.plugin_id(name) {
-        match obs.unregister(id) {
+        match obs.unregister_gone(id) {
             Ok(n) if n > 0 => {
                 tracing::debug!(plugin = %name, pids = n, "eBPF: untracked leftover pids")
             }

@@ -61,6 +61,9 @@ pub enum Command {
     Plugin(PluginCommand),
     /// Live per-plugin view from the running agent: CPU%, RSS, seccomp violations (kernel-observed).
     Top(TopArgs),
+    /// Make the running agent read its configuration again and hot-swap the plugins whose
+    /// settings or bundle changed (as SIGHUP does); an invalid configuration changes nothing.
+    Reload(SocketArg),
     /// Diagnostics from the running agent.
     #[command(subcommand)]
     Diagnose(DiagnoseCommand),
@@ -165,6 +168,18 @@ pub enum PluginCommand {
     Restart {
         /// Plugin name.
         name: String,
+        /// Admin socket.
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Hot-swap a plugin, make before break: verify the (new) bundle, start and ready the new
+    /// incarnation, drain the old one; a failed swap changes nothing.
+    Upgrade {
+        /// Plugin name.
+        name: String,
+        /// Another bundle directory (default: the configured bundle, read again).
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
         /// Admin socket.
         #[command(flatten)]
         socket: SocketArg,

@@ -17,6 +17,7 @@ pub mod plugin_verify;
 mod print_config;
 mod probe;
 mod run;
+mod swap;
 mod top;
 mod validate;
 mod version;
@@ -53,6 +54,12 @@ pub fn execute(cli: Cli) -> CmdResult {
             socket,
         }) => plugin::ipc_sampling(&socket.socket, &name, every, out),
         Command::Top(t) => top::execute(&t, out),
+        Command::Reload(s) => swap::reload(&s.socket, out),
+        Command::Plugin(PluginCommand::Upgrade {
+            name,
+            bundle,
+            socket,
+        }) => swap::upgrade(&socket.socket, &name, bundle, out),
         Command::Diagnose(DiagnoseCommand::Seccomp { follow, socket }) => {
             diagnose::seccomp(&socket.socket, follow, out)
         }

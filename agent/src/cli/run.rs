@@ -77,7 +77,19 @@ pub fn execute(
         })?);
         if !config.plugins.is_empty() {
             let admin_metrics = admin::AdminMetrics::new(Some(&telemetry.registry));
-            admin::serve(&config.service.admin.socket, manager.clone(), admin_metrics).map_err(|e| {
+            let bundles = bundles.clone();
+            let reloader = Arc::new(crate::plugins::reload::Reloader::new(
+                path.clone().map(crate::config::Source::File).unwrap_or(crate::config::Source::Embedded),
+                Box::new(move |b| bundles.apply(b)),
+                config.clone(),
+                manager.clone(),
+            ));
+            tokio::spawn(reload_on_sighup(reloader.clone()));
+            let ctx = Arc::new(admin::AdminContext {
+                manager: manager.clone(),
+                reloader: Some(reloader),
+            });
+            admin::serve(&config.service.admin.socket, ctx, admin_metrics).map_err(|e| {
                 Failure::new(exit::UNAVAILABLE, format!("{e} (service.admin.socket)"))
             })?;
         }
@@ -117,6 +129,30 @@ fn build_failure(e: BuildError) -> Failure {
         }
         BuildError::Open { .. } => Failure::new(exit::NO_INPUT, e.to_string()),
         _ => Failure::new(FAILURE, e.to_string()),
+    }
+}
+
+/// SIGHUP: read the configuration again and swap the plugins that changed (like `srediag
+/// reload`); the outcome goes to the log.
+async fn reload_on_sighup(reloader: Arc<crate::plugins::reload::Reloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler: use `srediag reload`");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        match reloader.reload().await {
+            Ok(r) => {
+                for (name, s) in &r.swapped {
+                    tracing::info!(plugin = %name, result = s.result.as_str(), "{}", s.reason);
+                }
+                for n in &r.needs_restart {
+                    tracing::warn!("reload: not applied: {n}");
+                }
+            }
+            Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! the number open.
 
 use super::manager::Manager;
+use super::reload::Reloader;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -218,6 +219,17 @@ pub enum AdminRequest {
         #[serde(default)]
         follow: bool,
     },
+    /// Hot swap of one plugin, make before break: verify, start the new incarnation, drain the
+    /// old one (`srediag plugin upgrade`).
+    PluginUpgrade {
+        /// Plugin name.
+        name: String,
+        /// Another bundle directory (default: the configured one, read again).
+        #[serde(default)]
+        bundle: Option<std::path::PathBuf>,
+    },
+    /// Read the configuration again and swap the plugins that changed (`srediag reload`).
+    Reload,
 }
 
 /// A response.
@@ -244,8 +256,16 @@ pub struct AdminError {
     pub source: std::io::Error,
 }
 
+/// What the admin socket acts on.
+pub struct AdminContext {
+    /// The plugins.
+    pub manager: Arc<Manager>,
+    /// `srediag reload` (absent in agents that cannot reload, e.g. tests).
+    pub reloader: Option<Arc<Reloader>>,
+}
+
 /// Binds the socket (0600, replacing a stale one) and serves it in the background.
-pub fn serve(path: &Path, manager: Arc<Manager>, metrics: AdminMetrics) -> Result<(), AdminError> {
+pub fn serve(path: &Path, ctx: Arc<AdminContext>, metrics: AdminMetrics) -> Result<(), AdminError> {
     let err = |source| AdminError {
         path: path.display().to_string(),
         source,
@@ -285,7 +305,7 @@ pub fn serve(path: &Path, manager: Arc<Manager>, metrics: AdminMetrics) -> Resul
                 drop(stream); // over the limit, every slot busy: closed at once (counted)
                 continue;
             };
-            tokio::spawn(serve_one(stream, guard, evicted, manager.clone()));
+            tokio::spawn(serve_one(stream, guard, evicted, ctx.clone()));
         }
     });
     Ok(())
@@ -310,7 +330,7 @@ async fn serve_one(
     stream: tokio::net::UnixStream,
     guard: ConnGuard,
     evicted: oneshot::Receiver<()>,
-    manager: Arc<Manager>,
+    ctx: Arc<AdminContext>,
 ) {
     let metrics = guard.conns.metrics.clone();
     let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
@@ -343,7 +363,7 @@ async fn serve_one(
             stream_violations(follow, rd, &mut wr, &metrics).await;
             return;
         }
-        handle(&line, &manager).await
+        handle(&line, &ctx).await
     };
     let mut out = serde_json::to_vec(&resp).unwrap_or_default();
     out.push(b'\n');
@@ -423,7 +443,8 @@ async fn stream_violations(
     }
 }
 
-async fn handle(line: &str, manager: &Manager) -> AdminResponse {
+async fn handle(line: &str, ctx: &AdminContext) -> AdminResponse {
+    let manager = &ctx.manager;
     let req: AdminRequest = match serde_json::from_str(line) {
         Ok(r) => r,
         Err(e) => {
@@ -496,6 +517,40 @@ async fn handle(line: &str, manager: &Manager) -> AdminResponse {
                 },
             }
         }
+        AdminRequest::PluginUpgrade { name, bundle } => {
+            match manager
+                .swap(
+                    &name,
+                    super::swap::SwapChange {
+                        config: None,
+                        bundle,
+                    },
+                )
+                .await
+            {
+                Ok(r) => ok_data(serde_json::to_value(r).unwrap_or_default()),
+                Err(e) => AdminResponse {
+                    ok: false,
+                    error: Some(e.to_string()),
+                    data: serde_json::Value::Null,
+                },
+            }
+        }
+        AdminRequest::Reload => match &ctx.reloader {
+            None => AdminResponse {
+                ok: false,
+                error: Some("this agent cannot reload its configuration".into()),
+                data: serde_json::Value::Null,
+            },
+            Some(r) => match r.reload().await {
+                Ok(report) => ok_data(serde_json::to_value(report).unwrap_or_default()),
+                Err(e) => AdminResponse {
+                    ok: false,
+                    error: Some(e.to_string()),
+                    data: serde_json::json!({"invalid": matches!(e, super::reload::ReloadError::Invalid(_))}),
+                },
+            },
+        },
         AdminRequest::PluginRestart { name } => match manager.restart(&name).await {
             Ok(()) => AdminResponse {
                 ok: true,
@@ -513,11 +568,20 @@ async fn handle(line: &str, manager: &Manager) -> AdminResponse {
 
 /// Sends one request to a running agent (the CLI side).
 pub fn request(path: &Path, req: &AdminRequest) -> Result<AdminResponse, String> {
+    request_within(path, req, std::time::Duration::from_secs(10))
+}
+
+/// Like [`request`], waiting up to `patience` for the answer (a hot swap drains for up to its
+/// drain timeout).
+pub fn request_within(
+    path: &Path,
+    req: &AdminRequest,
+    patience: std::time::Duration,
+) -> Result<AdminResponse, String> {
     use std::io::{BufRead, Write};
     let mut s = std::os::unix::net::UnixStream::connect(path)
         .map_err(|e| format!("cannot connect to the agent's admin socket {}: {e} (is `srediag run` running, and are you root?)", path.display()))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .ok();
+    s.set_read_timeout(Some(patience)).ok();
     let mut body = serde_json::to_vec(req).map_err(|e| e.to_string())?;
     body.push(b'\n');
     s.write_all(&body)

@@ -78,6 +78,15 @@ pub struct PluginConfig {
     /// Time between the shutdown request and SIGKILL of the plugin's cgroup. Default 5s.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Hot swap (`srediag plugin upgrade`, `srediag reload`): how long the old incarnation may
+    /// take to answer what it was sent and acknowledge the drain before it is killed (its
+    /// unanswered batches then go to the new one). Default 30s.
+    #[serde(default = "default_drain", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+fn default_drain() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn empty_object() -> serde_json::Value {

@@ -5,7 +5,7 @@ use super::instance::Instance;
 use super::ledger::Ledgers;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{self, CgroupDriver};
-use super::supervisor::{PluginState, PluginStatus, Request, Supervisor};
+use super::supervisor::{PluginState, PluginStatus, Request, Slot, Standby, Supervisor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,20 +24,99 @@ pub enum ManagerError {
     Cgroup(String),
 }
 
-struct Entry {
-    status: Arc<Mutex<PluginStatus>>,
-    tx: mpsc::Sender<Request>,
+/// The supervisor that serves a plugin now.
+pub(super) struct Active {
+    pub(super) status: Arc<Mutex<PluginStatus>>,
+    pub(super) last_load: super::supervisor::LastLoad,
+    pub(super) tx: mpsc::Sender<Request>,
+    pub(super) slot: Slot,
+    pub(super) cfg: super::config::PluginConfig,
+}
+
+/// One configured plugin: its serving supervisor and, during a hot swap, the new one.
+pub(super) struct Entry {
+    pub(super) active: Mutex<Active>,
+    /// A hot swap's new supervisor until it takes over (stopped with the others at shutdown).
+    pub(super) incoming: Mutex<Option<mpsc::Sender<Request>>>,
+    /// One swap at a time per plugin.
+    pub(super) swapping: tokio::sync::Mutex<()>,
+    /// How the last swap went.
+    pub(super) last_swap: Mutex<Option<super::swap::SwapRecord>>,
+    pub(super) ledger: Arc<super::ledger::Ledger>,
+}
+
+impl Entry {
+    pub(super) fn active(&self) -> std::sync::MutexGuard<'_, Active> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What every supervisor of this agent shares.
+pub(super) struct Shared {
+    pub(super) metrics: PluginMetrics,
+    pub(super) cgroups: Arc<dyn CgroupDriver>,
+    pub(super) scratch_root: PathBuf,
+    pub(super) trust: Arc<super::loader::TrustContext>,
 }
 
 /// The running plugins.
 pub struct Manager {
-    plugins: BTreeMap<String, Entry>,
+    pub(super) plugins: BTreeMap<String, Entry>,
     cgroups: Option<Arc<dyn CgroupDriver>>,
-    links: crate::plugins::datapath::Links,
+    pub(super) links: crate::plugins::datapath::Links,
     scratch_root: PathBuf,
+    pub(super) shared: Option<Shared>,
 }
 
 impl Manager {
+    /// Starts a supervisor of plugin `name` in `slot` (`standby`: a hot swap's new one).
+    pub(super) fn supervise(
+        &self,
+        name: &str,
+        cfg: &super::config::PluginConfig,
+        slot: Slot,
+        ledger: Arc<super::ledger::Ledger>,
+        standby: Option<Standby>,
+        preloaded: Option<(Vec<u64>, Arc<super::loader::Loaded>)>,
+    ) -> Option<(Active, tokio::task::JoinHandle<()>)> {
+        let shared = self.shared.as_ref()?;
+        let status = Arc::new(Mutex::new(PluginStatus {
+            name: name.to_string(),
+            plugin_type: cfg.plugin_type.as_str().to_string(),
+            state: PluginState::Starting,
+            ..Default::default()
+        }));
+        let (tx, rx) = mpsc::channel(8);
+        let sup = Supervisor::new(
+            name,
+            cfg.clone(),
+            status.clone(),
+            shared.metrics.clone(),
+            shared.cgroups.clone(),
+            shared.scratch_root.clone(),
+            self.links.get(name).cloned(),
+            ledger,
+            shared.trust.clone(),
+            slot,
+            standby,
+        );
+        if let Some(l) = preloaded {
+            *sup.last_load.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
+        }
+        let last_load = sup.last_load.clone();
+        let task = tokio::spawn(sup.run(rx));
+        Some((
+            Active {
+                status,
+                last_load,
+                tx,
+                slot,
+                cfg: cfg.clone(),
+            },
+            task,
+        ))
+    }
+
     /// Cleans what a previous agent left (cgroups, scratch directories; says so), then starts a
     /// supervisor per plugin.
     /// Bundles are verified by each supervisor (trust policy and rollback marks from `bundles`)
@@ -58,6 +137,7 @@ impl Manager {
                     cgroups: None,
                     links: Default::default(),
                     scratch_root: PathBuf::new(),
+                    shared: None,
                 });
             }
             return Err(ManagerError::NotRoot(euid));
@@ -99,6 +179,7 @@ impl Manager {
                 cgroups: None,
                 links: Default::default(),
                 scratch_root,
+                shared: None,
             });
         };
         if plugins.is_empty() {
@@ -109,46 +190,48 @@ impl Manager {
                 cgroups: None,
                 links: Default::default(),
                 scratch_root,
+                shared: None,
             });
         }
         let trust = Arc::new(super::loader::TrustContext::new(bundles.clone()));
-        let mut out = BTreeMap::new();
-        for (name, cfg) in plugins {
-            let status = Arc::new(Mutex::new(PluginStatus {
-                name: name.clone(),
-                plugin_type: cfg.plugin_type.as_str().to_string(),
-                state: PluginState::Starting,
-                ..Default::default()
-            }));
-            let (tx, rx) = mpsc::channel(8);
-            let sup = Supervisor {
-                name: name.clone(),
-                cfg: cfg.clone(),
-                status: status.clone(),
-                metrics: metrics.clone(),
-                cgroups: driver.clone(),
-                scratch_root: scratch_root.clone(),
-                trust: trust.clone(),
-                link: links.get(name).cloned(),
-                ledger: match ledgers.get(name) {
-                    Some(l) => l.clone(),
-                    None => Arc::new(super::ledger::Ledger::new(
-                        name,
-                        cfg.data_path.quarantine_after_malformed,
-                        &super::ledger::LedgerMetrics::new(None),
-                    )),
-                },
-                last_load: Mutex::new(None),
-            };
-            tokio::spawn(sup.run(rx));
-            out.insert(name.clone(), Entry { status, tx });
-        }
-        Ok(Manager {
-            plugins: out,
-            cgroups: Some(driver),
+        let mut manager = Manager {
+            plugins: BTreeMap::new(),
+            cgroups: Some(driver.clone()),
             links: links.clone(),
-            scratch_root,
-        })
+            scratch_root: scratch_root.clone(),
+            shared: Some(Shared {
+                metrics,
+                cgroups: driver,
+                scratch_root,
+                trust,
+            }),
+        };
+        for (name, cfg) in plugins {
+            let ledger = match ledgers.get(name) {
+                Some(l) => l.clone(),
+                None => Arc::new(super::ledger::Ledger::new(
+                    name,
+                    cfg.data_path.quarantine_after_malformed,
+                    &super::ledger::LedgerMetrics::new(None),
+                )),
+            };
+            let Some((active, _task)) =
+                manager.supervise(name, cfg, Slot::A, ledger.clone(), None, None)
+            else {
+                continue;
+            };
+            manager.plugins.insert(
+                name.clone(),
+                Entry {
+                    active: Mutex::new(active),
+                    incoming: Mutex::new(None),
+                    swapping: tokio::sync::Mutex::new(()),
+                    last_swap: Mutex::new(None),
+                    ledger,
+                },
+            );
+        }
+        Ok(manager)
     }
 
     /// Sets plugin `name`'s probe sampling period (IPC latency) on its current and future rings;
@@ -165,12 +248,40 @@ impl Manager {
         Ok(())
     }
 
-    /// Status of every plugin.
+    /// Status of every plugin (with how its last hot swap went).
     pub fn list(&self) -> Vec<PluginStatus> {
         self.plugins
             .values()
-            .map(|e| e.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .map(|e| {
+                let status = e.active().status.clone();
+                let mut st = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                st.last_swap = e
+                    .last_swap
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                st
+            })
             .collect()
+    }
+
+    /// True when plugin `name`'s bundle files or trust policy changed on disk since its running
+    /// incarnation verified them (a reload swaps it then).
+    pub fn bundle_changed(&self, name: &str) -> bool {
+        let (Some(e), Some(shared)) = (self.plugins.get(name), &self.shared) else {
+            return false;
+        };
+        let (cfg, last) = {
+            let a = e.active();
+            (a.cfg.clone(), a.last_load.clone())
+        };
+        let now = shared.trust.fingerprint(&cfg);
+        let then = last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(fp, _)| fp.clone());
+        now.is_some() && then.is_some() && now != then
     }
 
     /// Asks a plugin to restart (also leaves quarantine).
@@ -179,7 +290,8 @@ impl Manager {
             .plugins
             .get(name)
             .ok_or_else(|| format!("no plugin named {name:?}"))?;
-        e.tx.send(Request::Restart)
+        let tx = e.active().tx.clone();
+        tx.send(Request::Restart)
             .await
             .map_err(|_| format!("plugin {name} is not supervised any more"))
     }
@@ -188,9 +300,13 @@ impl Manager {
     pub async fn stop_all(&self) {
         let mut waits = Vec::new();
         for (name, e) in &self.plugins {
-            let (done, rx) = oneshot::channel();
-            if e.tx.send(Request::Stop(done)).await.is_ok() {
-                waits.push((name, rx));
+            let incoming = e.incoming.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let active = e.active().tx.clone();
+            for tx in incoming.into_iter().chain([active]) {
+                let (done, rx) = oneshot::channel();
+                if tx.send(Request::Stop(done)).await.is_ok() {
+                    waits.push((name, rx));
+                }
             }
         }
         for (name, rx) in waits {

@@ -45,6 +45,10 @@ pub struct PluginMetrics {
     pub verification: IntCounterVec,
     /// `srediag_plugin_health{name,status}`: 1 for the status the plugin last reported.
     pub health: IntGaugeVec,
+    /// `srediag_plugin_swaps_total{name,result}`.
+    pub swaps: IntCounterVec,
+    /// `srediag_plugin_swap_duration_seconds{name}`: request → old incarnation stopped.
+    pub swap_duration: HistogramVec,
 }
 
 fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -73,6 +77,29 @@ impl PluginMetrics {
         }
         PluginMetrics {
             verification,
+            swaps: reg(
+                r,
+                IntCounterVec::new(
+                    o(
+                        "srediag_plugin_swaps_total",
+                        "Hot swaps by result: ok, drain_timeout, aborted_verify, aborted_start, aborted_ready.",
+                    ),
+                    &["name", "result"],
+                )
+                .expect("static"),
+            ),
+            swap_duration: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "srediag_plugin_swap_duration_seconds",
+                        "Hot swap duration: request → the new incarnation serving and the old one stopped.",
+                    )
+                    .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+                    &["name"],
+                )
+                .expect("static"),
+            ),
             health: reg(
                 r,
                 IntGaugeVec::new(

@@ -10,6 +10,8 @@ pub mod ledger;
 pub mod loader;
 pub mod manager;
 pub mod metrics;
+pub mod reload;
 pub mod sandbox;
 pub mod supervisor;
+pub mod swap;
 pub mod trust;

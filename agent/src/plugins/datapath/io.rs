@@ -49,6 +49,7 @@ pub(super) struct IoThreads {
 impl IoThreads {
     pub(super) fn start(
         link: Arc<Link>,
+        generation: u64,
         to_plugin: Arc<Ring>,
         from_plugin: Arc<Ring>,
         info: DataPathInfo,
@@ -68,14 +69,18 @@ impl IoThreads {
             let (link, stop) = (link.clone(), stop.clone());
             spawn(
                 "srediag-ipc-w".into(),
-                Box::new(move || Writer::new(&link, tx, info.to_plugin_ring, &stop).run(batches)),
+                Box::new(move || {
+                    Writer::new(&link, generation, tx, info.to_plugin_ring, &stop).run(batches)
+                }),
             )?
         };
         let reader = {
             let (link, stop) = (link.clone(), stop.clone());
             spawn(
                 "srediag-ipc-r".into(),
-                Box::new(move || Reader::new(&link, rx, info.from_plugin_ring, &stop).run()),
+                Box::new(move || {
+                    Reader::new(&link, generation, rx, info.from_plugin_ring, &stop).run()
+                }),
             )?
         };
         Ok(IoThreads {
@@ -141,6 +146,7 @@ impl WakeupGuard {
 
 struct Writer<'a> {
     link: &'a Link,
+    generation: u64,
     tx: Producer,
     ring_id: u64,
     stop: &'a AtomicBool,
@@ -148,9 +154,16 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn new(link: &'a Link, tx: Producer, ring_id: u64, stop: &'a AtomicBool) -> Writer<'a> {
+    fn new(
+        link: &'a Link,
+        generation: u64,
+        tx: Producer,
+        ring_id: u64,
+        stop: &'a AtomicBool,
+    ) -> Writer<'a> {
         Writer {
             link,
+            generation,
             tx,
             ring_id,
             stop,
@@ -217,8 +230,10 @@ impl<'a> Writer<'a> {
                 Err(RingError::TimedOut(_) | RingError::Full) => return false,
                 Err(RingError::Closed) => {
                     if !self.stopping() {
-                        self.link
-                            .broken("the plugin closed its input ring (agent→plugin)".into());
+                        self.link.broken(
+                            self.generation,
+                            "the plugin closed its input ring (agent→plugin)".into(),
+                        );
                     }
                     return false;
                 }
@@ -227,9 +242,10 @@ impl<'a> Writer<'a> {
                     self.link.ledger.record(Violation::MalformedFrame, 1, || {
                         format!("agent→plugin ring: {e}")
                     });
-                    self.link.broken(format!(
-                        "the plugin broke its input ring (agent→plugin): {e}"
-                    ));
+                    self.link.broken(
+                        self.generation,
+                        format!("the plugin broke its input ring (agent→plugin): {e}"),
+                    );
                     return false;
                 }
             }
@@ -239,6 +255,7 @@ impl<'a> Writer<'a> {
 
 struct Reader<'a> {
     link: &'a Link,
+    generation: u64,
     rx: Consumer,
     ring_id: u64,
     stop: &'a AtomicBool,
@@ -247,9 +264,16 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(link: &'a Link, rx: Consumer, ring_id: u64, stop: &'a AtomicBool) -> Reader<'a> {
+    fn new(
+        link: &'a Link,
+        generation: u64,
+        rx: Consumer,
+        ring_id: u64,
+        stop: &'a AtomicBool,
+    ) -> Reader<'a> {
         Reader {
             link,
+            generation,
             rx,
             ring_id,
             stop,
@@ -302,8 +326,10 @@ impl<'a> Reader<'a> {
                 Ok(_) => {}
                 Err(RingError::Closed) => {
                     if !stopping {
-                        self.link
-                            .broken("the plugin closed its output ring (plugin→agent)".into());
+                        self.link.broken(
+                            self.generation,
+                            "the plugin closed its output ring (plugin→agent)".into(),
+                        );
                     }
                     return;
                 }

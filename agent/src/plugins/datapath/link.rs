@@ -96,24 +96,42 @@ struct InFlight {
     sent_bytes: u64,
     /// Handed to an incarnation at least once (a re-send counts as a redelivery).
     sent: bool,
+    /// The attachment (incarnation) it was last handed to; 0: none.
+    generation: u64,
     /// Since when the current incarnation owes an answer, and the link's paused time then.
     since: Instant,
     paused_then: Duration,
 }
 
 struct Attached {
+    /// Which attachment this is (an incarnation's handle on the link).
+    generation: u64,
     to_io: std::sync::mpsc::Sender<(u64, Arc<Records>)>,
     io: io::IoThreads,
     rings: [Arc<Ring>; 2],
+    /// Why its I/O stopped while the plugin lives (the supervisor ends the incarnation).
+    broken: Option<String>,
 }
 
 #[derive(Default)]
 struct Inner {
     next_seq: u64,
+    next_generation: u64,
     in_flight: BTreeMap<u64, InFlight>,
-    attached: Option<Attached>,
-    /// Why the current incarnation's I/O stopped while the plugin lives (the supervisor ends it).
-    broken: Option<String>,
+    /// The incarnation new batches go to.
+    current: Option<Attached>,
+    /// During a hot swap: the previous incarnation, answering what it was sent before the new
+    /// one took over; it gets nothing new.
+    draining: Option<Attached>,
+}
+
+impl Inner {
+    fn attachment(&mut self, generation: u64) -> Option<&mut Attached> {
+        [self.current.as_mut(), self.draining.as_mut()]
+            .into_iter()
+            .flatten()
+            .find(|a| a.generation == generation)
+    }
 }
 
 /// The rings of an incarnation that is being started.
@@ -315,9 +333,9 @@ impl Link {
     fn insert(&self, g: &mut Inner, records: Arc<Records>, permit: Arc<OwnedSemaphorePermit>) {
         g.next_seq += 1;
         let seq = g.next_seq;
-        let sent = match &g.attached {
-            Some(a) => a.to_io.send((seq, records.clone())).is_ok(),
-            None => false,
+        let generation = match &g.current {
+            Some(a) if a.to_io.send((seq, records.clone())).is_ok() => a.generation,
+            _ => 0,
         };
         g.in_flight.insert(
             seq,
@@ -328,7 +346,8 @@ impl Link {
                 answered_items: 0,
                 answered_bytes: 0,
                 sent_bytes: 0,
-                sent,
+                sent: generation != 0,
+                generation,
                 since: Instant::now(),
                 paused_then: self.paused(),
             },
@@ -345,7 +364,7 @@ impl Link {
 
     /// True while an incarnation is attached (the plugin is ready).
     pub fn available(&self) -> bool {
-        self.lock().attached.is_some()
+        self.lock().current.is_some()
     }
 
     /// Counts records passed on without the plugin (`on_unavailable: bypass`).
@@ -367,14 +386,18 @@ impl Link {
     pub fn oldest(&self) -> Option<(u64, Duration)> {
         let g = self.lock();
         let paused = self.paused();
-        let oldest = match &g.attached {
-            Some(_) => g.in_flight.iter().next().map(|(seq, f)| {
-                let waited = f
-                    .since
-                    .elapsed()
-                    .saturating_sub(paused.saturating_sub(f.paused_then));
-                (*seq, waited)
-            }),
+        let oldest = match &g.current {
+            Some(a) => g
+                .in_flight
+                .iter()
+                .find(|(_, f)| f.generation == a.generation)
+                .map(|(seq, f)| {
+                    let waited = f
+                        .since
+                        .elapsed()
+                        .saturating_sub(paused.saturating_sub(f.paused_then));
+                    (*seq, waited)
+                }),
             None => None,
         };
         self.metrics
@@ -384,11 +407,20 @@ impl Link {
         oldest
     }
 
-    /// Whether the current incarnation must end: its I/O broke, or the oldest batch waited
-    /// longer than `data_path.answer_timeout`.
-    pub fn stall(&self) -> Option<Stall> {
-        if let Some(why) = self.lock().broken.clone() {
-            return Some(Stall::Broken(why));
+    /// Whether incarnation `generation` must end: its I/O broke, or (while it is the current one) its
+    /// oldest batch waited longer than `data_path.answer_timeout`.
+    pub fn stall(&self, generation: u64) -> Option<Stall> {
+        let current = {
+            let mut g = self.lock();
+            if let Some(why) = g.attachment(generation).and_then(|a| a.broken.clone()) {
+                return Some(Stall::Broken(why));
+            }
+            g.current
+                .as_ref()
+                .is_some_and(|a| a.generation == generation)
+        };
+        if !current {
+            return None;
         }
         match self.oldest() {
             Some((seq, waited)) if waited > self.cfg.answer_timeout => Some(Stall::Unanswered {
@@ -400,11 +432,14 @@ impl Link {
         }
     }
 
-    /// An I/O thread stopped for a reason the plugin caused, while the plugin lives.
-    pub(super) fn broken(&self, why: String) {
+    /// An I/O thread of attachment `generation` stopped for a reason the plugin caused, while the
+    /// plugin lives.
+    pub(super) fn broken(&self, generation: u64, why: String) {
         let mut g = self.lock();
-        if g.attached.is_some() && g.broken.is_none() {
-            g.broken = Some(why);
+        if let Some(a) = g.attachment(generation)
+            && a.broken.is_none()
+        {
+            a.broken = Some(why);
         }
     }
 
@@ -433,27 +468,100 @@ impl Link {
         })
     }
 
-    /// Connects a ready incarnation: starts its I/O threads and re-sends every batch still in
-    /// flight (in `seq` order) before anything new. The answer clock of every batch starts now.
-    pub fn attach(self: &Arc<Self>, p: Prepared) -> Result<(), RingError> {
+    /// Starts the I/O threads of a ready incarnation's rings.
+    fn connect(self: &Arc<Self>, p: Prepared) -> Result<Attached, RingError> {
+        let generation = {
+            let mut g = self.lock();
+            g.next_generation += 1;
+            g.next_generation
+        };
         let to_plugin = Arc::new(p.to_plugin);
         let from_plugin = Arc::new(p.from_plugin);
         let (tx, rx) = std::sync::mpsc::channel();
-        let threads = io::IoThreads::start(
+        let io = io::IoThreads::start(
             self.clone(),
+            generation,
             to_plugin.clone(),
             from_plugin.clone(),
             p.info,
             rx,
         )?;
-        let paused = self.paused();
+        Ok(Attached {
+            generation,
+            to_io: tx,
+            io,
+            rings: [to_plugin, from_plugin],
+            broken: None,
+        })
+    }
+
+    /// Connects a ready incarnation and re-sends it every batch still in flight and not handed to
+    /// a live incarnation (in `seq` order) before anything new. The answer clock of each starts
+    /// now. Returns the attachment's generation (what [`Link::detach`] takes).
+    pub fn attach(self: &Arc<Self>, p: Prepared) -> Result<u64, RingError> {
+        let a = self.connect(p)?;
+        let generation = a.generation;
         let mut g = self.lock();
+        if let Some(old) = g.current.take() {
+            // Never two current incarnations: the old one's batches go to the new one.
+            g.draining.get_or_insert(old);
+        }
+        let draining = g.draining.as_ref().map(|d| d.generation);
+        g.current = Some(a);
+        self.resend(&mut g, |f| Some(f.generation) != draining);
+        Ok(generation)
+    }
+
+    /// Hot swap, make before break: a ready incarnation takes over. New batches go to it from
+    /// now on; the current one becomes the draining one and answers what it already has (its
+    /// batches stay its own until it is detached, then they go to the new one). Without a current
+    /// incarnation this is [`Link::attach`]. Returns the new attachment's generation.
+    pub fn takeover(self: &Arc<Self>, p: Prepared) -> Result<u64, RingError> {
+        if self.lock().current.is_none() {
+            return self.attach(p);
+        }
+        let a = self.connect(p)?;
+        let generation = a.generation;
+        let previous = {
+            let mut g = self.lock();
+            let previous = g.draining.take();
+            g.draining = g.current.take();
+            g.current = Some(a);
+            previous
+        };
+        if let Some(p) = previous {
+            // A second swap before the first one's drain ended: the oldest one is done.
+            self.disconnect(p);
+        }
+        Ok(generation)
+    }
+
+    /// True when attachment `generation` has nothing left to answer.
+    pub fn drained(&self, generation: u64) -> bool {
+        !self
+            .lock()
+            .in_flight
+            .values()
+            .any(|f| f.generation == generation)
+    }
+
+    /// Hands the batches `pick` selects to the current incarnation (re-sends, counted).
+    fn resend(&self, g: &mut Inner, pick: impl Fn(&InFlight) -> bool) {
+        let Some(current) = &g.current else {
+            return;
+        };
+        let (generation, to_io) = (current.generation, current.to_io.clone());
+        let paused = self.paused();
         let mut resent = 0;
         let mut dup = 0;
         for (seq, f) in g.in_flight.iter_mut() {
-            let _ = tx.send((*seq, f.records.clone()));
+            if f.generation == generation || !pick(f) {
+                continue;
+            }
+            let _ = to_io.send((*seq, f.records.clone()));
             resent += u64::from(std::mem::replace(&mut f.sent, true));
             dup += std::mem::take(&mut f.forwarded);
+            f.generation = generation;
             f.answered_items = 0;
             f.answered_bytes = 0;
             f.since = Instant::now();
@@ -470,37 +578,67 @@ impl Link {
                     .with_label_values(&[&self.name])
                     .inc_by(dup);
             }
-            tracing::info!(plugin = %self.name, batches = resent, "re-sending unanswered batches to the new incarnation");
+            tracing::info!(plugin = %self.name, batches = resent, "re-sending unanswered batches to the current incarnation");
         }
-        g.broken = None;
-        g.attached = Some(Attached {
-            to_io: tx,
-            io: threads,
-            rings: [to_plugin, from_plugin],
-        });
-        Ok(())
     }
 
-    /// Disconnects the incarnation after its process died (or was stopped): the reader drains
-    /// what the plugin published, then both threads end. Unanswered batches stay in flight.
-    pub fn detach(&self) {
-        let attached = self.lock().attached.take();
-        if let Some(a) = attached {
-            drop(a.to_io);
-            a.io.stop_and_join();
-            drop(a.rings);
+    /// Stops an attachment's threads: the reader drains what the plugin published first.
+    fn disconnect(&self, a: Attached) {
+        drop(a.to_io);
+        a.io.stop_and_join();
+        drop(a.rings);
+    }
+
+    /// Disconnects incarnation `generation` after its process died (or was stopped). Its unanswered
+    /// batches stay in flight: the current incarnation gets them at once when `generation` was the
+    /// draining one, the next one when `generation` was current.
+    pub fn detach(&self, generation: u64) {
+        let a = {
+            let mut g = self.lock();
+            if g.current
+                .as_ref()
+                .is_some_and(|a| a.generation == generation)
+            {
+                g.current.take()
+            } else if g
+                .draining
+                .as_ref()
+                .is_some_and(|a| a.generation == generation)
+            {
+                g.draining.take()
+            } else {
+                None
+            }
+        };
+        if let Some(a) = a {
+            self.disconnect(a);
         }
-        self.lock().broken = None;
-        self.metrics
-            .oldest
-            .with_label_values(&[&self.name])
-            .set(0.0);
+        let mut g = self.lock();
+        self.resend(&mut g, |f| f.generation == generation);
+        for f in g
+            .in_flight
+            .values_mut()
+            .filter(|f| f.generation == generation)
+        {
+            f.generation = 0; // nobody has it: the next attach sends it
+        }
+        drop(g);
+        if !self.available() {
+            self.metrics
+                .oldest
+                .with_label_values(&[&self.name])
+                .set(0.0);
+        }
     }
 
     /// Sets the probe sampling period on the current rings and future ones (0 = off).
     pub fn set_probe_sampling(&self, every: u32) {
         self.probe_sampling.store(every, Ordering::Relaxed);
-        if let Some(a) = &self.lock().attached {
+        let g = self.lock();
+        for a in [g.current.as_ref(), g.draining.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             for r in &a.rings {
                 r.set_probe_sampling(every);
             }

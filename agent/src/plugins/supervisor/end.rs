@@ -68,6 +68,8 @@ pub(super) enum End {
     Stopped(Option<oneshot::Sender<()>>),
     /// Asked to restart (when the request came).
     Restart(Instant),
+    /// Drained for a hot swap and stopped: how it went, and whom to tell.
+    Drained(oneshot::Sender<super::DrainOutcome>, super::DrainOutcome),
     /// Died, was killed, or could not start: why, and the detail. Counts as a crash.
     Crashed(ExitReason, String),
     /// Broke the rules too often (data path or control channel): quarantined at once, whatever

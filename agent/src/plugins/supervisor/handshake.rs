@@ -20,12 +20,12 @@ use srediag_plugin_sdk::wire::WIRE_SCHEMA_VERSION;
 const MAX_CAPABILITIES: usize = 64;
 
 impl Supervisor {
-    /// Runs the handshake on `ctl`; `Ok` once the plugin said `ready`.
+    /// Runs the handshake on `ctl`; once the plugin said `ready`, the protocol version it speaks.
     pub(super) async fn handshake(
         &self,
         ctl: &ControlChannel,
         data_path: Option<DataPathInfo>,
-    ) -> Result<(), End> {
+    ) -> Result<u32, End> {
         let hello = match ctl.recv().await {
             Ok(Some(m)) => m,
             Ok(None) => {
@@ -105,7 +105,7 @@ impl Supervisor {
         .map_err(|e| End::Crashed(ExitReason::Crash, format!("control socket: {e}")))?;
         loop {
             match ctl.recv().await {
-                Ok(Some(PluginMsg::Ready {})) => return Ok(()),
+                Ok(Some(PluginMsg::Ready {})) => return Ok(protocol_version),
                 Ok(Some(PluginMsg::Error { message })) => {
                     return Err(End::start_failed(format!(
                         "init failed: {}",

@@ -21,7 +21,7 @@ mod watch;
 pub use end::{ExitReason, codes};
 pub use policy::backoff;
 pub use spec::limits;
-pub use status::{PluginState, PluginStatus, StartupPhases};
+pub use status::{PluginHealth, PluginState, PluginStatus, StartupPhases};
 pub use watch::MAX_CONTROL_PER_TICK;
 
 use super::config::PluginConfig;
@@ -45,6 +45,72 @@ pub enum Request {
     Restart,
     /// Stop for good; answer when done.
     Stop(oneshot::Sender<()>),
+    /// Hot swap: another incarnation took over the data path. Answer what was already sent to
+    /// this one (`drain` to the plugin, then its `drain_ack`), then stop; past `timeout` kill it
+    /// (its unanswered batches go to the new incarnation). Answer with how it went.
+    Drain {
+        /// How long the plugin may take.
+        timeout: std::time::Duration,
+        /// Told when this supervisor has stopped.
+        done: oneshot::Sender<DrainOutcome>,
+    },
+}
+
+/// How a drained incarnation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// It answered everything it had and acknowledged the drain.
+    Acked,
+    /// It did not within the drain timeout: killed.
+    TimedOut,
+    /// It died while draining.
+    Died,
+    /// It was not running (failed, quarantined, rejected).
+    NotRunning,
+}
+
+/// Which pair of cgroup and scratch names an incarnation uses: during a hot swap two incarnations
+/// of one plugin run side by side, so they alternate between two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Slot {
+    /// `<name>`.
+    #[default]
+    A,
+    /// `<name>.b`.
+    B,
+}
+
+impl Slot {
+    /// The other slot.
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::A => Slot::B,
+            Slot::B => Slot::A,
+        }
+    }
+
+    /// The cgroup and scratch directory name of plugin `name` in this slot.
+    pub fn instance(self, name: &str) -> String {
+        match self {
+            Slot::A => name.to_string(),
+            Slot::B => format!("{name}.b"),
+        }
+    }
+}
+
+/// The last successful load of a plugin and the fingerprint of what it verified (shared with the
+/// manager, which compares it to decide whether a bundle changed on disk).
+pub type LastLoad = Arc<Mutex<Option<(Vec<u64>, Arc<super::loader::Loaded>)>>>;
+
+/// A hot swap's new incarnation: it takes over the link when ready and says so (its pid), or
+/// says why it could not start (then its supervisor stops instead of retrying).
+pub type Standby = oneshot::Sender<Result<u32, String>>;
+
+/// The running incarnation's handles (the hooks that outlive `run_in`).
+#[derive(Debug, Default, Clone, Copy)]
+struct Current {
+    pid: Option<u32>,
+    generation: Option<u64>,
 }
 
 /// A supervisor's fixed inputs.
@@ -69,7 +135,58 @@ pub struct Supervisor {
     pub trust: Arc<super::loader::TrustContext>,
     /// The last successful load and the fingerprint of what it verified: a restart of an
     /// unchanged bundle reuses its sealed executable instead of copying and hashing it again.
-    pub last_load: Mutex<Option<(Vec<u64>, Arc<super::loader::Loaded>)>>,
+    pub last_load: LastLoad,
+    /// Which cgroup and scratch names this supervisor's incarnations use.
+    pub slot: Slot,
+    /// Set for a hot swap's new incarnation (taken at its first ready or failure).
+    pub standby: Mutex<Option<Standby>>,
+    /// The running incarnation's pid and link attachment.
+    current: Mutex<Current>,
+}
+
+impl Supervisor {
+    /// A supervisor of plugin `name` (its incarnations start when [`Supervisor::run`] runs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        cfg: PluginConfig,
+        status: Arc<Mutex<PluginStatus>>,
+        metrics: PluginMetrics,
+        cgroups: Arc<dyn CgroupDriver>,
+        scratch_root: PathBuf,
+        link: Option<Arc<crate::plugins::datapath::Link>>,
+        ledger: Arc<Ledger>,
+        trust: Arc<super::loader::TrustContext>,
+        slot: Slot,
+        standby: Option<Standby>,
+    ) -> Supervisor {
+        Supervisor {
+            name: name.to_string(),
+            cfg,
+            status,
+            metrics,
+            cgroups,
+            scratch_root,
+            link,
+            ledger,
+            trust,
+            last_load: LastLoad::default(),
+            slot,
+            standby: Mutex::new(standby),
+            current: Mutex::new(Current::default()),
+        }
+    }
+
+    fn take_standby(&self) -> Option<Standby> {
+        self.standby
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    fn set_current(&self, f: impl FnOnce(&mut Current)) {
+        f(&mut self.current.lock().unwrap_or_else(|p| p.into_inner()));
+    }
 }
 
 /// What a parked supervisor (rejected, quarantined) was asked to do.
@@ -124,21 +241,50 @@ impl Supervisor {
                 let _ = done.send(());
                 Parked::Stopped
             }
+            Some(Request::Drain { done, .. }) => {
+                self.state(PluginState::Stopped);
+                let _ = done.send(DrainOutcome::NotRunning);
+                Parked::Stopped
+            }
             None => Parked::Stopped,
         }
     }
 
     /// Runs until stopped.
     pub async fn run(self, mut requests: mpsc::Receiver<Request>) {
+        let this = self;
+        let self_ = &this;
+        self_.run_loop(&mut requests).await
+    }
+
+    async fn run_loop(&self, requests: &mut mpsc::Receiver<Request>) {
         let mut policy = RestartPolicy::new(self.cfg.restart.clone());
         let mut restart_requested: Option<Instant> = None;
         loop {
             let started = Instant::now();
-            let end = self
-                .incarnation(&mut requests, restart_requested.take())
-                .await;
+            let end = self.incarnation(requests, restart_requested.take()).await;
             let ran = started.elapsed();
+            if let Some(standby) = self.take_standby() {
+                // A hot swap's new incarnation that did not become ready: the swap is aborted and
+                // this supervisor stops (the old incarnation serves on).
+                let why = match &end {
+                    End::Crashed(r, d) => format!("{}: {d}", r.as_str()),
+                    End::Rejected(m) | End::Quarantine(m) => m.clone(),
+                    End::Stopped(_) | End::Drained(..) | End::Restart(_) => "stopped".into(),
+                };
+                let _ = standby.send(Err(why));
+                self.state(PluginState::Stopped);
+                if let End::Stopped(Some(done)) = end {
+                    let _ = done.send(());
+                }
+                return;
+            }
             let park = match end {
+                End::Drained(done, outcome) => {
+                    self.state(PluginState::Stopped);
+                    let _ = done.send(outcome);
+                    return;
+                }
                 End::Stopped(done) => {
                     self.state(PluginState::Stopped);
                     if let Some(done) = done {
@@ -183,6 +329,11 @@ impl Supervisor {
                                         let _ = done.send(());
                                         return;
                                     }
+                                    Some(Request::Drain { done, .. }) => {
+                                        self.state(PluginState::Stopped);
+                                        let _ = done.send(DrainOutcome::NotRunning);
+                                        return;
+                                    }
                                     Some(Request::Restart) => {}
                                     None => return,
                                 }
@@ -194,7 +345,7 @@ impl Supervisor {
                 }
             };
             // Rejected or quarantined: nothing happens until an operator acts.
-            match self.park(park, &mut requests).await {
+            match self.park(park, requests).await {
                 Parked::Restart => {
                     self.ledger.clear();
                     policy.reset();
@@ -229,10 +380,10 @@ impl Supervisor {
             self.set(|s| s.version = v);
         }
         laps.phases.verify = laps.lap();
-        let cg = match self
-            .cgroups
-            .create(&self.name, &limits(&loaded.sandbox.limits))
-        {
+        let cg = match self.cgroups.create(
+            &self.slot.instance(&self.name),
+            &limits(&loaded.sandbox.limits),
+        ) {
             Ok(c) => c,
             Err(e @ crate::plugins::sandbox::cgroup::CgroupError::ControllerUnavailable { .. }) => {
                 return self.sandbox_refused(format!("cgroup: {e}"));
@@ -258,12 +409,15 @@ impl Supervisor {
         let end = self
             .run_in(&*cg, dir, &loaded, requests, restart_requested, laps)
             .await;
-        if let Some(l) = &self.link {
+        let current = std::mem::take(&mut *self.current.lock().unwrap_or_else(|p| p.into_inner()));
+        if let (Some(l), Some(generation)) = (&self.link, current.generation) {
             // The process is gone: drain what it published, keep what it did not answer.
-            tokio::task::block_in_place(|| l.detach());
+            tokio::task::block_in_place(|| l.detach(generation));
         }
         self.clean_up(cg, scratch).await;
-        crate::bpf::plugin_stopped(&self.name);
+        if let Some(pid) = current.pid {
+            crate::bpf::plugin_stopped(&self.name, pid);
+        }
         end
     }
 
@@ -299,7 +453,7 @@ impl Supervisor {
             _ = run.exited.readable() => Ok(Err(End::Crashed(ExitReason::Crash, "exited before the handshake finished".into()))),
         };
         match hs {
-            Ok(Ok(())) => {}
+            Ok(Ok(protocol)) => run.protocol = protocol,
             Ok(Err(end)) => {
                 // Let the plugin finish dying on its own (e.g. SIGSYS) before the cgroup kill, so
                 // its status says why.
@@ -322,16 +476,33 @@ impl Supervisor {
                 p.info.from_plugin_ring,
             );
         }
-        if let (Some(link), Some(p)) = (&self.link, run.prepared.take())
-            && let Err(e) = link.attach(p)
-        {
-            run.kill_and_reap().await;
-            return End::start_failed(format!("{}: data path: {e}", codes::SANDBOX));
+        self.set_current(|c| c.pid = Some(run.child.id()));
+        let standby = self.take_standby();
+        if let (Some(link), Some(p)) = (&self.link, run.prepared.take()) {
+            // A hot swap's new incarnation takes over (the old one drains); any other attaches.
+            let attached = if standby.is_some() {
+                link.takeover(p)
+            } else {
+                link.attach(p)
+            };
+            match attached {
+                Ok(generation) => self.set_current(|c| c.generation = Some(generation)),
+                Err(e) => {
+                    run.kill_and_reap().await;
+                    if let Some(s) = standby {
+                        let _ = s.send(Err(format!("data path: {e}")));
+                    }
+                    return End::start_failed(format!("{}: data path: {e}", codes::SANDBOX));
+                }
+            }
         }
         self.ready(&run, loaded, &mut laps, restart_requested);
+        if let Some(s) = standby {
+            let _ = s.send(Ok(run.child.id()));
+        }
         let end = self.watch(&mut run, requests).await;
-        if matches!(end, End::Stopped(_) | End::Restart(_)) {
-            return end; // stopped gracefully and reaped
+        if matches!(end, End::Stopped(_) | End::Restart(_) | End::Drained(..)) {
+            return end; // stopped gracefully (or killed at the drain timeout) and reaped
         }
         let status = run.kill_and_reap().await;
         self.classify(end, status, &run)

@@ -96,7 +96,7 @@ impl Supervisor {
     pub(super) fn make_scratch(&self) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.scratch_root)?;
         std::fs::set_permissions(&self.scratch_root, std::fs::Permissions::from_mode(0o711))?;
-        let dir = self.scratch_root.join(&self.name);
+        let dir = self.scratch_root.join(self.slot.instance(&self.name));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }

@@ -37,6 +37,8 @@ pub(super) struct Running<'a> {
     pub(super) spawned: Instant,
     /// The data-path rings, until they are attached.
     pub(super) prepared: Option<Prepared>,
+    /// The control protocol version the plugin speaks (from its `hello`).
+    pub(super) protocol: u32,
     reaped: bool,
 }
 
@@ -245,6 +247,7 @@ impl Supervisor {
             oom_before,
             spawned,
             prepared,
+            protocol: 0,
             reaped: false,
         })
     }

@@ -102,6 +102,8 @@ pub struct PluginStatus {
     pub last_startup_phases_ms: Option<StartupPhases>,
     /// The plugin's own report of its health (protocol 2 `health` message), if it sent one.
     pub health: Option<PluginHealth>,
+    /// How the last hot swap went (`srediag plugin upgrade`, `srediag reload`).
+    pub last_swap: Option<crate::plugins::swap::SwapRecord>,
 }
 
 /// What a plugin said about its own health.

@@ -26,6 +26,17 @@ enum Event {
     Control(Result<Option<PluginMsg>, ChannelError>),
     Tick,
     Request(Option<Request>),
+    /// While draining: time to look whether the drain is over.
+    DrainTick,
+}
+
+/// How often a draining incarnation is checked.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// A drain in progress (hot swap).
+struct Draining {
+    until: Instant,
+    done: tokio::sync::oneshot::Sender<super::DrainOutcome>,
 }
 
 /// The watch loop's own state.
@@ -46,6 +57,8 @@ struct Watch {
     draining: bool,
     /// The plugin said every batch it received is answered.
     drained: bool,
+    /// The drain request being served.
+    drain: Option<Draining>,
 }
 
 impl Watch {
@@ -72,7 +85,9 @@ impl Supervisor {
             messages: 0,
             draining: false,
             drained: false,
+            drain: None,
         };
+        let mut drain_tick = tokio::time::interval(DRAIN_POLL);
         loop {
             let reading = w.reading();
             let event = tokio::select! {
@@ -80,7 +95,8 @@ impl Supervisor {
                 (kind, detail) = self.ledger.quarantine_requested() => Event::Quarantine(kind, detail),
                 m = run.ctl.recv(), if reading => Event::Control(m),
                 _ = tick.tick() => Event::Tick,
-                r = requests.recv() => Event::Request(r),
+                _ = drain_tick.tick(), if w.draining => Event::DrainTick,
+                r = requests.recv(), if !w.draining => Event::Request(r),
             };
             let end = match event {
                 Event::Exited => Some(End::Crashed(ExitReason::Crash, String::new())),
@@ -90,12 +106,75 @@ impl Supervisor {
                     None
                 }
                 Event::Tick => self.on_tick(run, &mut w),
+                Event::Request(Some(Request::Drain { timeout, done })) => {
+                    self.start_drain(run, &mut w, timeout, done);
+                    None
+                }
+                Event::DrainTick => self.on_drain_tick(run, &mut w).await,
                 Event::Request(r) => Some(self.on_request(run, r).await),
             };
             if let Some(end) = end {
-                return end;
+                return match (end, w.drain.take()) {
+                    (end @ End::Drained(..), _) | (end, None) => end,
+                    // Anything else that ends a draining incarnation (death, quarantine, hang)
+                    // ends the drain too: what it did not answer goes to the new incarnation.
+                    (_, Some(d)) => {
+                        run.kill_and_reap().await;
+                        End::Drained(d.done, super::DrainOutcome::Died)
+                    }
+                };
             }
         }
+    }
+
+    /// Hot swap: the new incarnation took over the link; this one answers what it has. A
+    /// protocol-1 plugin knows no `drain`: its in-flight batches being answered is enough.
+    fn start_drain(
+        &self,
+        run: &Running<'_>,
+        w: &mut Watch,
+        timeout: Duration,
+        done: tokio::sync::oneshot::Sender<super::DrainOutcome>,
+    ) {
+        w.draining = true;
+        w.drained = run.protocol < 2;
+        w.drain = Some(Draining {
+            until: Instant::now() + timeout,
+            done,
+        });
+        if run.protocol >= 2 && run.ctl.send(&AgentMsg::Drain {}).is_err() {
+            w.drained = true; // it is going away anyway; the timeout decides
+        }
+        tracing::info!(plugin = %self.name, pid = run.child.id(), ?timeout, "draining the old incarnation");
+    }
+
+    /// While draining: done when every batch sent to this incarnation is answered and the plugin
+    /// acknowledged the drain; killed at the drain timeout.
+    async fn on_drain_tick(&self, run: &mut Running<'_>, w: &mut Watch) -> Option<End> {
+        let generation = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation;
+        let answered = match (&self.link, generation) {
+            (Some(l), Some(g)) => l.drained(g),
+            _ => true,
+        };
+        let d = w.drain.as_ref()?;
+        if answered && w.drained {
+            let done = w.drain.take()?.done;
+            self.graceful_stop(run).await;
+            let _ = run.reap().await;
+            tracing::info!(plugin = %self.name, pid = run.child.id(), "old incarnation drained and stopped");
+            return Some(End::Drained(done, super::DrainOutcome::Acked));
+        }
+        if Instant::now() >= d.until {
+            let done = w.drain.take()?.done;
+            tracing::warn!(plugin = %self.name, pid = run.child.id(), "old incarnation did not drain in time; killing it (its unanswered batches go to the new one)");
+            run.kill_and_reap().await;
+            return Some(End::Drained(done, super::DrainOutcome::TimedOut));
+        }
+        None
     }
 
     fn on_quarantine(&self, run: &Running<'_>, kind: Violation, detail: String) -> End {
@@ -197,8 +276,13 @@ impl Supervisor {
                 ),
             ));
         }
-        if let Some(link) = &self.link
-            && let Some(stall) = link.stall()
+        let generation = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation;
+        if let (Some(link), Some(g)) = (&self.link, generation)
+            && let Some(stall) = link.stall(g)
         {
             let _ = run.cg.kill_all();
             return Some(End::Crashed(
@@ -220,6 +304,7 @@ impl Supervisor {
         match r {
             Some(Request::Stop(done)) => End::Stopped(Some(done)),
             Some(Request::Restart) => End::Restart(at),
+            Some(Request::Drain { done, .. }) => End::Drained(done, super::DrainOutcome::Acked),
             None => End::Stopped(None),
         }
     }
