@@ -773,3 +773,82 @@ fn control_byte_lines_overrun_the_log_byte_budget() {
         "the agent logged {per_sec:.0} bytes a second for one plugin (budget 64 KiB/s)"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. The instance lock's run directory.
+
+/// Runs `script` with `sh -c` as `nobody` (uid/gid 65534): an unprivileged local user.
+fn as_nobody(script: &str) {
+    use std::os::unix::process::CommandExt as _;
+    let st = std::process::Command::new("/bin/sh")
+        .args(["-c", script])
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .expect("run sh as nobody");
+    assert!(st.success(), "as nobody: {script}");
+}
+
+/// The run directory is not checked like every other path the fix protects (`safe_path`): when
+/// the operator gives the agent a run directory another user could create first (here under
+/// `/tmp`, as the tests and per-instance setups do), that user makes `<run dir>/plugins` a
+/// symlink, and the root agent's start-up "stale scratch" cleanup follows it and
+/// `remove_dir_all`s every directory in its target — even an agent without plugins.
+#[test]
+fn a_run_dir_another_user_prepared_makes_the_agent_delete_root_directories() {
+    if !privileged("a_run_dir_another_user_prepared_makes_the_agent_delete_root_directories") {
+        return;
+    }
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // What root owns: a directory of directories (think /etc, /var/lib).
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(victim.join("precious")).expect("victim");
+    std::fs::write(victim.join("precious/data"), "root's").expect("victim file");
+    // The unprivileged user prepares the run directory the operator will use.
+    let run = PathBuf::from(format!("/tmp/srediag-review-run-{}", run_id()));
+    as_nobody(&format!(
+        "mkdir -m 0755 {run} && ln -s {victim} {run}/plugins",
+        run = run.display(),
+        victim = victim.display()
+    ));
+    let tel = free_port();
+    let config = format!(
+        r#"receivers:
+  hostmetrics:
+    collection_interval: 60s
+exporters:
+  debug: {{}}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{tel}
+  pipelines:
+    metrics:
+      receivers: [hostmetrics]
+      exporters: [debug]
+"#
+    );
+    let agent = Agent::start_with_run_dir(dir.path(), &config, tel, Some(&run));
+    let survived = victim.join("precious/data").exists();
+    let removed: Vec<String> = agent
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("removing scratch directory"))
+        .map(str::to_string)
+        .collect();
+    drop(agent);
+    let _ = std::fs::remove_file(run.join("plugins"));
+    let _ = std::fs::remove_file(run.join("agent.lock"));
+    let _ = std::fs::remove_dir(&run);
+    eprintln!(
+        "run dir prepared by nobody: root's {}/precious survived: {survived}; agent log: {removed:?}",
+        victim.display()
+    );
+    // HOLE: the run directory is not checked by the safe-path rule: a run dir another user created lets them make the root agent remove_dir_all any directory's subdirectories
+    assert!(
+        survived,
+        "the root agent deleted {}/precious through a symlink planted in its run directory",
+        victim.display()
+    );
+}
