@@ -860,3 +860,73 @@ service:
         victim.display()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. The OTLP/HTTP receiver: what a client (any local user) can make the agent hold.
+
+/// Each connection may buffer a body up to `max_request_body_size` (20 MiB) for `read_timeout`
+/// (30 s), and the number of connections is not bounded: clients that send all but the last
+/// byte of a 20 MiB body make the agent hold 20 MiB each. 40 connections: ~800 MiB.
+#[test]
+fn otlp_clients_holding_almost_complete_bodies_grow_the_agent_without_bound() {
+    use std::io::Write as _;
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tel, otlp) = (free_port(), free_port());
+    let config = format!(
+        r#"receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{otlp}
+exporters:
+  debug: {{}}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{tel}
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [debug]
+"#
+    );
+    let agent = Agent::start(dir.path(), &config, tel);
+    let rss_before = reset_hwm(&agent);
+    let scraper = Scraper::start(&agent);
+    const BODY: usize = 20 * 1024 * 1024;
+    let chunk = vec![0u8; 1 << 20];
+    let mut conns = Vec::new();
+    let t = Instant::now();
+    for _ in 0..40 {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", otlp)).expect("connect");
+        write!(
+            c,
+            "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {BODY}\r\n\r\n"
+        )
+        .expect("headers");
+        let mut sent = 0;
+        while sent + chunk.len() < BODY {
+            c.write_all(&chunk).expect("body");
+            sent += chunk.len();
+        }
+        c.write_all(&chunk[..BODY - sent - 1]).expect("body");
+        conns.push(c);
+    }
+    let (fails, slowest) = scraper.finish();
+    let peak = status_kib(agent.pid(), "VmHWM:");
+    let grew_mib = peak.saturating_sub(rss_before) / 1024;
+    eprintln!(
+        "40 connections holding 20 MiB − 1 byte each ({:.1}s): agent peak RSS +{grew_mib} MiB ({} → {} KiB); \
+         /metrics failures {fails}, slowest {slowest} ms",
+        t.elapsed().as_secs_f64(),
+        rss_before,
+        peak
+    );
+    drop(conns);
+    // HOLE: no bound on concurrent OTLP/HTTP connections or on the bytes of bodies being read: N clients make the agent hold N × max_request_body_size for read_timeout
+    assert!(
+        grew_mib < 256,
+        "the agent grew by {grew_mib} MiB for 40 unfinished OTLP requests"
+    );
+}
