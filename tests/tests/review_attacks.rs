@@ -285,7 +285,10 @@ fn logs(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
 
 fn pid_alive(pid: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map(|s| !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
+        .map(|s| {
+            !s.lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -308,8 +311,7 @@ fn mkfifo(p: &Path) {
 /// arrived.
 #[test]
 fn an_honest_plugin_is_killed_as_hang_while_the_agents_own_exporter_is_stalled() {
-    if !privileged("an_honest_plugin_is_killed_as_hang_while_the_agents_own_exporter_is_stalled")
-    {
+    if !privileged("an_honest_plugin_is_killed_as_hang_while_the_agents_own_exporter_is_stalled") {
         return;
     }
     let _g = serial();
@@ -476,7 +478,11 @@ fn an_honest_enricher_is_quarantined_by_one_request_of_minimal_records() {
     // Control: ordinary records (a body of ~100 bytes) pass.
     let run = run_id();
     assert_eq!(
-        post_protobuf(&http(), &s.url("logs"), &logs_request(&run, "c", 0..100, 100)),
+        post_protobuf(
+            &http(),
+            &s.url("logs"),
+            &logs_request(&run, "c", 0..100, 100)
+        ),
         200
     );
     poll_until(Duration::from_secs(10), "the control records", || {
@@ -489,10 +495,7 @@ fn an_honest_enricher_is_quarantined_by_one_request_of_minimal_records() {
             ..Default::default()
         })
         .collect();
-    assert_eq!(
-        post_protobuf(&http(), &s.url("logs"), &logs(minimal)),
-        200
-    );
+    assert_eq!(post_protobuf(&http(), &s.url("logs"), &logs(minimal)), 200);
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline
         && s.records_in("out.jsonl") < 1100
@@ -500,7 +503,10 @@ fn an_honest_enricher_is_quarantined_by_one_request_of_minimal_records() {
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (v, state) = (s.violations("enricher", "output_budget"), s.state("enricher"));
+    let (v, state) = (
+        s.violations("enricher", "output_budget"),
+        s.state("enricher"),
+    );
     eprintln!(
         "minimal records: output_budget violations {v}, state {state}, records out {}",
         s.records_in("out.jsonl")
@@ -601,7 +607,10 @@ fn honest_sparse_histogram_points_fail_the_frame_verifier() {
             .expect("encodes")
             .to_vec();
         let ok = decode(&frame).is_ok();
-        eprintln!("{n} zero exponential-histogram points: frame {} bytes, decodes: {ok}", frame.len());
+        eprintln!(
+            "{n} zero exponential-histogram points: frame {} bytes, decodes: {ok}",
+            frame.len()
+        );
         if !ok && first_refused.is_none() {
             first_refused = Some((n, frame.len()));
         }
@@ -707,7 +716,8 @@ fn shared_receiver_rate(mode: &str, extra: &str, secs: u64) -> (f64, String) {
         b as f64 / secs,
         s.state("p"),
         s.restarts("p", "hang"),
-        s.agent.counter("srediag_plugin_violations_total", &[("name", "p")]),
+        s.agent
+            .counter("srediag_plugin_violations_total", &[("name", "p")]),
         status_kib(s.agent.pid(), "VmHWM:").saturating_sub(rss_before)
     );
     (b as f64 / secs, seen)

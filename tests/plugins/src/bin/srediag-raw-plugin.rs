@@ -188,16 +188,17 @@ fn enrich(records: Records, n: usize) -> Records {
     for rl in &mut l.resource_logs {
         for sl in &mut rl.scope_logs {
             for r in &mut sl.log_records {
-                r.attributes.push(srediag_plugin_sdk::data::common::KeyValue {
-                    key: "k8s.pod.annotation".into(),
-                    value: Some(srediag_plugin_sdk::data::common::AnyValue {
-                        value: Some(
-                            srediag_plugin_sdk::data::common::any_value::Value::StringValue(
-                                value.clone(),
+                r.attributes
+                    .push(srediag_plugin_sdk::data::common::KeyValue {
+                        key: "k8s.pod.annotation".into(),
+                        value: Some(srediag_plugin_sdk::data::common::AnyValue {
+                            value: Some(
+                                srediag_plugin_sdk::data::common::any_value::Value::StringValue(
+                                    value.clone(),
+                                ),
                             ),
-                        ),
-                    }),
-                });
+                        }),
+                    });
             }
         }
     }
