@@ -419,11 +419,12 @@ fn a_stalled_plugin_gets_the_honest_plugin_before_it_killed_as_hang() {
     }
     let _g = serial();
     let dp = "    data_path: {answer_timeout: 2s, max_batch_records: 10, queue: {capacity: 2}}\n    restart: {initial_backoff: 100ms, quarantine_after: 3}\n";
+    // a: honest, 300 ms per batch (batches side by side), far inside its 2 s answer timeout.
     let s = Setup::start(
         "  file:\n    path: {dir}/out.jsonl\n",
         &format!(
             "{}{}",
-            raw_plugin("a", "honest", dp),
+            raw_plugin("a", "drip", &format!("    config: {{delay_ms: 300}}\n{dp}")),
             raw_plugin("b", "no-consume", dp)
         ),
         "    logs:\n      receivers: [otlp]\n      processors: [plugin/a, plugin/b]\n      exporters: [file]",
@@ -431,6 +432,7 @@ fn a_stalled_plugin_gets_the_honest_plugin_before_it_killed_as_hang() {
     );
     wait_state(&s.admin, "a", &["ready"], Duration::from_secs(20));
     wait_state(&s.admin, "b", &["ready"], Duration::from_secs(20));
+    let a_pid = plugin_status(&s.admin, "a")["pid"].as_u64().expect("pid");
     let run = run_id();
     let sender = Sender::start(s.url("logs"), move |i| {
         prost::Message::encode_to_vec(&logs_request(&run, "s", i * 20..i * 20 + 20, 100))
@@ -438,20 +440,32 @@ fn a_stalled_plugin_gets_the_honest_plugin_before_it_killed_as_hang() {
     // b is quarantined after 3 hangs; a did nothing wrong.
     wait_state(&s.admin, "b", &["quarantined"], Duration::from_secs(40));
     let (ok, failed) = sender.finish();
+    // a's supervisor reports its end only once a's stage moves again (b parked): give it 5 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let a_ended = loop {
+        let ended: Vec<String> = s
+            .agent
+            .stderr()
+            .lines()
+            .filter(|l| l.contains("plugin=a") && l.contains("plugin ended"))
+            .map(str::to_string)
+            .collect();
+        if !ended.is_empty() || Instant::now() > deadline {
+            break ended;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let (a_hang, b_hang) = (s.restarts("a", "hang"), s.restarts("b", "hang"));
-    let log = s.agent.stderr();
-    let a_ended: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("plugin=a") && l.contains("plugin ended"))
-        .collect();
+    let a_killed = !pid_alive(a_pid);
     eprintln!(
-        "b never answers: requests ok {ok}, failed {failed}; hang restarts: a {a_hang}, b {b_hang}; a now {}; a's end: {a_ended:?}",
+        "b never answers: requests ok {ok}, failed {failed}; hang restarts: a {a_hang}, b {b_hang}; \
+         a's first incarnation (pid {a_pid}) killed: {a_killed}; a now {}; a's end: {a_ended:?}",
         s.state("a")
     );
     // HOLE: a plugin that stops answering gets the honest plugin before it in the pipeline killed as `hang` too
-    assert_eq!(
-        a_hang, 0.0,
-        "honest plugin a was killed as hang because plugin b stalled"
+    assert!(
+        !a_killed && a_ended.is_empty(),
+        "honest plugin a was killed because plugin b stalled: {a_ended:?}"
     );
 }
 
