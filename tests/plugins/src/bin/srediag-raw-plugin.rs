@@ -20,6 +20,15 @@
 //!   ack-flood       sends heartbeat answers with made-up sequence numbers, nonstop
 //!   long-version    says hello with a 60 KB version string full of terminal escapes
 //!   honest          a well-behaved pass-through (the control case)
+//!
+//! Modes added by the independent review of the issue-11 fix (tests/tests/review_attacks.rs):
+//!   enrich          honest: adds one attribute of `attr_bytes` (config, default 200) bytes to
+//!                   every log record (what a k8s-metadata enricher does)
+//!   split-lines     honest: splits every log record whose body is a string into one record
+//!                   per line (a multi-line/stack-trace splitter)
+//!   drip            answers every batch honestly, but only `delay_ms` (config, default 1500)
+//!                   after it arrived: each batch just inside `data_path.answer_timeout`
+//!   escape-flood    answers honestly and prints lines of 2,000 control bytes on stdout nonstop
 //! ```
 //!
 //! Every attack prints `RAW <attack> started` on stdout once the handshake is done.
@@ -170,6 +179,91 @@ fn repeat(records: &Records, times: usize) -> Records {
     Records::Logs(out)
 }
 
+/// `enrich`: one more attribute of `n` bytes on every log record.
+fn enrich(records: Records, n: usize) -> Records {
+    let Records::Logs(mut l) = records else {
+        return records;
+    };
+    let value = "v".repeat(n);
+    for rl in &mut l.resource_logs {
+        for sl in &mut rl.scope_logs {
+            for r in &mut sl.log_records {
+                r.attributes
+                    .push(srediag_plugin_sdk::data::common::KeyValue {
+                        key: "k8s.pod.annotation".into(),
+                        value: Some(srediag_plugin_sdk::data::common::AnyValue {
+                            value: Some(
+                                srediag_plugin_sdk::data::common::any_value::Value::StringValue(
+                                    value.clone(),
+                                ),
+                            ),
+                        }),
+                    });
+            }
+        }
+    }
+    Records::Logs(l)
+}
+
+/// `split-lines`: one record per line of every string body.
+fn split_lines(records: Records) -> Records {
+    use srediag_plugin_sdk::data::common::any_value::Value as V;
+    let Records::Logs(mut l) = records else {
+        return records;
+    };
+    for rl in &mut l.resource_logs {
+        for sl in &mut rl.scope_logs {
+            let mut out = Vec::new();
+            for r in std::mem::take(&mut sl.log_records) {
+                match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+                    Some(V::StringValue(s)) if s.contains('\n') => {
+                        for line in s.lines() {
+                            let mut one = r.clone();
+                            one.body = Some(srediag_plugin_sdk::data::common::AnyValue {
+                                value: Some(V::StringValue(line.to_string())),
+                            });
+                            out.push(one);
+                        }
+                    }
+                    _ => out.push(r),
+                }
+            }
+            sl.log_records = out;
+        }
+    }
+    Records::Logs(l)
+}
+
+/// `drip`: answers each batch `delay` after it arrived (batches held side by side, so every one
+/// is answered just inside the agent's answer timeout however many are in flight).
+fn drip(rings: &Rings, delay: Duration) {
+    let mut rx = rings
+        .input
+        .consumer(WaitOptions::default())
+        .expect("consumer");
+    let mut tx = rings
+        .output
+        .producer(WaitOptions::default())
+        .expect("producer");
+    let mut frames = Frames::new();
+    let mut enc = Encoder::new();
+    let mut held: std::collections::VecDeque<(std::time::Instant, u64, Records)> =
+        Default::default();
+    loop {
+        let _ = rx.recv_timeout(&mut frames, Duration::from_millis(10));
+        for f in frames.iter() {
+            if let Ok((seq, records)) = wire::decode(f.payload) {
+                held.push_back((std::time::Instant::now(), seq, records));
+            }
+        }
+        while held.front().is_some_and(|(t, _, _)| t.elapsed() >= delay) {
+            let (_, seq, records) = held.pop_front().expect("front");
+            let bytes = enc.encode(seq, &records).expect("encode").to_vec();
+            let _ = tx.push_timeout(Tag::Result as u32, &bytes, Duration::from_secs(3600));
+        }
+    }
+}
+
 fn main() {
     let attack = std::env::args().nth(1).unwrap_or_else(|| "honest".into());
     if attack == "long-version" {
@@ -291,6 +385,46 @@ fn main() {
                     enc.encode(seq, &records).expect("encode").to_vec(),
                 )]
             })
+        }
+        ("enrich", Some(r)) => {
+            let n = cfg["attr_bytes"].as_u64().unwrap_or(200) as usize;
+            serve_batches(&r, |seq, records, enc| {
+                let out = enrich(records, n);
+                vec![(Tag::Result, enc.encode(seq, &out).expect("encode").to_vec())]
+            })
+        }
+        ("split-lines", Some(r)) => serve_batches(&r, |seq, records, enc| {
+            let out = split_lines(records);
+            vec![(Tag::Result, enc.encode(seq, &out).expect("encode").to_vec())]
+        }),
+        ("drip", Some(r)) => drip(
+            &r,
+            Duration::from_millis(cfg["delay_ms"].as_u64().unwrap_or(1500)),
+        ),
+        ("escape-flood", r) => {
+            std::thread::spawn(|| {
+                use std::io::Write as _;
+                let mut line = vec![0x01u8; 2000];
+                line.push(b'\n');
+                let out = std::io::stdout();
+                let mut out = out.lock();
+                loop {
+                    if out.write_all(&line).is_err() {
+                        return;
+                    }
+                }
+            });
+            match r {
+                Some(r) => serve_batches(&r, |seq, records, enc| {
+                    vec![(
+                        Tag::Result,
+                        enc.encode(seq, &records).expect("encode").to_vec(),
+                    )]
+                }),
+                None => loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                },
+            }
         }
         ("error-flood", _) => loop {
             send(&PluginMsg::Error {
