@@ -32,6 +32,7 @@ pub fn execute(
     let instance = if rustix::process::geteuid().is_root() {
         Some(Instance::acquire(&run_dir).map_err(|e| match e {
             InstanceError::Held { .. } => Failure::new(exit::UNAVAILABLE, e.to_string()),
+            InstanceError::Unsafe(_) => Failure::new(exit::NO_PERM, e.to_string()),
             InstanceError::Io { .. } => Failure::new(FAILURE, format!("run directory: {e}")),
         })?)
     } else {

@@ -245,9 +245,10 @@ pub struct DataPathConfig {
     #[serde(with = "humantime_serde")]
     pub answer_timeout: Duration,
     /// Output budget: the answers to one batch may hold at most this many times its records
-    /// (plus 64) and this many times its encoded bytes (plus 64 KiB). More is a violation that
-    /// quarantines the plugin at once (SRD-P009): a plugin must not turn a trickle of input into
-    /// a flood the agent pays for. Default 4.
+    /// (plus 256) and this many times its encoded bytes (plus 64 KiB and 1 KiB per input record).
+    /// The excess is dropped and counted (`srediag_plugin_ipc_dropped_records_total{reason=
+    /// "output_budget"}`) and is a violation (towards `quarantine_after_malformed`): a plugin must
+    /// not turn a trickle of input into a flood the agent pays for. Default 16.
     pub max_output_ratio: u32,
     /// Probe-site sampling for the IPC latency observer: batches whose sequence number is a
     /// multiple of this fire the SDK's probe sites; 0 = off. Default 64 (B5: throughput on/off
@@ -287,7 +288,7 @@ impl Default for DataPathConfig {
             spin: Duration::ZERO,
             quarantine_after_malformed: 16,
             answer_timeout: Duration::from_secs(10),
-            max_output_ratio: 4,
+            max_output_ratio: 16,
             probe_sampling: 64,
             queue: crate::pipeline::QueueConfig::default(),
             on_unavailable: Unavailable::Block,

@@ -35,6 +35,10 @@ pub enum InstanceError {
         /// The holder's pid as it wrote it (`unknown` when unreadable).
         holder: String,
     },
+    /// The run directory (or its `plugins` directory) is not safe for a root agent to clean: a
+    /// symlink, not owned by root, writable by others, or under such a directory.
+    #[error("run directory: {0}")]
+    Unsafe(#[from] crate::sys::safe_path::SafePathError),
     /// The run directory or lock file could not be used.
     #[error("{path}: {source}")]
     Io {
@@ -65,6 +69,14 @@ impl Instance {
     /// Takes the lock of run directory `dir` (created 0755 when missing), or says who holds it.
     pub fn acquire(dir: &Path) -> Result<Instance, InstanceError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // The agent deletes what it finds under the run directory: another user must not be able
+        // to point any of it elsewhere (a `plugins` symlink to a root-only directory, say).
+        use crate::sys::safe_path::{LastDir, open_dir};
+        open_dir(dir, LastDir::Private)?;
+        let plugins = dir.join("plugins");
+        if std::fs::symlink_metadata(&plugins).is_ok() {
+            open_dir(&plugins, LastDir::Private)?;
+        }
         let path = dir.join("agent.lock");
         let fd = rustix::fs::open(
             &path,
@@ -157,6 +169,29 @@ mod tests {
         let a = cgroup_root(Path::new("/tmp/a/run"));
         let b = cgroup_root(Path::new("/tmp/b/run"));
         assert!(a.starts_with("srediag-") && b.starts_with("srediag-") && a != b);
+    }
+
+    #[test]
+    fn a_run_directory_others_can_redirect_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let run = d.path().join("run");
+        std::fs::create_dir(&run).expect("run");
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(matches!(
+            Instance::acquire(&run),
+            Err(InstanceError::Unsafe(_))
+        ));
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("elsewhere");
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        std::os::unix::fs::symlink(&elsewhere, run.join("plugins")).expect("symlink");
+        assert!(matches!(
+            Instance::acquire(&run),
+            Err(InstanceError::Unsafe(_))
+        ));
     }
 
     #[test]

@@ -79,9 +79,10 @@ impl Violation {
         }
     }
 
-    /// Kinds that quarantine at the first occurrence: the cost was already paid in full.
+    /// Kinds that quarantine at the first occurrence (none today: every bound already refuses
+    /// the excess, so a kind counts towards the threshold like the others).
     pub fn fatal(self) -> bool {
-        matches!(self, Violation::OutputBudget)
+        false
     }
 
     /// Kinds that concern the data path's rings (also counted as
@@ -232,8 +233,8 @@ impl LogBudget {
 
     /// Writes one line of plugin-supplied text (cut and escaped) at info level, if admitted.
     pub fn info(&self, source: LogSource, text: &[u8]) {
-        if self.admit_bytes(text.len().min(MAX_LOG_LINE)) {
-            let line = clean(text);
+        let line = clean(text);
+        if self.admit_bytes(line.len()) {
             tracing::info!(plugin = %self.name, stream = source.as_str(), "{line}");
         }
     }
@@ -241,18 +242,27 @@ impl LogBudget {
     /// Writes one warning about the plugin (`text` may hold plugin-supplied parts: it is cut and
     /// escaped), if admitted.
     pub fn warn(&self, source: LogSource, text: &str) {
-        if self.admit_bytes(text.len().min(MAX_LOG_LINE)) {
-            let line = clean(text.as_bytes());
+        let line = clean(text.as_bytes());
+        if self.admit_bytes(line.len()) {
             tracing::warn!(plugin = %self.name, stream = source.as_str(), "{line}");
         }
     }
 }
 
-/// Plugin-supplied text as one safe log line: cut to [`MAX_LOG_LINE`] bytes, invalid UTF-8
-/// replaced, control characters escaped (no terminal sequences, no `\r`, no fake lines).
+/// Plugin-supplied text as one safe log line: invalid UTF-8 replaced, control characters escaped
+/// (no terminal sequences, no `\r`, no fake lines), then cut to [`MAX_LOG_LINE`] bytes — what is
+/// written, escapes included, is what the log budget counts.
 pub fn clean(text: &[u8]) -> String {
     let cut = &text[..text.len().min(MAX_LOG_LINE)];
-    crate::text::escape_control(&String::from_utf8_lossy(cut)).into_owned()
+    let mut line = crate::text::escape_control(&String::from_utf8_lossy(cut)).into_owned();
+    if line.len() > MAX_LOG_LINE {
+        let mut end = MAX_LOG_LINE;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
 }
 
 /// One plugin's ledger: its log budget and its violations, shared by its supervisor, its control
@@ -406,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn quarantine_at_threshold_and_at_once_for_fatal_kinds() {
+    fn quarantine_at_threshold() {
         let l = ledger(3);
         l.record(Violation::MalformedFrame, 2, || "two".into());
         assert!(!l.quarantined());
@@ -417,7 +427,10 @@ mod tests {
         assert!(!l.quarantined());
         assert_eq!(l.total(), 0);
         l.record(Violation::OutputBudget, 1, || "10x".into());
-        assert!(l.quarantined(), "output budget is fatal");
+        assert!(
+            !l.quarantined(),
+            "the excess was refused: counted, not fatal"
+        );
     }
 
     #[test]
@@ -464,6 +477,9 @@ mod tests {
         assert!(c.contains("\\r") && c.contains("\\n"));
         let long = vec![b'a'; 100_000];
         assert_eq!(clean(&long).len(), MAX_LOG_LINE);
+        // Escapes count: a line of control bytes is cut after escaping.
+        let controls = vec![0x01u8; 2000];
+        assert!(clean(&controls).len() <= MAX_LOG_LINE);
         assert_eq!(clean(b"plain"), "plain");
     }
 }

@@ -402,6 +402,8 @@ fn many_minimal_records_in_one_frame_decode() {
                                 data_points: vec![
                                     metrics::ExponentialHistogramDataPoint {
                                         zero_threshold: 0.5,
+                                        min: Some(0.0),
+                                        max: Some(0.0),
                                         ..Default::default()
                                     };
                                     n

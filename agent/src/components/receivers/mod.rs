@@ -3,6 +3,8 @@
 pub mod hostmetrics;
 pub mod otlp;
 
+mod otlp_limits;
+
 mod hostmetrics_receiver;
 
 use super::ComponentConfig;

@@ -7,7 +7,10 @@
 //! long a kept-alive connection may sit idle (hyper's header timer runs while it waits for the
 //! next request); the body must arrive within `read_timeout` (else 408, closed). Connections are
 //! served with hyper's HTTP/1 builder directly (`axum::serve` cannot set the header timeout).
+//! What all clients together can make it hold is bounded too (`max_connections`,
+//! `max_inflight_body_size`, `max_decoded_size`: see [`super::otlp_limits`]).
 
+use super::otlp_limits::{BodyBudget, Connections, Held, decoded_estimate};
 use crate::model::{Batch, Logs, Metrics, Signal};
 use crate::pipeline::{
     BoxFuture, BuildContext, BuildError, Receiver, ReceiverOutput, Refused, Shutdown,
@@ -15,7 +18,6 @@ use crate::pipeline::{
 };
 use crate::telemetry::ComponentMetrics;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -71,6 +73,18 @@ pub struct HttpConfig {
     /// connection is closed. Default 30s.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Most connections served at once; one over it is closed as soon as it is accepted (and
+    /// counted as a receiver error). Default 256.
+    pub max_connections: usize,
+    /// Bytes of request bodies (compressed as received, then decompressed) the receiver holds
+    /// across all connections at once; a request that would go over it is answered 503 with
+    /// `Retry-After: 1` and its connection closed. At least `max_request_body_size`. Default
+    /// 64 MiB.
+    pub max_inflight_body_size: usize,
+    /// Largest estimated memory of one decoded request (its structs, strings and the JSON
+    /// tree), checked on the wire format before decoding; over it the request is answered 413.
+    /// Ordinary protobuf requests decode to 1–4× their size, JSON to more. Default 128 MiB.
+    pub max_decoded_size: usize,
 }
 
 impl Default for HttpConfig {
@@ -80,6 +94,9 @@ impl Default for HttpConfig {
             max_request_body_size: 20 * 1024 * 1024,
             read_header_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            max_inflight_body_size: 64 * 1024 * 1024,
+            max_decoded_size: 128 * 1024 * 1024,
         }
     }
 }
@@ -102,10 +119,22 @@ impl Config {
                 ),
             ));
         }
-        if http.max_request_body_size == 0 {
+        for (key, v) in [
+            ("max_request_body_size", http.max_request_body_size),
+            ("max_connections", http.max_connections),
+            ("max_decoded_size", http.max_decoded_size),
+        ] {
+            if v == 0 {
+                return Err((format!("protocols.http.{key}"), "must be at least 1".into()));
+            }
+        }
+        if http.max_inflight_body_size < http.max_request_body_size {
             return Err((
-                "protocols.http.max_request_body_size".into(),
-                "must be at least 1".into(),
+                "protocols.http.max_inflight_body_size".into(),
+                format!(
+                    "{} is below max_request_body_size {}: no request of the largest size could be read",
+                    http.max_inflight_body_size, http.max_request_body_size
+                ),
             ));
         }
         for (key, d) in [
@@ -134,6 +163,9 @@ struct Shared {
     max_body: usize,
     header_timeout: Duration,
     read_timeout: Duration,
+    max_decoded: usize,
+    connections: Connections,
+    budget: BodyBudget,
     errors: ComponentMetrics,
     out: std::sync::OnceLock<ReceiverOutput>,
 }
@@ -157,6 +189,9 @@ impl OtlpReceiver {
                 max_body: http.max_request_body_size,
                 header_timeout: http.read_header_timeout,
                 read_timeout: http.read_timeout,
+                max_decoded: http.max_decoded_size,
+                connections: Connections::new(http.max_connections),
+                budget: BodyBudget::new(http.max_inflight_body_size),
                 errors: ctx.telemetry.component("receiver", &ctx.id),
                 out: std::sync::OnceLock::new(),
             }),
@@ -195,6 +230,12 @@ impl Receiver for OtlpReceiver {
                     },
                     _ = shutdown_signalled(&mut shutdown) => break,
                 };
+                let Some(permit) = self.state.connections.admit() else {
+                    // Over max_connections: closed at once (the client sees a reset or EOF).
+                    self.state.errors.errors.inc();
+                    drop(tcp);
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let svc = hyper_util::service::TowerToHyperService::new(app.clone());
                 let conn =
@@ -204,6 +245,7 @@ impl Receiver for OtlpReceiver {
                     // timeout is not counted: hyper gives the same error for an idle kept-alive
                     // connection, which is no fault of the client.
                     let _ = conn.await;
+                    drop(permit);
                 });
             }
             // As axum::serve's graceful shutdown: idle connections close, requests in flight
@@ -256,37 +298,78 @@ fn reply(code: StatusCode, enc: Encoding, message: String) -> Response {
     }
 }
 
-/// Decompresses (when asked) and bounds the body.
+/// Why a body was not taken.
+enum BodyError {
+    /// Answered with this status and message (the connection stays open).
+    Reply(StatusCode, String),
+    /// The in-flight budget is spent: 503, `Retry-After`, connection closed.
+    Busy,
+}
+
+/// Decompresses (when asked) and bounds the body; the decompressed bytes are charged to the
+/// in-flight budget as they are produced.
 fn body_bytes(
     headers: &HeaderMap,
-    body: Bytes,
+    body: Vec<u8>,
     max: usize,
-) -> Result<Vec<u8>, (StatusCode, String)> {
+    budget: &BodyBudget,
+    held: &mut Held,
+) -> Result<Vec<u8>, BodyError> {
     let enc = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("identity")
         .to_ascii_lowercase();
     match enc.as_str() {
-        "identity" | "" => Ok(body.to_vec()),
+        "identity" | "" => Ok(body),
         "gzip" => {
             let mut out = Vec::new();
             let mut d = flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1);
-            d.read_to_end(&mut out)
-                .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
-            if out.len() > max {
-                return Err((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("decompressed body exceeds {max} bytes"),
-                ));
+            let mut chunk = [0u8; 64 * 1024];
+            loop {
+                let n = d.read(&mut chunk).map_err(|e| {
+                    BodyError::Reply(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}"))
+                })?;
+                if n == 0 {
+                    break;
+                }
+                if out.len() + n > max {
+                    return Err(BodyError::Reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("decompressed body exceeds {max} bytes"),
+                    ));
+                }
+                grow(&mut out, n, max, budget, held)?;
+                out.extend_from_slice(&chunk[..n]);
             }
             Ok(out)
         }
-        other => Err((
+        other => Err(BodyError::Reply(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("unsupported Content-Encoding {other:?}: use gzip or none"),
         )),
     }
+}
+
+/// Makes room for `n` more bytes in `out` (doubling, up to `max`), charging the growth of its
+/// capacity to the budget.
+fn grow(
+    out: &mut Vec<u8>,
+    n: usize,
+    max: usize,
+    budget: &BodyBudget,
+    held: &mut Held,
+) -> Result<(), BodyError> {
+    let need = out.len() + n;
+    if need <= out.capacity() {
+        return Ok(());
+    }
+    let cap = need.max(out.capacity() * 2).max(4096).min(max.max(need));
+    if !budget.charge(held, cap - out.capacity()) {
+        return Err(BodyError::Busy);
+    }
+    out.reserve_exact(cap - out.len());
+    Ok(())
 }
 
 fn encoding(headers: &HeaderMap) -> Result<Encoding, String> {
@@ -373,38 +456,70 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Reads the body within the read timeout and the size limit.
+/// Reads the body as it arrives, charging its bytes to the in-flight budget.
+async fn collect(
+    state: &Shared,
+    mut body: axum::body::Body,
+    held: &mut Held,
+) -> Result<Vec<u8>, ReadError> {
+    use http_body_util::BodyExt as _;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if out.len() + data.len() > state.max_body {
+            return Err(ReadError::TooLarge);
+        }
+        grow(&mut out, data.len(), state.max_body, &state.budget, held)
+            .map_err(|_| ReadError::Busy)?;
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
+}
+
+enum ReadError {
+    TooLarge,
+    Busy,
+    Read(String),
+}
+
+/// 503 with `Retry-After: 1`, connection closed: the receiver holds `max_inflight_body_size`.
+fn busy(state: &Shared, enc: Encoding) -> Response {
+    let mut r = reply_and_close(
+        StatusCode::SERVICE_UNAVAILABLE,
+        enc,
+        format!(
+            "the receiver holds its max_inflight_body_size ({} bytes) of request bodies; retry later",
+            state.budget.total()
+        ),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
+/// Reads the body within the read timeout, the size limit and the in-flight budget.
 async fn read_body(
     state: &Shared,
     enc: Encoding,
     body: axum::body::Body,
-) -> Result<Bytes, Response> {
-    match tokio::time::timeout(
-        state.read_timeout,
-        axum::body::to_bytes(body, state.max_body),
-    )
-    .await
-    {
+    held: &mut Held,
+) -> Result<Vec<u8>, Response> {
+    match tokio::time::timeout(state.read_timeout, collect(state, body, held)).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) => {
-            let inner = e.into_inner();
-            if inner
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(reply_and_close(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    enc,
-                    format!("body exceeds {} bytes", state.max_body),
-                ))
-            } else {
-                Err(reply_and_close(
-                    StatusCode::BAD_REQUEST,
-                    enc,
-                    format!("cannot read the body: {inner}"),
-                ))
-            }
-        }
+        Ok(Err(ReadError::TooLarge)) => Err(reply_and_close(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            enc,
+            format!("body exceeds {} bytes", state.max_body),
+        )),
+        Ok(Err(ReadError::Busy)) => Err(busy(state, enc)),
+        Ok(Err(ReadError::Read(e))) => Err(reply_and_close(
+            StatusCode::BAD_REQUEST,
+            enc,
+            format!("cannot read the body: {e}"),
+        )),
         Err(_) => Err(reply_and_close(
             StatusCode::REQUEST_TIMEOUT,
             enc,
@@ -452,20 +567,40 @@ async fn handle(state: Arc<Shared>, signal: Signal, req: Request) -> Response {
             format!("no pipeline takes {signal} from receiver {}", state.id),
         );
     }
-    let body = match read_body(&state, enc, body).await {
+    // Everything this request holds is charged here and returned when the handler ends (after
+    // the batch was handed to the pipelines, whose queues are bounded on their own).
+    let mut held = state.budget.hold();
+    let body = match read_body(&state, enc, body, &mut held).await {
         Ok(b) => b,
         Err(r) => {
             state.errors.errors.inc();
             return r;
         }
     };
-    let bytes = match body_bytes(headers, body, state.max_body) {
+    let bytes = match body_bytes(headers, body, state.max_body, &state.budget, &mut held) {
         Ok(b) => b,
-        Err((code, m)) => {
+        Err(BodyError::Reply(code, m)) => {
             state.errors.errors.inc();
             return reply(code, enc, m);
         }
+        Err(BodyError::Busy) => {
+            state.errors.errors.inc();
+            return busy(&state, enc);
+        }
     };
+    if let Some(est) = decoded_estimate(signal, enc == Encoding::Json, &bytes, state.max_decoded)
+        && est > state.max_decoded
+    {
+        state.errors.errors.inc();
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            enc,
+            format!(
+                "the request would take more than max_decoded_size ({} bytes) once decoded",
+                state.max_decoded
+            ),
+        );
+    }
     let batch = match decode(signal, enc, &bytes) {
         Ok(b) => b,
         Err(m) => {

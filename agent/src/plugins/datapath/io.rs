@@ -192,7 +192,7 @@ impl<'a> Writer<'a> {
             let bytes = match enc.encode(seq, &records) {
                 Ok(b) if b.len() <= max => b,
                 _ => {
-                    self.link.resplit(seq);
+                    self.link.resplit(seq, self.stop);
                     continue;
                 }
             };
@@ -371,7 +371,7 @@ impl<'a> Reader<'a> {
                     if t == Tag::Result && sampled(link.probe_sampling(), seq) {
                         srediag_probe_consume(self.ring_id, seq, records.items());
                     }
-                    link.answer(seq, records, payload.len(), t == Tag::Result)
+                    link.answer(seq, records, payload.len(), t == Tag::Result, self.stop)
                 }
                 Err(e) => {
                     link.ledger.record(Violation::MalformedFrame, 1, || {
@@ -386,7 +386,7 @@ impl<'a> Reader<'a> {
                     if sampled(link.probe_sampling(), seq) {
                         srediag_probe_consume(self.ring_id, seq, flags.len() as u64);
                     }
-                    link.keep(seq, &flags)
+                    link.keep(seq, &flags, self.stop)
                 }
                 Err(e) => {
                     link.ledger.record(Violation::MalformedFrame, 1, || {
@@ -398,7 +398,7 @@ impl<'a> Reader<'a> {
             Some(Tag::Fail) => match wire::parse_seq_payload(payload) {
                 Ok((seq, reason)) => {
                     counter();
-                    link.failed(seq, &reason)
+                    link.failed(seq, &reason, self.stop)
                 }
                 Err(e) => {
                     link.ledger.record(Violation::MalformedFrame, 1, || {
@@ -410,7 +410,7 @@ impl<'a> Reader<'a> {
             Some(Tag::Emit) => match wire::decode(payload) {
                 Ok((_, records)) => {
                     counter();
-                    link.emitted(records)
+                    link.emitted(records, self.stop)
                 }
                 Err(e) => {
                     link.ledger.record(Violation::MalformedFrame, 1, || {

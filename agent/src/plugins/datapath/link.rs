@@ -10,7 +10,7 @@ use srediag_plugin_sdk::control::DataPathInfo;
 use srediag_plugin_sdk::data::Records;
 use srediag_plugin_sdk::ring::{Ring, RingConfig, RingError, WakeMode};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -21,10 +21,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 pub const OUTPUT_QUEUE: usize = 8;
 
 /// Records an answer may hold beyond `max_output_ratio` × the batch's records.
-const OUTPUT_SLACK_ITEMS: u64 = 64;
+const OUTPUT_SLACK_ITEMS: u64 = 256;
 
 /// Bytes an answer may hold beyond `max_output_ratio` × the batch's encoded size.
 const OUTPUT_SLACK_BYTES: u64 = 64 * 1024;
+
+/// And per input record (an enricher adding an attribute to tiny records).
+const OUTPUT_SLACK_BYTES_PER_RECORD: u64 = 1024;
 
 /// What a plugin's link carries, from the plugin's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +137,14 @@ impl Inner {
     }
 }
 
+/// The readers' waits for the stage (any of them waiting counts once).
+#[derive(Default)]
+struct Pause {
+    waiting: u32,
+    since: Option<Instant>,
+    total: Duration,
+}
+
 /// The rings of an incarnation that is being started.
 pub struct Prepared {
     /// agent→plugin.
@@ -160,9 +171,9 @@ pub struct Link {
     out_rx: Mutex<Option<mpsc::Receiver<Output>>>,
     pub(super) metrics: DataPathMetrics,
     pub(super) ledger: Arc<Ledger>,
-    /// Nanoseconds the reader spent waiting for the stage to take outputs (not the plugin's
-    /// fault: it does not count towards the answer timeout).
-    paused_ns: AtomicU64,
+    /// Time the readers spent (and are spending) waiting for the stage to take outputs: not the
+    /// plugin's fault, so it does not count towards the answer timeout.
+    pause: Mutex<Pause>,
     probe_sampling: std::sync::atomic::AtomicU32,
     /// True while the plugin is parked (quarantined or rejected): it does not come back without
     /// an operator, so its stage stops waiting for it.
@@ -232,7 +243,7 @@ impl Link {
             out_rx: Mutex::new(Some(out_rx)),
             metrics,
             ledger,
-            paused_ns: AtomicU64::new(0),
+            pause: Mutex::new(Pause::default()),
             parked: tokio::sync::watch::Sender::new(false),
         }
     }
@@ -304,8 +315,26 @@ impl Link {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// All the time the agent was not taking answers, including a wait still going on.
     fn paused(&self) -> Duration {
-        Duration::from_nanos(self.paused_ns.load(Ordering::Relaxed))
+        let p = self.pause.lock().unwrap_or_else(|e| e.into_inner());
+        p.total + p.since.map(|t| t.elapsed()).unwrap_or_default()
+    }
+
+    fn pause_begins(&self) {
+        let mut p = self.pause.lock().unwrap_or_else(|e| e.into_inner());
+        p.waiting += 1;
+        p.since.get_or_insert_with(Instant::now);
+    }
+
+    fn pause_ends(&self) {
+        let mut p = self.pause.lock().unwrap_or_else(|e| e.into_inner());
+        p.waiting = p.waiting.saturating_sub(1);
+        if p.waiting == 0
+            && let Some(t) = p.since.take()
+        {
+            p.total += t.elapsed();
+        }
     }
 
     /// The stage's receiving end of the outputs (once).
@@ -663,33 +692,47 @@ impl Link {
         }
     }
 
-    /// Hands an output to the stage, waiting while the stage has [`OUTPUT_QUEUE`] untaken
-    /// (the time waited is the agent's, not the plugin's: it pauses the answer clock).
-    fn output(&self, mut o: Output) {
-        let mut waited_since: Option<Instant> = None;
-        loop {
-            match self.out_tx.try_send(o) {
-                Ok(()) => break,
-                Err(mpsc::error::TrySendError::Full(back)) => {
-                    o = back;
-                    waited_since.get_or_insert_with(Instant::now);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => break, // the stage is gone
+    /// Hands an output to the stage, waiting while the stage has [`OUTPUT_QUEUE`] untaken (that
+    /// time is the agent's, not the plugin's: it pauses the answer clock). Gives the output back
+    /// when `stop` is set meanwhile (the incarnation is being detached: the reader must not wait
+    /// on the pipeline for ever) or the stage is gone.
+    fn output(&self, o: Output, stop: &AtomicBool) -> Result<(), Output> {
+        let mut o = match self.out_tx.try_send(o) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(o)) => return Err(o),
+            Err(mpsc::error::TrySendError::Full(o)) => o,
+        };
+        self.pause_begins();
+        let r = loop {
+            if stop.load(Ordering::SeqCst) {
+                break Err(o);
             }
-        }
-        if let Some(t) = waited_since {
-            self.paused_ns
-                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        }
+            std::thread::sleep(Duration::from_millis(1));
+            match self.out_tx.try_send(o) {
+                Ok(()) => break Ok(()),
+                Err(mpsc::error::TrySendError::Full(back)) => o = back,
+                Err(mpsc::error::TrySendError::Closed(back)) => break Err(back),
+            }
+        };
+        self.pause_ends();
+        r
     }
 
     /// The plugin answered `seq` (or part of it) with `records` from a payload of `bytes` bytes.
-    /// Unknown `seq`: a violation. More than the output budget: a violation that quarantines.
-    /// Returns false when the answer was refused (the reader stops reading for a while).
-    pub(super) fn answer(&self, seq: u64, records: Records, bytes: usize, last: bool) -> bool {
+    /// Unknown `seq`: a violation. Beyond the output budget: a violation, and the excess answer
+    /// is dropped and counted (`reason="output_budget"`). Returns false when the answer was
+    /// refused (the reader stops reading for a while). An answer the stage could not take
+    /// because the incarnation is being detached leaves the batch in flight (re-delivered).
+    pub(super) fn answer(
+        &self,
+        seq: u64,
+        records: Records,
+        bytes: usize,
+        last: bool,
+        stop: &AtomicBool,
+    ) -> bool {
         let items = records.items();
-        {
+        let over = {
             let mut g = self.lock();
             let Some(f) = g.in_flight.get_mut(&seq) else {
                 drop(g);
@@ -710,61 +753,93 @@ impl Link {
                     return false;
                 }
                 let (signal, n) = (signal_of(&f.records), f.records.items());
-                g.in_flight.remove(&seq);
-                self.gauge(&g);
                 drop(g);
-                self.output(Output::Delivered { signal, items: n });
+                // Counted first, then forgotten: a plugin dying in between gets it again.
+                if self
+                    .output(Output::Delivered { signal, items: n }, stop)
+                    .is_ok()
+                {
+                    let mut g = self.lock();
+                    g.in_flight.remove(&seq);
+                    self.gauge(&g);
+                }
                 return true;
             }
-            let ratio = u64::from(self.cfg.max_output_ratio);
-            let max_items = ratio
-                .saturating_mul(f.records.items())
-                .saturating_add(OUTPUT_SLACK_ITEMS);
-            let max_bytes = ratio
-                .saturating_mul(f.sent_bytes)
-                .saturating_add(OUTPUT_SLACK_BYTES);
+            let budget = self.budget(f.records.items(), f.sent_bytes);
             f.answered_items = f.answered_items.saturating_add(items);
             f.answered_bytes = f.answered_bytes.saturating_add(bytes as u64);
-            if f.answered_items > max_items || f.answered_bytes > max_bytes {
-                let (in_items, in_bytes) = (f.records.items(), f.sent_bytes);
-                let (out_items, out_bytes) = (f.answered_items, f.answered_bytes);
-                drop(g);
-                self.ledger.record(Violation::OutputBudget, 1, || {
-                    format!(
-                        "batch {seq} of {in_items} records ({in_bytes} bytes) answered with {out_items} records ({out_bytes} bytes) so far; data_path.max_output_ratio is {ratio}"
-                    )
-                });
-                return false;
-            }
+            (f.answered_items > budget.0 || f.answered_bytes > budget.1).then(|| {
+                (
+                    f.records.items(),
+                    f.sent_bytes,
+                    f.answered_items,
+                    f.answered_bytes,
+                    signal_of(&records),
+                )
+            })
+        };
+        if let Some((in_items, in_bytes, out_items, out_bytes, signal)) = over {
+            let ratio = self.cfg.max_output_ratio;
+            self.ledger.record(Violation::OutputBudget, 1, || {
+                format!(
+                    "batch {seq} of {in_items} records ({in_bytes} bytes) answered with {out_items} records ({out_bytes} bytes) so far, more than data_path.max_output_ratio {ratio} allows; the excess is dropped"
+                )
+            });
+            self.metrics
+                .dropped
+                .with_label_values(&[&self.name, "output_budget"])
+                .inc_by(items);
+            let _ = signal;
             if last {
+                let mut g = self.lock();
                 g.in_flight.remove(&seq);
                 self.gauge(&g);
-            } else {
-                f.forwarded += items;
             }
+            return false;
         }
-        if items > 0 {
-            self.output(Output::Records(records));
+        if items > 0 && self.output(Output::Records(records), stop).is_err() {
+            return true; // stays in flight: re-delivered (its earlier parts counted as duplicates)
+        }
+        let mut g = self.lock();
+        if last {
+            g.in_flight.remove(&seq);
+            self.gauge(&g);
+        } else if let Some(f) = g.in_flight.get_mut(&seq) {
+            f.forwarded += items;
         }
         true
     }
 
+    /// What the answers to a batch of `items` records, `bytes` bytes encoded, may hold:
+    /// `max_output_ratio` × both, plus slack (a fixed amount, and 1 KiB per input record: an
+    /// enricher adding an attribute to tiny records stays within).
+    fn budget(&self, items: u64, bytes: u64) -> (u64, u64) {
+        let ratio = u64::from(self.cfg.max_output_ratio);
+        (
+            ratio
+                .saturating_mul(items)
+                .saturating_add(OUTPUT_SLACK_ITEMS),
+            ratio
+                .saturating_mul(bytes)
+                .saturating_add(OUTPUT_SLACK_BYTES)
+                .saturating_add(items.saturating_mul(OUTPUT_SLACK_BYTES_PER_RECORD)),
+        )
+    }
+
     /// The plugin answered `seq` with one flag per item: forward the flagged items of our copy.
     /// A wrong number of flags is a violation (the batch stays in flight).
-    pub(super) fn keep(&self, seq: u64, flags: &[bool]) -> bool {
+    pub(super) fn keep(&self, seq: u64, flags: &[bool], stop: &AtomicBool) -> bool {
         if self.role != Role::Processor {
             self.ledger.record(Violation::UnknownBatch, 1, || {
                 format!("keep flags for batch {seq} from a plugin that is not a processor")
             });
             return false;
         }
-        let entry = {
-            let mut g = self.lock();
+        let records = {
+            let g = self.lock();
             match g.in_flight.get(&seq) {
                 Some(f) if f.records.items() == flags.len() as u64 && f.forwarded == 0 => {
-                    let e = g.in_flight.remove(&seq);
-                    self.gauge(&g);
-                    e
+                    Some(f.records.clone())
                 }
                 Some(_) => None,
                 None => {
@@ -776,32 +851,43 @@ impl Link {
                 }
             }
         };
-        let Some(f) = entry else {
+        let Some(records) = records else {
             self.ledger.record(Violation::UnknownBatch, 1, || {
                 format!("keep flags for batch {seq} do not match its items")
             });
             return false;
         };
-        let records = Arc::try_unwrap(f.records).unwrap_or_else(|a| (*a).clone());
+        let records = Arc::try_unwrap(records).unwrap_or_else(|a| (*a).clone());
         if let Some(kept) = records.retain_items(flags)
             && kept.items() > 0
+            && self.output(Output::Records(kept), stop).is_err()
         {
-            self.output(Output::Records(kept));
+            return true; // stays in flight: re-delivered
         }
+        let mut g = self.lock();
+        g.in_flight.remove(&seq);
+        self.gauge(&g);
         true
     }
 
     /// The plugin refused batch `seq`: its records are dropped and counted.
-    pub(super) fn failed(&self, seq: u64, reason: &str) -> bool {
-        let f = self.lock().in_flight.remove(&seq);
+    pub(super) fn failed(&self, seq: u64, reason: &str, stop: &AtomicBool) -> bool {
+        let f = self
+            .lock()
+            .in_flight
+            .get(&seq)
+            .map(|f| (signal_of(&f.records), f.records.items()));
         match f {
-            Some(f) => {
-                let items = f.records.items();
+            Some((signal, items)) => {
                 self.ledger.log().warn(
                     crate::plugins::ledger::LogSource::Agent,
                     &format!("plugin refused batch {seq} of {items} records: {reason}"),
                 );
-                self.drop_records(signal_of(&f.records), items, "failed");
+                if self.drop_records(signal, items, "failed", stop) {
+                    let mut g = self.lock();
+                    g.in_flight.remove(&seq);
+                    self.gauge(&g);
+                }
                 true
             }
             None => {
@@ -815,7 +901,7 @@ impl Link {
 
     /// The writer could not encode batch `seq` in one frame: split it into new batches that
     /// share its window slot (order among them kept).
-    pub(super) fn resplit(&self, seq: u64) {
+    pub(super) fn resplit(&self, seq: u64, stop: &AtomicBool) {
         let mut g = self.lock();
         let Some(f) = g.in_flight.remove(&seq) else {
             return;
@@ -824,7 +910,7 @@ impl Link {
         if items <= 1 {
             drop(g);
             tracing::warn!(plugin = %self.name, "a record larger than data_path.max_frame was dropped");
-            self.drop_records(signal_of(&f.records), items, "oversize");
+            self.drop_records(signal_of(&f.records), items, "oversize", stop);
             return;
         }
         let records = Arc::try_unwrap(f.records).unwrap_or_else(|a| (*a).clone());
@@ -833,29 +919,50 @@ impl Link {
         }
     }
 
-    fn drop_records(&self, signal: Signal, items: u64, reason: &'static str) {
-        self.metrics
-            .dropped
-            .with_label_values(&[&self.name, reason])
-            .inc_by(items);
-        self.output(Output::Dropped {
-            signal,
-            items,
-            reason,
-        });
+    /// Counts a batch gone for good and tells the stage (exporters count it as failed). False
+    /// when the stage could not be told (the incarnation is being detached).
+    fn drop_records(
+        &self,
+        signal: Signal,
+        items: u64,
+        reason: &'static str,
+        stop: &AtomicBool,
+    ) -> bool {
+        let told = self
+            .output(
+                Output::Dropped {
+                    signal,
+                    items,
+                    reason,
+                },
+                stop,
+            )
+            .is_ok();
+        if told {
+            self.metrics
+                .dropped
+                .with_label_values(&[&self.name, reason])
+                .inc_by(items);
+        }
+        told
     }
 
     /// A receiver plugin emitted `records`: they go to the pipelines. From any other plugin an
     /// emission is a violation. False when refused.
-    pub(super) fn emitted(&self, records: Records) -> bool {
+    pub(super) fn emitted(&self, records: Records, stop: &AtomicBool) -> bool {
         if self.role != Role::Receiver {
             self.ledger.record(Violation::MalformedFrame, 1, || {
                 "emit frame from a plugin that is not a receiver".into()
             });
             return false;
         }
-        if records.items() > 0 {
-            self.output(Output::Records(records));
+        let items = records.items();
+        if items > 0 && self.output(Output::Records(records), stop).is_err() {
+            // Read while the incarnation was being detached and the pipelines were full: counted.
+            self.metrics
+                .dropped
+                .with_label_values(&[&self.name, "stopped"])
+                .inc_by(items);
         }
         true
     }

@@ -409,6 +409,11 @@ impl Supervisor {
         let end = self
             .run_in(&*cg, dir, &loaded, requests, restart_requested, laps)
             .await;
+        // The process is gone: say so before the (bounded) detach and cleanup.
+        self.set(|s| {
+            s.pid = None;
+            s.uptime_seconds = None;
+        });
         let current = std::mem::take(&mut *self.current.lock().unwrap_or_else(|p| p.into_inner()));
         if let (Some(l), Some(generation)) = (&self.link, current.generation) {
             // The process is gone: drain what it published, keep what it did not answer.
