@@ -8,14 +8,18 @@
 //!   run --plugin-dir … --trust-policy … --plugin-state … ARGS` (the development key);
 //! - `bundles [--release] [--source DIR]`: first-party plugins → signed bundles (`bundles.rs`);
 //! - `bench pipeline`: throughput, CPU per record and idle footprint of the release agent;
-//! - `bench plugin`: plugin cold start and restart-to-ready against a raw spawn.
+//! - `bench plugin`: plugin cold start and restart-to-ready against a raw spawn;
+//! - `kernels`: the privileged test subset on Debian's kernels under QEMU and on this host
+//!   (`kernels/`, docs/kernels.md).
 
+mod apt;
 mod bench;
 mod bench_plugin;
 mod bundles;
 mod deps;
 mod flatc;
 mod httpc;
+mod kernels;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,6 +72,17 @@ enum Cmd {
         /// More plugin directories (a manifest.yaml next to a Cargo.toml).
         #[arg(long, value_name = "DIR")]
         source: Vec<PathBuf>,
+    },
+    /// The privileged tests on a matrix of kernels: Debian's under QEMU (cgroup v2 only, one
+    /// also hybrid) and this host's (docs/kernels.md).
+    Kernels(kernels::Args),
+    /// Inside a guest of `kernels`: run the plan, results to the second serial port.
+    #[command(hide = true)]
+    KernelsGuest {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Benchmarks of the release agent.
     Bench {
@@ -129,6 +144,8 @@ fn main() {
         Cmd::Flatc { check } => flatc::flatc_cmd(check),
         Cmd::Run { args } => run(&args),
         Cmd::Bundles { release, source } => bundles::bundles(release, &source).map(|_| ()),
+        Cmd::Kernels(a) => kernels::kernels(&a),
+        Cmd::KernelsGuest { plan, out } => kernels::guest(&plan, &out),
         Cmd::Bench {
             which: BenchCmd::Pipeline(a),
         } => bench::pipeline(&a),
