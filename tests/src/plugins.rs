@@ -343,33 +343,6 @@ pub fn plugin_cgroups(name: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cgroup_mounts_follow_the_layout() {
-        let v2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n\
-                  31 23 0:27 / /sys/fs/bpf rw - bpf bpf rw\n";
-        assert_eq!(parse_cgroup_mounts(v2), [PathBuf::from("/sys/fs/cgroup")]);
-        let hybrid = "25 23 0:22 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755\n\
-                      26 25 0:23 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
-                      27 25 0:24 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
-                      28 25 0:25 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
-                      29 25 0:26 / /sys/fs/cgroup/odd\\040name rw - cgroup cgroup rw,pids\n";
-        assert_eq!(
-            parse_cgroup_mounts(hybrid),
-            [
-                "/sys/fs/cgroup/cpu,cpuacct",
-                "/sys/fs/cgroup/memory",
-                "/sys/fs/cgroup/odd name",
-                "/sys/fs/cgroup/unified"
-            ]
-            .map(PathBuf::from)
-        );
-    }
-}
-
 /// The pids in plugin `name`'s cgroup (from the first hierarchy that lists any).
 pub fn plugin_pids(name: &str) -> Vec<u32> {
     plugin_cgroups(name)
@@ -404,4 +377,31 @@ pub fn trigger(name: &str, content: &str) -> bool {
     };
     let tmp = dir.join(".go.tmp");
     std::fs::write(&tmp, content).is_ok() && std::fs::rename(&tmp, dir.join("go")).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_mounts_follow_the_layout() {
+        let v2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n\
+                  31 23 0:27 / /sys/fs/bpf rw - bpf bpf rw\n";
+        assert_eq!(parse_cgroup_mounts(v2), [PathBuf::from("/sys/fs/cgroup")]);
+        let hybrid = "25 23 0:22 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755\n\
+                      26 25 0:23 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                      27 25 0:24 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                      28 25 0:25 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                      29 25 0:26 / /sys/fs/cgroup/odd\\040name rw - cgroup cgroup rw,pids\n";
+        assert_eq!(
+            parse_cgroup_mounts(hybrid),
+            [
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/odd name",
+                "/sys/fs/cgroup/unified"
+            ]
+            .map(PathBuf::from)
+        );
+    }
 }

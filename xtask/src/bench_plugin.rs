@@ -153,6 +153,15 @@ pub fn measure(
                 if s["state"] == "ready" && fresh {
                     return Ok(s);
                 }
+                // A plugin that cannot start here (e.g. no Landlock) never becomes ready.
+                if s["state"] == "quarantined" || s["state"] == "rejected" {
+                    bail!(
+                        "the plugin is {}: last_exit {}, error {}",
+                        s["state"],
+                        s["last_exit"],
+                        s["error"]
+                    );
+                }
             }
             std::thread::sleep(Duration::from_millis(2));
         }

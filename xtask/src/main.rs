@@ -3,7 +3,8 @@
 //! - `deps`: install the Debian packages of `scripts/deps.txt` (as root) and the Python venv of
 //!   `tests/python/requirements.txt`;
 //! - `test`: what `.ci/run` runs: deps, fmt, clippy, flatc check, build, bundles, the ring's loom
-//!   models (`--cfg loom`, own target dir), `cargo test --workspace`;
+//!   models (`--cfg loom`, own target dir), `cargo test --workspace`, then the CI subset of
+//!   `kernels` on Debian 12's own kernel (cgroup v2 only) in a QEMU guest;
 //! - `run [-- ARGS]`: build the release agent and the signed plugin bundles, and exec `srediag
 //!   run --plugin-dir … --trust-policy … --plugin-state … ARGS` (the development key);
 //! - `bundles [--release] [--source DIR]`: first-party plugins → signed bundles (`bundles.rs`);
@@ -49,7 +50,7 @@ enum Cmd {
         build_only: bool,
     },
     /// The full check CI runs: deps, fmt, clippy, generated-code freshness, build, cargo test
-    /// --workspace.
+    /// --workspace, then the privileged subset in a Debian 12 kernel guest.
     Test,
     /// Regenerate the FlatBuffers code of the data path (`--check`: fail when it is stale).
     Flatc {
@@ -279,6 +280,11 @@ fn test() -> Result<()> {
                     .env("SREDIAG_PYTHON", deps::venv_python())
                     .env("SREDIAG_REPO", &root),
             )
+        })?;
+        // The privileged subset on Debian 12's own kernel with cgroup v2 only, in a QEMU guest
+        // (docs/kernels.md): the default run's plugin must start there.
+        step(&mut times, "kernels: debian-6.1 (guest)", || {
+            kernels::kernels(&kernels::Args::ci())
         })
     })();
     println!("\n==== summary ====");

@@ -51,7 +51,7 @@ fn sandbox_of(pid: u64) -> String {
     let cg: Vec<&str> = cgroup
         .lines()
         .filter(|l| l.contains("srediag"))
-        .map(|l| l.splitn(2, ':').nth(1).unwrap_or(l))
+        .map(|l| l.split_once(':').map_or(l, |x| x.1))
         .collect();
     format!(
         "pid {pid}, uid {}, CapEff {}, NoNewPrivs {}, Seccomp {}, cgroup {}",

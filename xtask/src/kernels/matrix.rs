@@ -120,7 +120,8 @@ impl Row {
 }
 
 /// The rows for `kernels` (all when empty): every guest kernel with cgroup v2 only, plus the
-/// hybrid row(s) (`hybrid`: each guest kernel also hybrid; by default only 6.12), plus the host.
+/// hybrid row(s) (`hybrid`: each guest kernel also hybrid; by default only 6.1: Debian's 6.12 is
+/// built without `CONFIG_MEMCG_V1`, so its "hybrid" keeps memory on v2), plus the host.
 pub fn rows(kernels: &[Kernel], hybrid: bool, smp: u32) -> Vec<Row> {
     let default = kernels.is_empty();
     let selected: Vec<Kernel> = if default {
@@ -144,7 +145,7 @@ pub fn rows(kernels: &[Kernel], hybrid: bool, smp: u32) -> Vec<Row> {
                     cgroup: CgroupSetup::V2,
                     smp,
                 });
-                if hybrid || (default && d == DEBIAN_6_12) {
+                if hybrid || (default && d == DEBIAN_6_1) {
                     out.push(Row {
                         kernel: k,
                         cgroup: CgroupSetup::Hybrid,
@@ -172,8 +173,8 @@ mod tests {
                 "host",
                 "debian-5.10-v2-smp1",
                 "debian-6.1-v2-smp1",
+                "debian-6.1-hybrid-smp1",
                 "debian-6.12-v2-smp1",
-                "debian-6.12-hybrid-smp1"
             ]
         );
         let one = rows(&["debian-6.1".parse().unwrap()], true, 2);

@@ -35,7 +35,7 @@ use crate::{bundles, cargo, is_root, root, run_cmd};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A kernel to run (repeatable): host, debian-5.10, debian-6.1, debian-6.12. Default: all of
-    /// them with cgroup v2 only, plus debian-6.12 hybrid, plus the host.
+    /// them with cgroup v2 only, plus debian-6.1 hybrid, plus the host.
     #[arg(long = "kernel", value_name = "NAME")]
     pub kernels: Vec<String>,
     /// Also boot each selected Debian kernel with hybrid cgroups (v1 controllers + unified).
@@ -65,6 +65,25 @@ pub struct Args {
     /// Do not update docs/kernels.md (CI's guest step does not).
     #[arg(long)]
     pub no_docs: bool,
+}
+
+impl Args {
+    /// What CI runs after `cargo test` (`cargo xtask test`): Debian 12's own kernel, cgroup v2
+    /// only, the CI subset, with what the earlier steps built.
+    pub fn ci() -> Args {
+        Args {
+            kernels: vec!["debian-6.1".into()],
+            hybrid: false,
+            smp: 1,
+            subset: Subset::Ci,
+            item_timeout: None,
+            row_timeout: None,
+            only: Vec::new(),
+            append: None,
+            no_build: true,
+            no_docs: true,
+        }
+    }
 }
 
 /// Where everything lives.
@@ -153,7 +172,7 @@ fn groups_for(
     path_of: plan::PathMap<'_>,
     guest: bool,
 ) -> Result<Vec<plan::Group>> {
-    let mut groups = plan::groups(a.subset, bins, path_of, item_timeout(a, guest))?;
+    let mut groups = plan::groups(a.subset, bins, path_of, item_timeout(a, guest), guest)?;
     if !a.only.is_empty() {
         for g in &mut groups {
             g.items

@@ -55,6 +55,8 @@ pub enum Item {
     },
     /// `cargo xtask bench plugin` with the debug binaries and `runs` restarts.
     Bench { runs: usize, timeout_s: u64 },
+    /// A test this row cannot run (reported as skipped with the reason).
+    NotRun { label: String, reason: String },
 }
 
 impl Item {
@@ -67,6 +69,7 @@ impl Item {
                 format!("{file}::{short}")
             }
             Item::Bench { runs, .. } => format!("bench plugin ({runs} restarts)"),
+            Item::NotRun { label, .. } => label.clone(),
         }
     }
 
@@ -76,6 +79,7 @@ impl Item {
             | Item::DefaultRun { timeout_s }
             | Item::Test { timeout_s, .. }
             | Item::Bench { timeout_s, .. } => *timeout_s,
+            Item::NotRun { .. } => 0,
         }
     }
 }
@@ -160,6 +164,13 @@ const FULL: &Selection = &[
     ),
 ];
 
+/// Tests a guest cannot run: (file, test, why).
+const NOT_IN_GUESTS: [(&str, &str, &str); 1] = [(
+    "bpf_observers",
+    "agrees_with_bpftrace",
+    "not run in guests: bpftrace and its LLVM libraries are not in the initramfs",
+)];
+
 /// Test binaries built by cargo: file → executable.
 pub type Binaries = BTreeMap<String, PathBuf>;
 
@@ -243,12 +254,14 @@ fn list(binary: &Path) -> Result<Vec<String>> {
 /// Where a file's binary is in the runner's view.
 pub type PathMap<'a> = &'a dyn Fn(&str, &Path) -> PathBuf;
 
-/// The groups of `subset`, with binaries at `path_of(file, host path)` and each item's timeout.
+/// The groups of `subset`, with binaries at `path_of(file, host path)` and each item's timeout;
+/// in a `guest`, the tests of [`NOT_IN_GUESTS`] are reported as not run.
 pub fn groups(
     subset: Subset,
     bins: &Binaries,
     path_of: PathMap<'_>,
     test_timeout_s: u64,
+    guest: bool,
 ) -> Result<Vec<Group>> {
     let mut groups: Vec<Group> = vec![
         Group {
@@ -294,11 +307,23 @@ pub fn groups(
                 v
             }
         };
-        let items = chosen.into_iter().map(|name| Item::Test {
-            file: file.to_string(),
-            binary: path_of(file, binary),
-            name,
-            timeout_s: test_timeout_s,
+        let items = chosen.into_iter().map(|name| {
+            let test = Item::Test {
+                file: file.to_string(),
+                binary: path_of(file, binary),
+                name: name.clone(),
+                timeout_s: test_timeout_s,
+            };
+            match NOT_IN_GUESTS
+                .iter()
+                .find(|(f, n, _)| guest && f == file && *n == name)
+            {
+                Some((_, _, why)) => Item::NotRun {
+                    label: test.label(),
+                    reason: why.to_string(),
+                },
+                None => test,
+            }
         });
         match groups.iter_mut().find(|g| g.name == *group) {
             Some(g) => g.items.extend(items),

@@ -246,27 +246,41 @@ fn attach(rep: &RowReport, name: &str) -> String {
             .collect();
         return format!("**down**: {}", why.replace('|', "/"));
     }
-    // Group the programs by attach type: `tp_btf rss_stat, mark_victim`.
+    // Group the programs by attach type: `tp_btf rss_stat, mark_victim`; uprobes by kind only
+    // (their targets are per-process paths).
+    const KINDS: [&str; 12] = [
+        "tp_btf",
+        "raw_tp",
+        "tracepoint",
+        "kprobe",
+        "kretprobe",
+        "fentry",
+        "fexit",
+        "uprobe",
+        "uretprobe",
+        "lsm",
+        "iter",
+        "perf_event",
+    ];
     let mut by: Vec<(String, Vec<String>)> = Vec::new();
     for a in o["attach"].as_array().into_iter().flatten() {
         let s = a.as_str().unwrap_or("");
         let (kind, what) = s.split_once(' ').unwrap_or((s, ""));
-        let what = if kind == "uprobe" {
-            String::new()
+        if !KINDS.contains(&kind) {
+            continue;
+        }
+        let what = if kind.starts_with("uprobe") || kind.starts_with("uretprobe") {
+            None
         } else {
-            what.to_string()
+            Some(what.to_string())
         };
         match by.iter_mut().find(|(k, _)| k == kind) {
-            Some((_, v)) => {
-                if !what.is_empty() {
-                    v.push(what)
-                }
-            }
-            None => by.push((
-                kind.to_string(),
-                [what].into_iter().filter(|w| !w.is_empty()).collect(),
-            )),
+            Some((_, v)) => v.extend(what),
+            None => by.push((kind.to_string(), what.into_iter().collect())),
         }
+    }
+    if by.is_empty() {
+        return "up".into();
     }
     by.iter()
         .map(|(k, v)| {
@@ -496,7 +510,8 @@ mod tests {
             }],
             probe: Some(serde_json::json!({"observers": {"list": [
                 {"name": "memory", "up": true, "attach": ["tp_btf rss_stat", "tp_btf mark_victim"]},
-                {"name": "ipc_latency", "up": false, "reason": "verifier: a | b"}
+                {"name": "ipc_latency", "up": false, "reason": "verifier: a | b"},
+                {"name": "cpu", "up": true, "attach": ["uprobe a, b in /proc/self/exe", "plugin x: /proc/1/exe"]}
             ]}})),
             probe_agent: None,
             wall: Duration::from_secs(5),
@@ -511,6 +526,7 @@ mod tests {
         let r = rep("debian-6.1-v2-smp1", Outcome::Failed);
         assert_eq!(attach(&r, "memory"), "tp_btf rss_stat, mark_victim");
         assert!(attach(&r, "ipc_latency").starts_with("**down**: verifier: a / b"));
+        assert_eq!(attach(&r, "cpu"), "uprobe");
         assert_eq!(r.failures(), 1);
         let dir = tempfile::tempdir().unwrap();
         let doc = dir.path().join("kernels.md");

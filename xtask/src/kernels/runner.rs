@@ -130,6 +130,7 @@ fn run_item(plan: &Plan, item: &Item, sinks: &mut Sinks) -> ItemResult {
         }
         Item::DefaultRun { .. } => super::default_run::run(plan, timeout, sinks),
         Item::Test { binary, name, .. } => test(plan, binary, name, timeout, sinks),
+        Item::NotRun { reason, .. } => Ok((Outcome::Skipped, Some(reason.clone()))),
         Item::Bench { runs, .. } => {
             let dir = plan.work.join("bench");
             let res = crate::bench_plugin::measure(
@@ -334,7 +335,7 @@ pub fn summary_of_probe(j: &serde_json::Value) -> String {
         j["items"]
             .as_array()
             .and_then(|a| a.iter().find(|i| i["name"] == name))
-            .map(|i| format!("{}", i["detail"].as_str().unwrap_or("")))
+            .map(|i| i["detail"].as_str().unwrap_or("").to_string())
             .unwrap_or_default()
     };
     let down: Vec<String> = j["observers"]["list"]
