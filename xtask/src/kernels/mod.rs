@@ -191,15 +191,19 @@ fn item_timeout(a: &Args, guest: bool) -> u64 {
     })
 }
 
-fn row_dir(dirs: &Dirs, row: &Row) -> Result<PathBuf> {
-    let d = dirs.report.join(row.id());
+fn row_dir(dirs: &Dirs, row: &Row, subset: Subset) -> Result<PathBuf> {
+    // A `ci` run keeps its own directory: it must not replace a full run's results.
+    let d = dirs.report.join(match subset {
+        Subset::Full => row.id(),
+        Subset::Ci => format!("{}-ci", row.id()),
+    });
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).with_context(|| format!("mkdir {}", d.display()))?;
     Ok(d)
 }
 
 fn run_host(dirs: &Dirs, row: &Row, a: &Args, bins: &Binaries) -> Result<RowReport> {
-    let out = row_dir(dirs, row)?;
+    let out = row_dir(dirs, row, a.subset)?;
     let work = tempfile::Builder::new()
         .prefix("srediag-kernels-")
         .tempdir()?;
@@ -279,7 +283,7 @@ fn run_guest(dirs: &Dirs, row: &Row, a: &Args, bins: &Binaries) -> Result<RowRep
     let Kernel::Debian(dk) = row.kernel else {
         bail!("not a guest row");
     };
-    let out = row_dir(dirs, row)?;
+    let out = row_dir(dirs, row, a.subset)?;
     let t_fetch = Instant::now();
     let img = fetch::image(&dirs.kernels, &dk)?;
     println!(

@@ -368,6 +368,9 @@ fn table_line(rep: &RowReport) -> String {
     s
 }
 
+/// Lines of a failure's text in the table's details (the rest is in the row's console.log).
+const DETAIL_LINES: usize = 8;
+
 /// Failures and skips of a row, with their text.
 fn details(rep: &RowReport) -> String {
     let mut s = String::new();
@@ -384,7 +387,7 @@ fn details(rep: &RowReport) -> String {
             r.group,
             r.secs,
             d.lines()
-                .take(25)
+                .take(DETAIL_LINES)
                 .map(|l| format!("  {l}"))
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -477,19 +480,24 @@ pub fn update_docs(doc: &Path, reports: &[RowReport]) -> Result<()> {
 }
 
 /// Host first, then by kernel version, v2 before hybrid, then smp.
-fn rank(id: &str) -> (u8, Vec<u32>, String) {
+fn rank(id: &str) -> (u8, Vec<u32>, u8, String) {
     if id == "host" {
-        return (0, Vec::new(), String::new());
+        return (0, Vec::new(), 0, String::new());
     }
-    let ver: Vec<u32> = id
-        .trim_start_matches("debian-")
-        .split('-')
+    // `debian-6.1-v2-smp1`
+    let mut parts = id.trim_start_matches("debian-").split('-');
+    let ver: Vec<u32> = parts
         .next()
         .unwrap_or("")
         .split('.')
         .filter_map(|n| n.parse().ok())
         .collect();
-    (1, ver, id.to_string())
+    let mode = match parts.next() {
+        Some("v2") => 0,
+        Some("hybrid") => 1,
+        _ => 2,
+    };
+    (1, ver, mode, parts.collect::<Vec<_>>().join("-"))
 }
 
 #[cfg(test)]
@@ -550,5 +558,7 @@ mod tests {
         assert!(t.ends_with("\n\nafter\n") && t.starts_with("# t\n"));
         assert!(rank("debian-5.10-v2-smp1") < rank("debian-6.1-v2-smp1"));
         assert!(rank("debian-6.1-v2-smp1") < rank("debian-6.12-v2-smp1"));
+        assert!(rank("debian-6.1-v2-smp2") < rank("debian-6.1-hybrid-smp1"));
+        assert!(rank("debian-6.1-v2-smp1") < rank("debian-6.1-v2-smp2"));
     }
 }
