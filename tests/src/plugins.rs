@@ -279,20 +279,68 @@ pub fn wait_line(
     )
 }
 
-/// The cgroup directories of plugin `name` that exist (any hierarchy).
-pub fn plugin_cgroups(name: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return Vec::new();
+/// The mount points of the cgroup hierarchies (v1 and v2) in a mountinfo text: the layout as it
+/// is (`/sys/fs/cgroup` itself with cgroup v2 only; `/sys/fs/cgroup/<controller>` and
+/// `/sys/fs/cgroup/unified` on a hybrid host), never assumed.
+pub fn parse_cgroup_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    let unescape = |s: &str| {
+        // mountinfo escapes space, tab, newline and backslash as \ooo.
+        let mut out = String::new();
+        let mut it = s.chars().peekable();
+        while let Some(c) = it.next() {
+            if c == '\\' {
+                let oct: String = (0..3).filter_map(|_| it.next()).collect();
+                match u8::from_str_radix(&oct, 8) {
+                    Ok(b) => out.push(b as char),
+                    Err(_) => {
+                        out.push(c);
+                        out.push_str(&oct);
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
     };
-    let mut out: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path().join("srediag").join(name))
-        .filter(|p| p.is_dir())
+    let mut out: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            if fstype != "cgroup" && fstype != "cgroup2" {
+                return None;
+            }
+            Some(PathBuf::from(unescape(left.split_whitespace().nth(4)?)))
+        })
         .collect();
-    if Path::new("/sys/fs/cgroup/srediag").join(name).is_dir() {
-        out.push(Path::new("/sys/fs/cgroup/srediag").join(name));
-    }
+    out.sort();
+    out.dedup();
     out
+}
+
+/// The cgroup hierarchies mounted in this mount namespace (from `/proc/self/mountinfo`).
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    parse_cgroup_mounts(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+/// The directories of cgroup `root` (e.g. `srediag`) that exist, one per hierarchy.
+pub fn cgroup_roots(root: &str) -> Vec<PathBuf> {
+    cgroup_mounts()
+        .into_iter()
+        .map(|m| m.join(root))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// The cgroup directories of plugin `name` of the default run directory's agent (cgroup root
+/// `srediag`) that exist, one per hierarchy.
+pub fn plugin_cgroups(name: &str) -> Vec<PathBuf> {
+    cgroup_roots("srediag")
+        .into_iter()
+        .map(|r| r.join(name))
+        .filter(|p| p.is_dir())
+        .collect()
 }
 
 /// The pids in plugin `name`'s cgroup (from the first hierarchy that lists any).
@@ -329,4 +377,31 @@ pub fn trigger(name: &str, content: &str) -> bool {
     };
     let tmp = dir.join(".go.tmp");
     std::fs::write(&tmp, content).is_ok() && std::fs::rename(&tmp, dir.join("go")).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_mounts_follow_the_layout() {
+        let v2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n\
+                  31 23 0:27 / /sys/fs/bpf rw - bpf bpf rw\n";
+        assert_eq!(parse_cgroup_mounts(v2), [PathBuf::from("/sys/fs/cgroup")]);
+        let hybrid = "25 23 0:22 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755\n\
+                      26 25 0:23 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                      27 25 0:24 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                      28 25 0:25 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                      29 25 0:26 / /sys/fs/cgroup/odd\\040name rw - cgroup cgroup rw,pids\n";
+        assert_eq!(
+            parse_cgroup_mounts(hybrid),
+            [
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/odd name",
+                "/sys/fs/cgroup/unified"
+            ]
+            .map(PathBuf::from)
+        );
+    }
 }

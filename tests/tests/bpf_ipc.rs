@@ -120,7 +120,7 @@ fn set_sampling(admin: &Path, every: u32) {
 }
 
 /// One uprobe link the agent holds: (link id, prog id, attach target) from `/proc/<pid>/fdinfo`
-/// (`link_type: perf`, `event_type: uprobe`).
+/// (`link_type: perf`, `event_type: uprobe`; kernels before that fdinfo: from the link's info).
 type Uprobe = (u64, u64, String);
 
 /// The uprobe links process `pid` holds now.
@@ -138,15 +138,108 @@ fn agent_uprobes(pid: u64) -> Vec<Uprobe> {
                 .find_map(|l| l.strip_prefix(k))
                 .map(|v| v.trim().to_owned())
         };
-        if field("event_type:").as_deref() == Some("uprobe")
-            && let (Some(link), Some(prog), Some(name)) =
-                (field("link_id:"), field("prog_id:"), field("name:"))
-        {
+        let (Some(link), Some(prog)) = (field("link_id:"), field("prog_id:")) else {
+            continue;
+        };
+        if field("link_type:").as_deref() != Some("perf") {
+            continue;
+        }
+        let target = match (field("event_type:"), field("name:")) {
+            // The perf link's own fdinfo (Linux 6.17+).
+            (Some(t), Some(name)) => (t == "uprobe").then_some(name),
+            // Older kernels: BPF_OBJ_GET_INFO_BY_FD on a copy of the agent's fd (Linux 6.6+
+            // reports the uprobe's file); a kernel that reports nothing shows as `?`.
+            _ => {
+                let fd: i32 = e
+                    .file_name()
+                    .to_str()
+                    .and_then(|f| f.parse().ok())
+                    .unwrap_or(-1);
+                match perf_link_target(pid, fd) {
+                    Some(PerfTarget::Uprobe(name)) => Some(name),
+                    Some(PerfTarget::Other) => None,
+                    None => Some("?".to_string()),
+                }
+            }
+        };
+        if let Some(name) = target {
             out.push((link.parse().unwrap(), prog.parse().unwrap(), name));
         }
     }
     out.sort();
     out
+}
+
+/// What a perf-event link is attached to, per the kernel's link info.
+enum PerfTarget {
+    Uprobe(String),
+    Other,
+}
+
+/// `bpf_link_info` of fd `fd` of process `pid` (copied with `pidfd_getfd`): the uprobe's file
+/// (`perf_event.uprobe.file_name`, Linux 6.6+); `None` when the kernel does not say.
+fn perf_link_target(pid: u64, fd: i32) -> Option<PerfTarget> {
+    // struct bpf_link_info: type, id, prog_id (u32 each), then the union at offset 16:
+    // perf_event { u32 type; u32 pad; uprobe { u64 file_name; u32 name_len; u32 offset; … } }.
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const PERF_EVENT_UPROBE: u32 = 1;
+    const PERF_EVENT_URETPROBE: u32 = 2;
+    // SAFETY: pidfd_open with a pid and no flags; the result is checked.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+    if pidfd < 0 {
+        return None;
+    }
+    // SAFETY: pidfd_getfd copies fd `fd` of the process into ours; the result is checked.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) } as i32;
+    // SAFETY: closing the pidfd opened above.
+    unsafe { libc::close(pidfd) };
+    if copy < 0 {
+        return None;
+    }
+    let mut name = [0u8; 4096];
+    let mut info = [0u64; 32];
+    info[3] = name.as_mut_ptr() as u64; // perf_event.uprobe.file_name (offset 24)
+    info[4] = name.len() as u64; // name_len (offset 32), offset 0
+    #[repr(C)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut attr = [0u64; 16];
+    let a = InfoByFd {
+        bpf_fd: copy as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: `attr` is larger than InfoByFd and 8-byte aligned.
+    unsafe { std::ptr::write(attr.as_mut_ptr().cast::<InfoByFd>(), a) };
+    // SAFETY: BPF_OBJ_GET_INFO_BY_FD with a zeroed attr holding the fd, the buffer and its
+    // length; the kernel writes at most info_len bytes into `info` and name_len into `name`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    // SAFETY: closing the copy made above.
+    unsafe { libc::close(copy) };
+    if rc != 0 {
+        return None;
+    }
+    let perf_type = info[2] as u32; // perf_event.type (offset 16)
+    match perf_type {
+        0 => None,
+        PERF_EVENT_UPROBE | PERF_EVENT_URETPROBE => {
+            let end = name.iter().position(|&b| b == 0).unwrap_or(0);
+            Some(PerfTarget::Uprobe(
+                String::from_utf8_lossy(&name[..end]).into_owned(),
+            ))
+        }
+        _ => Some(PerfTarget::Other),
+    }
 }
 
 /// Ids of every BPF `what` (`link`, `prog`) on the host, per `bpftool -j <what> show`.

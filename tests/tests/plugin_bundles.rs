@@ -12,24 +12,9 @@ use srediag_tests::bundles::*;
 use srediag_tests::plugins::*;
 use srediag_tests::*;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tempfile::TempDir;
-
-/// The cgroup directories of plugin `name` that exist (any hierarchy).
-fn plugin_cgroups(name: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.path().join("srediag").join(name))
-        .chain(std::iter::once(
-            Path::new("/sys/fs/cgroup/srediag").join(name),
-        ))
-        .filter(|p| p.is_dir())
-        .collect()
-}
 
 fn plugin_entry(name: &str, extra: &str) -> String {
     format!(

@@ -192,18 +192,6 @@ fn zombies_in_srediag_cgroups() -> Vec<String> {
         .collect()
 }
 
-/// The cgroup directories of plugin `name` that exist (any hierarchy).
-fn plugin_cgroups(name: &str) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.path().join("srediag").join(name))
-        .filter(|p| p.is_dir())
-        .collect()
-}
-
 /// Child processes of `pid` that are zombies.
 fn zombie_children(pid: u64) -> Vec<u32> {
     all_processes()
@@ -1105,13 +1093,7 @@ fn sigterm_stops_plugins_and_leaves_nothing() {
         leftover_paths.is_empty(),
         "left after a clean stop: {leftover_paths:?}"
     );
-    let roots: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("srediag"))
-        .filter(|p| p.is_dir())
-        .collect();
+    let roots: Vec<PathBuf> = cgroup_roots("srediag");
     assert!(
         roots.is_empty() && !log.contains("cannot remove the srediag cgroup directories"),
         "the agent's cgroup roots survived a clean stop: {roots:?}\n{}",

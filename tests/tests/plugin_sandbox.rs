@@ -787,18 +787,30 @@ fn bombs_are_contained_and_metrics_stay_fast() {
         made > 0 && made < PIDS_MAX,
         "{made} threads with pids.max {PIDS_MAX}: {threads}"
     );
-    for events in [
-        "/sys/fs/cgroup/pids/srediag/h-fork/pids.events",
-        "/sys/fs/cgroup/unified/srediag/h-fork/pids.events",
-    ] {
-        if let Ok(text) = fs::read_to_string(events) {
-            let max: u64 = text
-                .lines()
-                .find_map(|l| l.strip_prefix("max "))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            assert!(max > 0, "{events}: no fork refused by pids.max: {text}");
-        }
+    // pids.events of h-fork's cgroup wherever the pids controller is (v1 pids hierarchy or v2).
+    let events: Vec<_> = plugin_cgroups("h-fork")
+        .into_iter()
+        .map(|d| d.join("pids.events"))
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(
+        !events.is_empty(),
+        "no pids.events for h-fork in {:?} (cgroup mounts {:?})",
+        plugin_cgroups("h-fork"),
+        cgroup_mounts()
+    );
+    for events in events {
+        let text = fs::read_to_string(&events).unwrap_or_default();
+        let max: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("max "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(
+            max > 0,
+            "{}: no fork refused by pids.max: {text}",
+            events.display()
+        );
     }
 
     // Memory bomb: OOM-killed inside its cgroup (counted from the cgroup), restarted as such.

@@ -17,7 +17,8 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
-fn admin(socket: &Path, req: &str) -> Result<serde_json::Value> {
+/// One admin-socket request (a JSON line) and its `data`.
+pub fn admin(socket: &Path, req: &str) -> Result<serde_json::Value> {
     let mut s =
         UnixStream::connect(socket).with_context(|| format!("connect {}", socket.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -36,14 +37,8 @@ fn status(socket: &Path) -> Result<serde_json::Value> {
     Ok(admin(socket, r#"{"cmd":"plugin_list"}"#)?[0].clone())
 }
 
-/// Runs the benchmark with `n` restarts.
+/// Runs the benchmark with `n` restarts (release build).
 pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
-    // A grant of one port puts the receiver in the host network namespace with its port rules.
-    let (ptype, net) = if network {
-        ("receiver", "{connect: [443]}")
-    } else {
-        ("processor", "false")
-    };
     let st = Command::new("cargo")
         .args([
             "build",
@@ -58,8 +53,45 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
     if !st.success() {
         bail!("release build failed");
     }
-    let bin = root.join("target/release/srediag");
-    let plugin = root.join("target/release/srediag-test-plugin");
+    let dir = tempfile::tempdir()?;
+    let r = measure(
+        &root.join("target/release/srediag"),
+        &root.join("target/release/srediag-test-plugin"),
+        dir.path(),
+        n,
+        network,
+        Duration::from_secs(600),
+    )?;
+    println!("{}", r.table);
+    Ok(())
+}
+
+/// What [`measure`] found: p50s in ms and the markdown tables.
+pub struct Measured {
+    pub cold_p50: f64,
+    pub restart_p50: f64,
+    pub raw_plugin_p50: f64,
+    pub table: String,
+}
+
+/// Measures `plugin` started by the agent `bin` (scratch files in `dir`): raw spawns, the cold
+/// start and `n` restarts, each wait bounded by `timeout`. Used by `cargo xtask bench plugin`
+/// (release) and by `cargo xtask kernels` (the debug binaries, in each kernel of the matrix).
+pub fn measure(
+    bin: &Path,
+    plugin: &Path,
+    dir: &Path,
+    n: usize,
+    network: bool,
+    timeout: Duration,
+) -> Result<Measured> {
+    use std::fmt::Write as _;
+    // A grant of one port puts the receiver in the host network namespace with its port rules.
+    let (ptype, net) = if network {
+        ("receiver", "{connect: [443]}")
+    } else {
+        ("processor", "false")
+    };
     // Raw baseline: spawn + exec + exit of the same plugin binary (it exits at once without its
     // control socket) and of /bin/true.
     let raw = |prog: &Path| -> Result<Vec<f64>> {
@@ -76,11 +108,11 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
         Ok(v)
     };
     let mut raw_true = raw(Path::new("/bin/true"))?;
-    let mut raw_plugin = raw(&plugin)?;
+    let mut raw_plugin = raw(plugin)?;
 
-    let dir = tempfile::tempdir()?;
-    let socket = dir.path().join("admin.sock");
-    let config = dir.path().join("bench.yaml");
+    std::fs::create_dir_all(dir)?;
+    let socket = dir.join("admin.sock");
+    let config = dir.join("bench.yaml");
     std::fs::write(
         &config,
         format!(
@@ -91,25 +123,27 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
     )?;
     // The benchmark runs the plugin by path: unsigned development mode, allowed by a policy of
     // its own (a signed bundle adds the verification, logged as `verify_ms`).
-    let policy = dir.path().join("trust.yaml");
+    let policy = dir.join("trust.yaml");
     std::fs::write(&policy, "allow_unsigned: true\n")?;
-    let mut agent = Command::new(&bin)
+    let mut agent = Command::new(bin)
         .arg("run")
         .arg("--config")
         .arg(&config)
         .arg("--trust-policy")
         .arg(&policy)
         .arg("--plugin-state")
-        .arg(dir.path().join("plugin-versions.json"))
+        .arg(dir.join("plugin-versions.json"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let guard = scopeguard(&mut agent);
-    let deadline = Instant::now() + Duration::from_secs(20);
     let wait_ready = |prev: Option<f64>| -> Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
         loop {
-            if Instant::now() > deadline + Duration::from_secs(600) {
-                bail!("plugin never became ready");
+            if Instant::now() > deadline {
+                bail!("plugin not ready within {timeout:?}");
             }
             if let Ok(s) = status(&socket) {
                 let fresh = match prev {
@@ -118,6 +152,15 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
                 };
                 if s["state"] == "ready" && fresh {
                     return Ok(s);
+                }
+                // A plugin that cannot start here (e.g. no Landlock) never becomes ready.
+                if s["state"] == "quarantined" || s["state"] == "rejected" {
+                    bail!(
+                        "the plugin is {}: last_exit {}, error {}",
+                        s["state"],
+                        s["last_exit"],
+                        s["error"]
+                    );
                 }
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -143,34 +186,44 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
     let c99 = percentile(&mut cold, 0.99);
     let r50 = percentile(&mut restart, 0.5);
     let r99 = percentile(&mut restart, 0.99);
-    println!(
+    let mut t = String::new();
+    writeln!(
+        t,
         "| measure ({} runs) | p50 ms | p99 ms | ratio to raw spawn p50 |",
         n
-    );
-    println!("|---|---|---|---|");
-    println!(
+    )?;
+    writeln!(t, "|---|---|---|---|")?;
+    writeln!(
+        t,
         "| raw spawn+exit `/bin/true` | {rt50:.3} | {:.3} | — |",
         percentile(&mut raw_true, 0.99)
-    );
-    println!(
+    )?;
+    writeln!(
+        t,
         "| raw spawn+exit of the plugin binary (baseline) | {rp50:.3} | {:.3} | 1.00× |",
         percentile(&mut raw_plugin, 0.99)
-    );
-    println!(
+    )?;
+    writeln!(
+        t,
         "| plugin cold start: spawn → sandbox → handshake → ready | {c50:.3} | {c99:.3} | {:.2}× |",
         c50 / rp50
-    );
-    println!(
+    )?;
+    writeln!(
+        t,
         "| restart request → ready (graceful stop + cold start) | {r50:.3} | {r99:.3} | {:.2}× |",
         r50 / rp50
-    );
-    println!(
+    )?;
+    writeln!(
+        t,
         "| ratios to `/bin/true` p50 | | | cold {:.2}×, restart {:.2}× |",
         c50 / rt50,
         r50 / rt50
-    );
-    println!("\nWhere a cold start's time goes (p50 of each phase, ms):\n");
-    println!("| phase | p50 ms |\n|---|---|");
+    )?;
+    writeln!(
+        t,
+        "\nWhere a cold start's time goes (p50 of each phase, ms):\n"
+    )?;
+    writeln!(t, "| phase | p50 ms |\n|---|---|")?;
     for phase in [
         "verify",
         "cgroup",
@@ -180,9 +233,14 @@ pub fn plugin(root: &Path, n: usize, network: bool) -> Result<()> {
         "handshake",
     ] {
         let mut v: Vec<f64> = phases.iter().filter_map(|p| p[phase].as_f64()).collect();
-        println!("| {phase} | {:.3} |", percentile(&mut v, 0.5));
+        writeln!(t, "| {phase} | {:.3} |", percentile(&mut v, 0.5))?;
     }
-    Ok(())
+    Ok(Measured {
+        cold_p50: c50,
+        restart_p50: r50,
+        raw_plugin_p50: rp50,
+        table: t,
+    })
 }
 
 struct Guard<'a>(&'a mut std::process::Child);

@@ -22,18 +22,31 @@ pub enum Scope {
     All,
 }
 
-/// (package, group) pairs of scripts/deps.txt.
-fn packages(scope: Scope) -> Vec<&'static str> {
+/// A package of scripts/deps.txt and the suite it comes from (`None`: the default release).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dep {
+    name: &'static str,
+    suite: Option<&'static str>,
+}
+
+/// The packages of scripts/deps.txt (`PACKAGE GROUP [SUITE]`) in `scope`.
+fn deps(scope: Scope) -> Vec<Dep> {
     DEPS_TXT
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())
         .filter_map(|l| {
             let mut it = l.split_whitespace();
-            let (name, group) = (it.next()?, it.next().unwrap_or("build"));
-            (scope == Scope::All || group == "build").then_some(name)
+            let (name, group, suite) = (it.next()?, it.next().unwrap_or("build"), it.next());
+            (scope == Scope::All || group == "build").then_some(Dep { name, suite })
         })
         .collect()
+}
+
+/// The package names in `scope`.
+#[cfg(test)]
+fn packages(scope: Scope) -> Vec<&'static str> {
+    deps(scope).into_iter().map(|d| d.name).collect()
 }
 
 fn installed(pkg: &str) -> Result<bool> {
@@ -50,30 +63,32 @@ pub fn venv_python() -> PathBuf {
 }
 
 pub fn ensure(scope: Scope) -> Result<()> {
-    let wanted = packages(scope);
+    let wanted = deps(scope);
     let mut missing = Vec::new();
-    for p in &wanted {
-        if !installed(p)? {
-            missing.push(*p);
+    for d in &wanted {
+        if !installed(d.name)? {
+            missing.push(*d);
         }
     }
+    let names = |v: &[Dep]| v.iter().map(|d| d.name).collect::<Vec<_>>().join(" ");
     if missing.is_empty() {
-        println!("deps: Debian packages present: {}", wanted.join(" "));
+        println!("deps: Debian packages present: {}", names(&wanted));
     } else if !is_root() {
         bail!(
-            "missing Debian packages: {m}\n  remedy: sudo apt-get install -y --no-install-recommends {m}\n  \
-             (or run `sudo cargo xtask deps`)",
-            m = missing.join(" ")
+            "missing Debian packages: {m}\n  remedy: sudo cargo xtask deps (adds the suites \
+             scripts/deps.txt names to apt's sources, then installs)",
+            m = names(&missing)
         );
     } else {
         println!(
             "deps: installing missing Debian packages: {}",
-            missing.join(" ")
+            names(&missing)
         );
         apt_install(&missing)?;
         let still: Vec<_> = missing
             .iter()
-            .filter(|p| !installed(p).unwrap_or(false))
+            .filter(|d| !installed(d.name).unwrap_or(false))
+            .map(|d| d.name)
             .collect();
         if !still.is_empty() {
             bail!("apt-get reported success but these are still not installed: {still:?}");
@@ -111,17 +126,38 @@ impl Drop for NoDaemonStart {
     }
 }
 
-fn apt_install(pkgs: &[&str]) -> Result<()> {
+/// Installs `pkgs`, each from its suite (added to apt's sources first when none serves it).
+/// `--no-remove`: an install that would remove a package (e.g. bookworm's QEMU replacing the
+/// backports `qemu-utils` this machine kind has) fails instead.
+fn apt_install(pkgs: &[Dep]) -> Result<()> {
     let _guard = NoDaemonStart::new();
     let apt = |args: &[&str]| {
         let mut c = Command::new("apt-get");
         c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         c
     };
+    let mut suites: Vec<Option<&str>> = pkgs.iter().map(|d| d.suite).collect();
+    suites.sort();
+    suites.dedup();
+    for s in suites.iter().flatten() {
+        crate::apt::ensure_suite(s)?;
+    }
     run_cmd(&mut apt(&["update", "-q"]))?;
-    let mut c = apt(&["install", "-y", "-q", "--no-install-recommends"]);
-    c.args(pkgs);
-    run_cmd(&mut c)
+    for suite in suites {
+        let mut c = apt(&[
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "--no-remove",
+        ]);
+        if let Some(s) = suite {
+            c.args(["-t", s]);
+        }
+        c.args(pkgs.iter().filter(|d| d.suite == suite).map(|d| d.name));
+        run_cmd(&mut c)?;
+    }
+    Ok(())
 }
 
 /// `.venv` at the repo root with tests/python/requirements.txt installed.
@@ -188,5 +224,16 @@ mod tests {
         assert!(!build.contains(&"prometheus"));
         assert!(all.contains(&"prometheus") && all.len() > build.len());
         assert!(all.iter().all(|p| !p.contains(' ') && !p.is_empty()));
+        // QEMU comes from bookworm-backports (the version of this machine kind's qemu-utils).
+        let qemu = deps(Scope::All)
+            .into_iter()
+            .find(|d| d.name == "qemu-system-x86")
+            .expect("qemu-system-x86 in scripts/deps.txt");
+        assert_eq!(qemu.suite, Some("bookworm-backports"));
+        assert!(
+            deps(Scope::All)
+                .iter()
+                .all(|d| d.suite.is_none_or(|s| s.starts_with("bookworm")))
+        );
     }
 }

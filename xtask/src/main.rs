@@ -3,19 +3,24 @@
 //! - `deps`: install the Debian packages of `scripts/deps.txt` (as root) and the Python venv of
 //!   `tests/python/requirements.txt`;
 //! - `test`: what `.ci/run` runs: deps, fmt, clippy, flatc check, build, bundles, the ring's loom
-//!   models (`--cfg loom`, own target dir), `cargo test --workspace`;
+//!   models (`--cfg loom`, own target dir), `cargo test --workspace`, then the CI subset of
+//!   `kernels` on Debian 12's own kernel (cgroup v2 only) in a QEMU guest;
 //! - `run [-- ARGS]`: build the release agent and the signed plugin bundles, and exec `srediag
 //!   run --plugin-dir … --trust-policy … --plugin-state … ARGS` (the development key);
 //! - `bundles [--release] [--source DIR]`: first-party plugins → signed bundles (`bundles.rs`);
 //! - `bench pipeline`: throughput, CPU per record and idle footprint of the release agent;
-//! - `bench plugin`: plugin cold start and restart-to-ready against a raw spawn.
+//! - `bench plugin`: plugin cold start and restart-to-ready against a raw spawn;
+//! - `kernels`: the privileged test subset on Debian's kernels under QEMU and on this host
+//!   (`kernels/`, docs/kernels.md).
 
+mod apt;
 mod bench;
 mod bench_plugin;
 mod bundles;
 mod deps;
 mod flatc;
 mod httpc;
+mod kernels;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,7 +50,7 @@ enum Cmd {
         build_only: bool,
     },
     /// The full check CI runs: deps, fmt, clippy, generated-code freshness, build, cargo test
-    /// --workspace.
+    /// --workspace, then the privileged subset in a Debian 12 kernel guest.
     Test,
     /// Regenerate the FlatBuffers code of the data path (`--check`: fail when it is stale).
     Flatc {
@@ -68,6 +73,17 @@ enum Cmd {
         /// More plugin directories (a manifest.yaml next to a Cargo.toml).
         #[arg(long, value_name = "DIR")]
         source: Vec<PathBuf>,
+    },
+    /// The privileged tests on a matrix of kernels: Debian's under QEMU (cgroup v2 only, one
+    /// also hybrid) and this host's (docs/kernels.md).
+    Kernels(kernels::Args),
+    /// Inside a guest of `kernels`: run the plan, results to the second serial port.
+    #[command(hide = true)]
+    KernelsGuest {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Benchmarks of the release agent.
     Bench {
@@ -129,6 +145,8 @@ fn main() {
         Cmd::Flatc { check } => flatc::flatc_cmd(check),
         Cmd::Run { args } => run(&args),
         Cmd::Bundles { release, source } => bundles::bundles(release, &source).map(|_| ()),
+        Cmd::Kernels(a) => kernels::kernels(&a),
+        Cmd::KernelsGuest { plan, out } => kernels::guest(&plan, &out),
         Cmd::Bench {
             which: BenchCmd::Pipeline(a),
         } => bench::pipeline(&a),
@@ -262,6 +280,11 @@ fn test() -> Result<()> {
                     .env("SREDIAG_PYTHON", deps::venv_python())
                     .env("SREDIAG_REPO", &root),
             )
+        })?;
+        // The privileged subset on Debian 12's own kernel with cgroup v2 only, in a QEMU guest
+        // (docs/kernels.md): the default run's plugin must start there.
+        step(&mut times, "kernels: debian-6.1 (guest)", || {
+            kernels::kernels(&kernels::Args::ci())
         })
     })();
     println!("\n==== summary ====");

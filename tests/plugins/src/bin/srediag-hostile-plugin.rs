@@ -595,15 +595,31 @@ fn attempt_files(r: &Reporter, cfg: &Value) {
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        let (dir, file) = match ctrl {
-            "memory" => ("memory", "memory.limit_in_bytes"),
-            "pids" => ("pids", "pids.max"),
-            "cpu" => ("cpu", "cpu.cfs_quota_us"),
-            "" => ("unified", "cgroup.procs"),
+        // v1 controllers under /sys/fs/cgroup/<controller>; the v2 line (empty controller list)
+        // at /sys/fs/cgroup itself (cgroup v2 only) or /sys/fs/cgroup/unified (hybrid): an
+        // attacker tries both, and every v2 limit file, not knowing which layout the host has.
+        let (dirs, files): (&[&str], &[&str]) = match ctrl {
+            "memory" => (&["/memory"], &["memory.limit_in_bytes"]),
+            "pids" => (&["/pids"], &["pids.max"]),
+            "cpu" => (&["/cpu"], &["cpu.cfs_quota_us"]),
+            "" => (
+                &["", "/unified"],
+                &[
+                    "cgroup.procs",
+                    "memory.max",
+                    "memory.high",
+                    "pids.max",
+                    "cpu.max",
+                ],
+            ),
             _ => continue,
         };
-        try_write(r, &format!("/sys/fs/cgroup/{dir}{path}/{file}"), false);
-        try_write(r, &format!("/sys/fs/cgroup/{dir}/cgroup.procs"), false);
+        for dir in dirs {
+            for file in files {
+                try_write(r, &format!("/sys/fs/cgroup{dir}{path}/{file}"), false);
+            }
+            try_write(r, &format!("/sys/fs/cgroup{dir}/cgroup.procs"), false);
+        }
     }
     // The scratch directory (the working directory) is the one writable place.
     try_write(r, "hostile-scratch", true);
