@@ -394,7 +394,7 @@ int srediag_rsignal(__u64 *ctx)
 
 /* sched_process_exit(struct task_struct *p[, bool group_dead]) runs in the exiting task
  * (current), after exit_code is set and signal->live decremented. */
-static __always_inline void on_exit(struct task_struct *task, __u32 tgid)
+static __always_inline void on_exit(struct task_struct *task, __u32 tgid, bool btf)
 {
 	__u32 *id = bpf_map_lookup_elem(&srediag_pids, &tgid);
 	if (!id)
@@ -410,10 +410,15 @@ static __always_inline void on_exit(struct task_struct *task, __u32 tgid)
 			/* KILL_THREAD of one thread among several: do_exit(SIGSYS) in the middle of
 			 * the syscall, whose number is still in the task's saved registers. */
 			__s32 nr = -1;
-			struct task_struct *cur = bpf_get_current_task_btf();
-			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(cur);
-			if (regs)
-				nr = (__s32)BPF_CORE_READ(regs, orig_ax);
+			/* bpf_get_current_task_btf and bpf_task_pt_regs are 5.11+/5.15+: the raw_tp
+			 * variant (the fallback of older kernels) counts the kill without its
+			 * syscall number. `btf` is a constant: the helpers are not in that program. */
+			if (btf) {
+				struct task_struct *cur = bpf_get_current_task_btf();
+				struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(cur);
+				if (regs)
+					nr = (__s32)BPF_CORE_READ(regs, orig_ax);
+			}
 			count_violation(task, tgid, tid, plugin_id, nr, SREDIAG_AUDIT_ARCH_X86_64,
 					SREDIAG_ACTION_KILL_THREAD, SREDIAG_SOURCE_EXIT);
 		}
@@ -428,7 +433,7 @@ SEC("tp_btf/sched_process_exit")
 int srediag_exit(__u64 *ctx)
 {
 	struct task_struct *task = (struct task_struct *)ctx[0];
-	on_exit(task, task->tgid);
+	on_exit(task, task->tgid, true);
 	return 0;
 }
 
@@ -436,7 +441,7 @@ SEC("raw_tp/sched_process_exit")
 int srediag_rexit(__u64 *ctx)
 {
 	struct task_struct *task = (struct task_struct *)ctx[0];
-	on_exit(task, BPF_CORE_READ(task, tgid));
+	on_exit(task, BPF_CORE_READ(task, tgid), false);
 	return 0;
 }
 

@@ -284,16 +284,26 @@ fn ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing() {
     // Two uprobes in the agent's binary, two in the plugin's: all held by the agent.
     let ups = agent_uprobes(agent_pid);
     let targets: Vec<&str> = ups.iter().map(|u| u.2.as_str()).collect();
-    assert_eq!(
-        targets,
-        [
-            "/proc/self/exe",
-            "/proc/self/exe",
-            &format!("/proc/{pid}/exe"),
-            &format!("/proc/{pid}/exe")
-        ],
-        "{ups:?}"
-    );
+    let named = !targets.iter().all(|t| *t == "?");
+    let first_links: Vec<u64> = ups.iter().map(|u| u.0).collect();
+    if targets.len() == 4 && !named {
+        // Before Linux 6.6 a perf link's info does not name the uprobe's file: the four links
+        // are there, where they point cannot be read back.
+        println!(
+            "uprobe targets not reported by this kernel (BPF link info names them from 6.6): checked that the agent holds 4 uprobe links: {ups:?}"
+        );
+    } else {
+        assert_eq!(
+            targets,
+            [
+                "/proc/self/exe",
+                "/proc/self/exe",
+                &format!("/proc/{pid}/exe"),
+                &format!("/proc/{pid}/exe")
+            ],
+            "{ups:?}"
+        );
+    }
 
     // Sampling every batch: one sample per batch and direction, exactly.
     let b1 = traffic(&s, 25);
@@ -375,10 +385,15 @@ fn ipc_latency_follows_sampling_switched_at_run_time_and_leaves_nothing() {
     });
     let ups = poll_until(Duration::from_secs(5), "the uprobes moved", || {
         let u = agent_uprobes(agent_pid);
-        let moved = u
-            .iter()
-            .filter(|x| x.2 == format!("/proc/{new_pid}/exe"))
-            .count();
+        // Where the kernel names targets: two point at the new process. Elsewhere: two of the
+        // four links are new (the plugin's were detached and attached again).
+        let moved = if named {
+            u.iter()
+                .filter(|x| x.2 == format!("/proc/{new_pid}/exe"))
+                .count()
+        } else {
+            u.iter().filter(|x| !first_links.contains(&x.0)).count()
+        };
         (u.len() == 4 && moved == 2).then_some(u)
     });
     let b4 = traffic(&s, 10);

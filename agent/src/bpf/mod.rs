@@ -608,7 +608,13 @@ impl Observers {
             ("srediag_ev_budget", memlock(l.budget.map().fd().as_fd())),
         ];
         if let Some(r) = &l.ring {
-            out.push(("srediag_events", memlock(r.as_fd())));
+            // Kernels before 6.4 report `memlock: 0` for a ring buffer (its pages are not
+            // charged there): count its data pages, mapped twice, and its two control pages.
+            let reported = memlock(r.as_fd()).filter(|b| *b > 0);
+            out.push((
+                "srediag_events",
+                reported.or(Some(2 * abi::c::EVENTS_BYTES + 2 * 4096)),
+            ));
         }
         if let Some(i) = &l.ipc {
             out.push(("srediag_ipc_ring", memlock(i.rings.map().fd().as_fd())));

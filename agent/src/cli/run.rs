@@ -49,6 +49,9 @@ pub fn execute(
         .build()
         .map_err(|e| Failure::new(FAILURE, format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async move {
+        // Signal handlers first: `/-/ready` answers as soon as the telemetry server runs, and a
+        // SIGTERM (or SIGHUP) after that must be a graceful stop, never the default action.
+        let signals = Signals::install();
         let telemetry = Telemetry::new();
         let addr = &config.service.telemetry.metrics.address;
         let listener = telemetry::bind(addr, "service.telemetry.metrics.address").await.map_err(|e| {
@@ -85,7 +88,7 @@ pub fn execute(
                 config.clone(),
                 manager.clone(),
             ));
-            tokio::spawn(reload_on_sighup(reloader.clone()));
+            tokio::spawn(reload_on_sighup(signals.hup, reloader.clone()));
             let ctx = Arc::new(admin::AdminContext {
                 manager: manager.clone(),
                 reloader: Some(reloader),
@@ -101,7 +104,7 @@ pub fn execute(
             version = env!("CARGO_PKG_VERSION"),
             "srediag running"
         );
-        let signal = wait_for_signal().await;
+        let signal = wait_for_signal(signals.term, signals.int).await;
         tracing::info!(signal, "shutting down: draining pipelines");
         service.stop().await;
         manager.stop_all().await;
@@ -135,9 +138,11 @@ fn build_failure(e: BuildError) -> Failure {
 
 /// SIGHUP: read the configuration again and swap the plugins that changed (like `srediag
 /// reload`); the outcome goes to the log.
-async fn reload_on_sighup(reloader: Arc<crate::plugins::reload::Reloader>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+async fn reload_on_sighup(
+    hup: Option<tokio::signal::unix::Signal>,
+    reloader: Arc<crate::plugins::reload::Reloader>,
+) {
+    let Some(mut hup) = hup else {
         tracing::warn!("cannot install the SIGHUP handler: use `srediag reload`");
         return;
     };
@@ -157,12 +162,30 @@ async fn reload_on_sighup(reloader: Arc<crate::plugins::reload::Reloader>) {
     }
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+/// The agent's signal handlers, installed before it answers `/-/ready`. SIGHUP is handled (and
+/// ignored when there are no plugins to reload) rather than terminating the agent.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+}
+
+async fn wait_for_signal(
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+) -> &'static str {
+    let (Some(mut term), Some(mut int)) = (term, int) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         std::future::pending::<()>().await;
         unreachable!()

@@ -58,7 +58,7 @@ pub struct PluginConfig {
     /// `false` takes the grant away. `true` (every port) is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
-    /// Resource limits (cgroups, rlimits, scratch). Default 256 MiB memory (high at 80%), cpu
+    /// Resource limits (cgroups, rlimits, scratch). Default 256 MiB memory (no `memory.high`), cpu
     /// weight 100, cpu max one core, 64 pids, 1024 open files, a 64 MiB scratch tmpfs with 4096
     /// inodes.
     #[serde(default)]
@@ -105,7 +105,11 @@ pub struct LimitsConfig {
     /// cgroup beyond it.
     #[serde(deserialize_with = "bytes")]
     pub memory_max: u64,
-    /// Throttling threshold (`memory.high`); default 80% of `memory_max`.
+    /// Throttling threshold (`memory.high`); default unset. On cgroup v2 a plugin over
+    /// `memory.high` is throttled (its threads sleep in reclaim) rather than killed: a runaway
+    /// plugin then crawls for tens of seconds before `memory_max` OOM-kills it (measured on
+    /// Debian 12's 6.1: ~25 s, docs/kernels.md). Set it for plugins that should slow down under
+    /// memory pressure instead of dying; on cgroup v1 it is the soft limit.
     #[serde(deserialize_with = "opt_bytes")]
     pub memory_high: Option<u64>,
     /// Relative CPU share (`cpu.weight`, 1–10000, 100 = normal).

@@ -10,11 +10,12 @@ use crate::plugins::sandbox::spec::{SandboxSpec, ScratchLimits};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// The cgroup limits of a plugin's settings (`memory.high` defaults to 80% of `memory.max`).
+/// The cgroup limits of a plugin's settings (`memory.high` only when set: see
+/// [`crate::plugins::config::LimitsConfig::memory_high`]).
 pub fn limits(l: &crate::plugins::config::LimitsConfig) -> Limits {
     Limits {
         memory_max: Some(l.memory_max),
-        memory_high: Some(l.memory_high.unwrap_or(l.memory_max / 10 * 8)),
+        memory_high: l.memory_high,
         cpu_weight: Some(l.cpu_weight),
         cpu_max: (l.cpu_max > 0.0).then_some(((l.cpu_max * 100_000.0) as u64, 100_000)),
         pids_max: Some(l.pids_max),
