@@ -129,8 +129,18 @@ static __always_inline void stat_inc(__u32 idx)
  * accounts (rusage, cgroup cpuacct): it excludes time stolen by the hypervisor and, with
  * IRQ_TIME_ACCOUNTING, interrupts. Fields are read only when needed: a switch between two
  * untracked tasks costs one per-CPU array lookup, one load and one hash lookup. */
-static __always_inline void on_switch(struct task_struct *prev, struct task_struct *next,
-				      __u32 prev_state, bool btf)
+/* The state of a task switched out: `__state` (5.14+) or `state`. Read from the task rather than
+ * taken from sched_switch's fourth argument, which only exists since 5.18 (a program reading it
+ * is refused by older kernels). At the final switch-out it is TASK_DEAD. */
+static __always_inline __u32 task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	struct task_struct___pre514 *old = (void *)t;
+	return (__u32)BPF_CORE_READ(old, state);
+}
+
+static __always_inline void on_switch(struct task_struct *prev, struct task_struct *next, bool btf)
 {
 	__u32 zero = 0;
 	struct srediag_cpu_state *st = bpf_map_lookup_elem(&srediag_cpust, &zero);
@@ -144,6 +154,7 @@ static __always_inline void on_switch(struct task_struct *prev, struct task_stru
 	if (!prev_id && !next_id)
 		return;
 	if (prev_id) {
+		__u32 prev_state = task_state(prev);
 		/* Charge only the task that was switched in: if a switch was ever missed (a program
 		 * skipped for recursion), nothing else is charged to a plugin that left the CPU. */
 		__u32 prev_tid = TASK_FIELD(btf, prev, pid);
@@ -184,19 +195,19 @@ static __always_inline void on_switch(struct task_struct *prev, struct task_stru
 	}
 }
 
-/* sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
- * unsigned int prev_state) */
+/* sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next[,
+ * unsigned int prev_state (5.18+)]): only the first three are read. */
 SEC("tp_btf/sched_switch")
 int srediag_switch(__u64 *ctx)
 {
-	on_switch((struct task_struct *)ctx[1], (struct task_struct *)ctx[2], (__u32)ctx[3], true);
+	on_switch((struct task_struct *)ctx[1], (struct task_struct *)ctx[2], true);
 	return 0;
 }
 
 SEC("raw_tp/sched_switch")
 int srediag_rswitch(__u64 *ctx)
 {
-	on_switch((struct task_struct *)ctx[1], (struct task_struct *)ctx[2], (__u32)ctx[3], false);
+	on_switch((struct task_struct *)ctx[1], (struct task_struct *)ctx[2], false);
 	return 0;
 }
 
@@ -411,16 +422,30 @@ static __always_inline void on_exit(struct task_struct *task, __u32 tgid, bool b
 			 * the syscall, whose number is still in the task's saved registers. */
 			__s32 nr = -1;
 			/* bpf_get_current_task_btf and bpf_task_pt_regs are 5.11+/5.15+: the raw_tp
-			 * variant (the fallback of older kernels) counts the kill without its
-			 * syscall number. `btf` is a constant: the helpers are not in that program. */
+			 * variant (the fallback of older kernels) finds the registers itself. `btf` is
+			 * a constant: the helpers are not in that program. */
 			if (btf) {
 				struct task_struct *cur = bpf_get_current_task_btf();
 				struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(cur);
 				if (regs)
 					nr = (__s32)BPF_CORE_READ(regs, orig_ax);
+			} else {
+				/* x86_64's task_pt_regs(): the user registers sit at the top of the
+				 * task's kernel stack (THREAD_SIZE 16 KiB without KASAN, no padding);
+				 * the struct's size comes from the kernel's BTF. */
+				void *stack = BPF_CORE_READ(task, stack);
+				struct pt_regs *regs = (struct pt_regs *)((char *)stack +
+					SREDIAG_THREAD_SIZE - bpf_core_type_size(struct pt_regs));
+				if (stack)
+					nr = (__s32)BPF_CORE_READ(regs, orig_ax);
 			}
+			/* Before 5.11 KILL_PROCESS sent no signal: it dumped core and called
+			 * do_group_exit(SIGSYS), which leaves SIGSYS as the group's exit code. */
+			__u32 action = SREDIAG_ACTION_KILL_THREAD;
+			if ((BPF_CORE_READ(task, signal, group_exit_code) & 0x7f) == SREDIAG_SIGSYS)
+				action = SREDIAG_ACTION_KILL;
 			count_violation(task, tgid, tid, plugin_id, nr, SREDIAG_AUDIT_ARCH_X86_64,
-					SREDIAG_ACTION_KILL_THREAD, SREDIAG_SOURCE_EXIT);
+					action, SREDIAG_SOURCE_EXIT);
 		}
 	}
 	/* The last thread: keep tracking it through the rest of do_exit (exit_mm, exit_files run

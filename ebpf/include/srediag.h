@@ -78,6 +78,7 @@
 #define SREDIAG_SIGSYS 31
 #define SREDIAG_SYS_SECCOMP 1         /* si_code of a seccomp SIGSYS */
 #define SREDIAG_SECCOMP_MODE_DEAD 3   /* task->seccomp.mode after a KILL action */
+#define SREDIAG_THREAD_SIZE 16384   /* x86_64 kernel stack size (THREAD_SIZE, no KASAN) */
 #define SREDIAG_TASK_DEAD 0x80        /* sched_switch prev_state of a task's final switch */
 #define SREDIAG_AUDIT_ARCH_X86_64 0xC000003E
 

@@ -12,7 +12,8 @@
  * the dump of a BTF kernel (the command above), copy the member with its exact name and type.
  * Checked against: 6.18.44 (x86_64, Firecracker). Fields used and the oldest kernel that has
  * them: task_struct.{pid,tgid,exit_code,signal,seccomp.mode,comm,se.sum_exec_runtime} (all 5.x),
- * signal_struct.live (2.6), kernel_siginfo._sigsys (4.20), pt_regs.orig_ax (x86),
+ * task_struct.__state (5.14; `state` before), task_struct.stack (all),
+ * signal_struct.{live,group_exit_code} (2.6), kernel_siginfo._sigsys (4.20), pt_regs.orig_ax (x86),
  * task_struct.mm, mm_struct.rss_stat[] as percpu_counter (6.2) or mm_rss_stat (before),
  * mm_struct.owner (CONFIG_MEMCG).
  */
@@ -64,6 +65,7 @@ typedef struct {
 
 struct signal_struct {
 	atomic_t live;
+	int group_exit_code;
 };
 
 struct seccomp {
@@ -77,6 +79,8 @@ struct sched_entity {
 struct mm_struct;
 
 struct task_struct {
+	unsigned int __state;
+	void *stack;
 	struct sched_entity se;
 	struct mm_struct *mm;
 	int pid;
@@ -124,6 +128,11 @@ typedef struct {
 
 struct mm_rss_stat {
 	atomic_long_t count[4];
+};
+
+/* Before 5.14 the task state was `long state`. */
+struct task_struct___pre514 {
+	long state;
 };
 
 struct mm_struct___pre62 {

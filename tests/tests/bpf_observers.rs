@@ -654,9 +654,24 @@ fn seccomp_violations_are_counted_exactly() {
     if !privileged("seccomp_violations_are_counted_exactly") {
         return;
     }
+    // Both program variants: tp_btf, and the raw_tp fallback of older kernels (which finds a
+    // KILL_THREAD's syscall number without the 5.11+/5.15+ helpers).
+    for opts in [
+        Options::default(),
+        Options {
+            raw_tp_only: true,
+            ..Options::default()
+        },
+    ] {
+        println!("-- {opts:?}");
+        seccomp_exact(opts);
+    }
+}
+
+fn seccomp_exact(opts: Options) {
     let rt = runtime();
     let _g = rt.enter();
-    let obs = load(Options::default());
+    let obs = load(opts);
     let mut rx = obs.subscribe();
     let mut seen = Vec::new();
     let mut expected: BTreeMap<(u32, String, Action), u64> = BTreeMap::new();
