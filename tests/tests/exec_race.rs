@@ -18,7 +18,7 @@ use srediag::plugins::sandbox::exec::exec_fd;
 use srediag::plugins::sandbox::spec::PROGRAM_FD;
 use srediag::plugins::trust::manifest::Manifest;
 use srediag::plugins::trust::policy::{KeyEntry, PolicyFile, TrustPolicy};
-use srediag::plugins::trust::{HostInfo, keys, sign_statement, verify_bundle_dir};
+use srediag::plugins::trust::{keys, sign_statement, verify_bundle_dir};
 use std::io::Read as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt as _;
@@ -144,7 +144,7 @@ fn the_running_binary_is_always_the_verified_one() {
         &tmp.path().join("trust.yaml"),
     )
     .unwrap();
-    let host = HostInfo::current();
+    let host = srediag::plugins::loader::host_info();
 
     // The attacker: outside the bundle (a temp file inside would be an unlisted file), same
     // filesystem so rename(2) works.

@@ -1,5 +1,6 @@
 //! `plugins.<name>` settings: what to run, how it is confined, how it is supervised.
 
+use super::sandbox::seccomp::SeccompAction;
 use super::trust::manifest::Network;
 use serde::{Deserialize, Deserializer, Serialize};
 use srediag_plugin_sdk::PluginType;
@@ -154,29 +155,9 @@ impl LimitsConfig {
     }
 }
 
-/// Parses `256MiB`, `1GiB`, `512KiB`, `1000000` (bytes).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = [
-        ("GiB", 1u64 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-        ("GB", 1_000_000_000),
-        ("MB", 1_000_000),
-        ("KB", 1000),
-        ("B", 1),
-    ]
-    .iter()
-    .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n.trim(), *m)))
-    .unwrap_or((s, 1));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: use e.g. 256MiB"))?;
-    if !(n.is_finite() && n >= 0.0) {
-        return Err(format!("invalid size {s:?}"));
-    }
-    Ok((n * mult as f64) as u64)
-}
+/// Parses `256MiB`, `1GiB`, `512KiB`, `1000000` (bytes): one parser for the configuration and
+/// the manifest checks (`srediag_sys::units`).
+pub use srediag_sys::units::parse_bytes;
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -297,8 +278,9 @@ pub struct SandboxConfig {
     /// at no cost to other processes; a plugin without the SDK handler is killed by SIGSYS),
     /// `kernel_errno` (plain SECCOMP_RET_ERRNO: for plugins not built with the SDK; violations
     /// are not counted), `trap` (SIGSYS: the SDK handler returns EPERM, a plugin without it
-    /// dies), `kill`, or `log` (monitor only: allowed and logged by the kernel).
-    pub seccomp_action: String,
+    /// dies), `kill`, or `log` (monitor only: allowed and logged by the kernel). Any other word
+    /// is refused where the configuration is read, naming the five.
+    pub seccomp_action: SeccompAction,
     /// Extra read-only paths (beyond the plugin's directory and the shared libraries).
     pub read_only: Vec<PathBuf>,
     /// Run when Landlock cannot enforce every rule (logged loudly, counted in
@@ -310,7 +292,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             seccomp_profile: None,
-            seccomp_action: "errno".into(),
+            seccomp_action: SeccompAction::Errno,
             read_only: Vec::new(),
             allow_degraded: false,
         }
@@ -392,17 +374,6 @@ impl PluginConfig {
                 e.push(("bundle".into(), "must not be empty".into()))
             }
             _ => {}
-        }
-        if !["errno", "kernel_errno", "trap", "kill", "log"]
-            .contains(&self.sandbox.seccomp_action.as_str())
-        {
-            e.push((
-                "sandbox.seccomp_action".into(),
-                format!(
-                    "unknown action {:?}: use errno, kernel_errno, trap, kill or log",
-                    self.sandbox.seccomp_action
-                ),
-            ));
         }
         if let Some(n) = &self.network {
             for (field, msg) in n.problems() {
@@ -551,15 +522,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_bytes("256MiB").unwrap(), 256 << 20);
-        assert_eq!(parse_bytes("1.5GiB").unwrap(), 3 << 29);
-        assert_eq!(parse_bytes("4096").unwrap(), 4096);
-        assert!(parse_bytes("lots").is_err());
-        assert!(parse_bytes("-1MiB").is_err());
-    }
-
-    #[test]
     fn scratch_and_network_settings() {
         let c: PluginConfig = serde_yaml::from_str(
             "path: /x\ntype: receiver\nlimits: {memory_max: 64MiB}\nnetwork: {connect: [443]}",
@@ -627,12 +589,33 @@ mod tests {
         assert!(c.validate().is_empty());
         assert_eq!(c.uid("x"), c.gid("x"));
         assert!(DEFAULT_IDS.contains(&c.uid("x")));
-        let bad: PluginConfig = serde_yaml::from_str(
-            "path: rel\ntype: processor\nuser: 0\nsandbox: {seccomp_action: maybe}",
-        )
-        .unwrap();
+        let bad: PluginConfig =
+            serde_yaml::from_str("path: rel\ntype: processor\nuser: 0").unwrap();
         let paths: Vec<_> = bad.validate().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(paths, ["path", "sandbox.seccomp_action", "user"]);
+        assert_eq!(paths, ["path", "user"]);
+        // An unknown seccomp action is refused where the configuration is read (one enum from
+        // there on), with the message validation gave before.
+        let e = serde_yaml::from_str::<PluginConfig>(
+            "path: /x\ntype: processor\nsandbox: {seccomp_action: maybe}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown action \"maybe\": use errno, kernel_errno, trap, kill or log"),
+            "{e}"
+        );
+        for word in ["errno", "kernel_errno", "trap", "kill", "log"] {
+            let c: PluginConfig = serde_yaml::from_str(&format!(
+                "path: /x\ntype: processor\nsandbox: {{seccomp_action: {word}}}"
+            ))
+            .unwrap();
+            assert_eq!(c.sandbox.seccomp_action.as_str(), word);
+            let back = serde_yaml::to_string(&c.sandbox).unwrap();
+            assert!(
+                back.contains(&format!("seccomp_action: {word}\n")),
+                "{back}"
+            );
+        }
         assert!(
             serde_yaml::from_str::<PluginConfig>("path: /x\ntype: processor\nbogus: 1").is_err()
         );

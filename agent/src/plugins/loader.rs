@@ -20,6 +20,7 @@
 use super::config::{BundlesConfig, LimitsConfig, PluginConfig};
 use super::metrics::PluginMetrics;
 use super::sandbox::landlock::TcpPorts;
+use super::sandbox::seccomp::SeccompAction;
 use super::trust::manifest::Manifest;
 use super::trust::manifest::Network;
 use super::trust::policy::TrustPolicy;
@@ -29,58 +30,125 @@ use super::trust::{HostInfo, Status, TrustedBy};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Stable error codes of loading (seed §9; the table is in docs/plugins.md).
-pub mod codes {
+/// Why a plugin may not be loaded: each kind has one stable code (seed §9; the table is in
+/// docs/plugins.md) and one `srediag_plugin_load_total{status}` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoadFailure {
     /// A bundle file differs from, is missing from, or is not listed in the manifest.
-    pub const DIGEST: &str = "SRD-P010";
+    Digest,
     /// A signature is present but none verifies with a trusted key or identity.
-    pub const SIGNATURE: &str = "SRD-P011";
-    /// The policy does not allow it: unsigned, untrusted signer, or no usable policy.
-    pub const POLICY: &str = "SRD-P012";
+    Signature,
+    /// The policy does not allow it: unsigned, or an untrusted signer.
+    Policy,
     /// Older than (or the same version as, but different from) what was loaded before.
-    pub const ROLLBACK: &str = "SRD-P013";
+    Rollback,
     /// The plugin needs another agent, protocol, schema, kernel — or another type than configured.
-    pub const COMPAT: &str = "SRD-P014";
+    Compat,
     /// The bundle cannot be read or has a forbidden shape.
-    pub const MALFORMED: &str = "SRD-P015";
+    Malformed,
+    /// Neither `bundle` nor `path` is set.
+    NoSource,
     /// The configuration asks for more than the signed manifest grants.
-    pub const WIDENS: &str = "SRD-P016";
-    /// The trust policy or the rollback state file cannot be used.
-    pub const TRUST_STATE: &str = "SRD-P017";
+    Widens,
+    /// The trust policy cannot be used.
+    PolicyUnusable,
+    /// The rollback state file cannot be used.
+    StateUnusable,
     /// The executable could not be read or sealed.
-    pub const EXECUTABLE: &str = "SRD-P018";
+    Executable,
 }
 
-/// `srediag_plugin_load_total{status}` values (besides `loaded`).
-pub mod status {
-    /// A file's digest did not match.
-    pub const REJECTED_DIGEST: &str = "rejected_digest";
-    /// A signature failed.
-    pub const REJECTED_SIGNATURE: &str = "rejected_signature";
-    /// The policy refused it.
-    pub const REJECTED_POLICY: &str = "rejected_policy";
-    /// Rollback refused.
-    pub const REJECTED_ROLLBACK: &str = "rejected_rollback";
-    /// Incompatible.
-    pub const REJECTED_COMPAT: &str = "rejected_compat";
-    /// The bundle is malformed (symlink, `..`, oversize, bad YAML/JSON).
-    pub const REJECTED_MALFORMED: &str = "rejected_malformed";
-    /// Anything else (sandbox, spawn, handshake, configuration conflicts).
-    pub const FAILED: &str = "failed";
+impl LoadFailure {
+    /// The stable code (`SRD-P0xx`).
+    pub fn code(self) -> &'static str {
+        match self {
+            LoadFailure::Digest => "SRD-P010",
+            LoadFailure::Signature => "SRD-P011",
+            LoadFailure::Policy => "SRD-P012",
+            LoadFailure::Rollback => "SRD-P013",
+            LoadFailure::Compat => "SRD-P014",
+            LoadFailure::Malformed | LoadFailure::NoSource => "SRD-P015",
+            LoadFailure::Widens => "SRD-P016",
+            LoadFailure::PolicyUnusable | LoadFailure::StateUnusable => "SRD-P017",
+            LoadFailure::Executable => "SRD-P018",
+        }
+    }
+
+    /// The `srediag_plugin_load_total{status}` value.
+    pub fn status(self) -> &'static str {
+        match self {
+            LoadFailure::Digest => "rejected_digest",
+            LoadFailure::Signature => "rejected_signature",
+            LoadFailure::Policy | LoadFailure::PolicyUnusable => "rejected_policy",
+            LoadFailure::Rollback => "rejected_rollback",
+            LoadFailure::Compat => "rejected_compat",
+            LoadFailure::Malformed => "rejected_malformed",
+            LoadFailure::NoSource
+            | LoadFailure::Widens
+            | LoadFailure::StateUnusable
+            | LoadFailure::Executable => "failed",
+        }
+    }
+
+    /// An I/O failure (state file, memfd, a missing source) that a later start may not meet again:
+    /// retried like any failed start. Trust decisions and a configuration wider than the manifest
+    /// stand until an operator acts.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            LoadFailure::NoSource | LoadFailure::StateUnusable | LoadFailure::Executable
+        )
+    }
+
+    /// The kind of a trust rejection.
+    fn of(status: Status) -> LoadFailure {
+        match status {
+            Status::RejectedDigest => LoadFailure::Digest,
+            Status::RejectedSignature => LoadFailure::Signature,
+            Status::RejectedPolicy => LoadFailure::Policy,
+            Status::RejectedRollback => LoadFailure::Rollback,
+            Status::RejectedCompat => LoadFailure::Compat,
+            Status::Malformed | Status::Ok => LoadFailure::Malformed,
+        }
+    }
 }
 
 /// A plugin that may not be loaded.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{code}: plugin {plugin}: {message}")]
+#[error("{}: plugin {plugin}: {message}", failure.code())]
 pub struct LoadError {
-    /// Stable code (`SRD-P0xx`).
-    pub code: &'static str,
-    /// The `srediag_plugin_load_total` status.
-    pub status: &'static str,
+    /// Why.
+    pub failure: LoadFailure,
     /// The plugin's name in the configuration.
     pub plugin: String,
     /// What, naming the field or file, with the remedy.
     pub message: String,
+}
+
+impl LoadError {
+    /// The stable code (`SRD-P0xx`).
+    pub fn code(&self) -> &'static str {
+        self.failure.code()
+    }
+
+    /// The `srediag_plugin_load_total{status}` value.
+    pub fn status(&self) -> &'static str {
+        self.failure.status()
+    }
+
+    /// See [`LoadFailure::is_transient`].
+    pub fn is_transient(&self) -> bool {
+        self.failure.is_transient()
+    }
+}
+
+/// What this agent offers plugins, for the trust crate's compatibility check: its version, the
+/// SDK's protocol and schema, and the running kernel's facts (probed here, through `sys`).
+pub fn host_info() -> HostInfo {
+    HostInfo::new(
+        semver::Version::parse(env!("CARGO_PKG_VERSION")).unwrap_or(semver::Version::new(0, 0, 0)),
+        crate::sys::facts::kernel_facts(&*crate::sys::real_host()),
+    )
 }
 
 /// What the sandbox gets, after the manifest and the configuration were combined.
@@ -88,8 +156,8 @@ pub struct LoadError {
 pub struct EffectiveSandbox {
     /// Built-in seccomp profile name.
     pub seccomp_profile: String,
-    /// `errno`, `trap`, `kill` (or `log` for unsigned `path:` plugins only).
-    pub seccomp_action: String,
+    /// `errno`, `kernel_errno`, `trap`, `kill` (or `log` for unsigned `path:` plugins only).
+    pub seccomp_action: SeccompAction,
     /// The TCP ports granted; any: the host network namespace, TCP on those ports only.
     pub network: TcpPorts,
     /// Read+execute paths beyond the shared libraries (the directory of a `path:` plugin).
@@ -133,7 +201,7 @@ impl TrustContext {
     pub fn new(settings: BundlesConfig) -> TrustContext {
         TrustContext {
             settings,
-            host: HostInfo::current(),
+            host: host_info(),
             rollback: Mutex::new(None),
         }
     }
@@ -216,25 +284,26 @@ impl TrustContext {
         cfg: &PluginConfig,
         metrics: &PluginMetrics,
     ) -> Result<Loaded, LoadError> {
-        let err = |code, status, message: String| LoadError {
-            code,
-            status,
+        let err = |failure: LoadFailure, message: String| LoadError {
+            failure,
             plugin: name.to_string(),
             message,
         };
-        let policy = self.policy().map_err(|e| {
-            metrics.verification(status::REJECTED_POLICY);
-            err(codes::TRUST_STATE, status::REJECTED_POLICY, e)
-        })?;
+        // A failed verification, counted under its status.
+        let counted = |failure: LoadFailure, message: String| {
+            metrics.verification(failure.status());
+            err(failure, message)
+        };
+        let policy = self
+            .policy()
+            .map_err(|e| counted(LoadFailure::PolicyUnusable, e))?;
         let policy = &policy;
         match (&cfg.bundle, &cfg.path) {
             (Some(bundle), _) => self.load_bundle(name, cfg, bundle, policy, metrics),
             (None, Some(path)) => {
                 if !policy.allow_unsigned {
-                    metrics.verification(status::REJECTED_POLICY);
-                    return Err(err(
-                        codes::POLICY,
-                        status::REJECTED_POLICY,
+                    return Err(counted(
+                        LoadFailure::Policy,
                         format!(
                             "path: {} is an unsigned plugin and the trust policy {} does not allow unsigned plugins (use a signed `bundle:`, or set allow_unsigned: true for development)",
                             path.display(),
@@ -243,19 +312,14 @@ impl TrustContext {
                     ));
                 }
                 let mut f = std::fs::File::open(path).map_err(|e| {
-                    metrics.verification(status::FAILED);
-                    err(
-                        codes::EXECUTABLE,
-                        status::FAILED,
+                    counted(
+                        LoadFailure::Executable,
                         format!("path: {}: {e}", path.display()),
                     )
                 })?;
                 let exe =
                     SealedExe::from_reader(name, &mut f, super::trust::bundle::MAX_FILE_BYTES)
-                        .map_err(|e| {
-                            metrics.verification(status::FAILED);
-                            err(codes::EXECUTABLE, status::FAILED, format!("path: {e}"))
-                        })?;
+                        .map_err(|e| counted(LoadFailure::Executable, format!("path: {e}")))?;
                 metrics.verification("unsigned");
                 tracing::error!(
                     plugin = %name,
@@ -280,7 +344,7 @@ impl TrustContext {
                             .seccomp_profile
                             .clone()
                             .unwrap_or_else(|| cfg.plugin_type.as_str().to_string()),
-                        seccomp_action: cfg.sandbox.seccomp_action.clone(),
+                        seccomp_action: cfg.sandbox.seccomp_action,
                         network: cfg.network.as_ref().map(Network::ports).unwrap_or_default(),
                         read_exec,
                         read_only: cfg.sandbox.read_only.clone(),
@@ -290,8 +354,7 @@ impl TrustContext {
                 })
             }
             (None, None) => Err(err(
-                codes::MALFORMED,
-                status::FAILED,
+                LoadFailure::NoSource,
                 "neither `bundle` nor `path` is set".into(),
             )),
         }
@@ -305,11 +368,15 @@ impl TrustContext {
         policy: &TrustPolicy,
         metrics: &PluginMetrics,
     ) -> Result<Loaded, LoadError> {
-        let err = |code, status, message: String| LoadError {
-            code,
-            status,
+        let err = |failure: LoadFailure, message: String| LoadError {
+            failure,
             plugin: name.to_string(),
             message,
+        };
+        // A failed verification, counted under its status.
+        let counted = |failure: LoadFailure, message: String| {
+            metrics.verification(failure.status());
+            err(failure, message)
         };
         let dir = self.bundle_dir(bundle);
         let t0 = std::time::Instant::now();
@@ -319,10 +386,8 @@ impl TrustContext {
             match RollbackStore::open(&self.settings.state_file) {
                 Ok(s) => *guard = Some(s),
                 Err(e) => {
-                    metrics.verification(status::FAILED);
-                    return Err(err(
-                        codes::TRUST_STATE,
-                        status::FAILED,
+                    return Err(counted(
+                        LoadFailure::StateUnusable,
                         format!(
                             "rollback state: {e} (it must be a root-owned file not writable by others; --plugin-state / SREDIAG_PLUGIN_STATE)"
                         ),
@@ -335,19 +400,8 @@ impl TrustContext {
             Ok(v) => v,
             Err(r) => {
                 metrics.verification(r.status.as_str());
-                let (code, st) = match r.status {
-                    Status::RejectedDigest => (codes::DIGEST, status::REJECTED_DIGEST),
-                    Status::RejectedSignature => (codes::SIGNATURE, status::REJECTED_SIGNATURE),
-                    Status::RejectedPolicy => (codes::POLICY, status::REJECTED_POLICY),
-                    Status::RejectedRollback => (codes::ROLLBACK, status::REJECTED_ROLLBACK),
-                    Status::RejectedCompat => (codes::COMPAT, status::REJECTED_COMPAT),
-                    Status::Malformed | Status::Ok => {
-                        (codes::MALFORMED, status::REJECTED_MALFORMED)
-                    }
-                };
                 return Err(err(
-                    code,
-                    st,
+                    LoadFailure::of(r.status),
                     format!(
                         "bundle {}: {}: {}",
                         dir.display(),
@@ -364,10 +418,8 @@ impl TrustContext {
             "ok"
         };
         if m.plugin_type != cfg.plugin_type {
-            metrics.verification(status::REJECTED_COMPAT);
-            return Err(err(
-                codes::COMPAT,
-                status::REJECTED_COMPAT,
+            return Err(counted(
+                LoadFailure::Compat,
                 format!(
                     "type: configured as {}, the signed manifest of bundle {} says {}",
                     cfg.plugin_type.as_str(),
@@ -377,23 +429,17 @@ impl TrustContext {
             ));
         }
         let sandbox = effective_sandbox(cfg, m).map_err(|(field, msg)| {
-            metrics.verification(status::FAILED);
-            err(
-                codes::WIDENS,
-                status::FAILED,
+                        counted(
+                LoadFailure::Widens,
                 format!(
                     "plugins.{name}.{field}: {msg}; the configuration may only narrow what the signed manifest of {} grants",
                     dir.display()
                 ),
             )
         })?;
-        let version = m.semver().ok_or_else(|| {
-            err(
-                codes::MALFORMED,
-                status::REJECTED_MALFORMED,
-                "version is not semver".into(),
-            )
-        })?;
+        let version = m
+            .semver()
+            .ok_or_else(|| err(LoadFailure::Malformed, "version is not semver".into()))?;
         if let Some(store) = guard.as_mut() {
             if let Some(parent) = self.settings.state_file.parent()
                 && !parent.exists()
@@ -401,10 +447,8 @@ impl TrustContext {
                 let _ = std::fs::create_dir_all(parent);
             }
             store.record(&m.name, &version, &v.digest).map_err(|e| {
-                metrics.verification(status::FAILED);
-                err(
-                    codes::TRUST_STATE,
-                    status::FAILED,
+                counted(
+                    LoadFailure::StateUnusable,
                     format!("cannot record the rollback mark: {e}"),
                 )
             })?;
@@ -506,7 +550,7 @@ pub fn effective_sandbox(
             format!("{p:?} differs from the manifest's profile {profile:?}"),
         ));
     }
-    if cfg.sandbox.seccomp_action == "log" {
+    if cfg.sandbox.seccomp_action == SeccompAction::Log {
         return Err((
             "sandbox.seccomp_action".into(),
             "`log` (monitor only) would let every syscall through".into(),
@@ -533,7 +577,7 @@ pub fn effective_sandbox(
     }
     let mut limits = cfg.limits.clone();
     if let Some(mm) = &s.limits.memory_max
-        && let Ok(b) = super::config::parse_bytes(mm)
+        && let Ok(b) = crate::sys::units::parse_bytes(mm)
         && b < limits.memory_max
     {
         limits.memory_max = b;
@@ -550,7 +594,7 @@ pub fn effective_sandbox(
     }
     Ok(EffectiveSandbox {
         seccomp_profile: profile,
-        seccomp_action: cfg.sandbox.seccomp_action.clone(),
+        seccomp_action: cfg.sandbox.seccomp_action,
         network,
         read_exec: Vec::new(),
         read_only: s
