@@ -86,7 +86,7 @@ pub enum PublicKey {
 }
 
 /// Why a key could not be read.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// Not PEM, or not a `PUBLIC KEY` block.
     #[error("not a PEM public key (expected a -----BEGIN PUBLIC KEY----- block)")]

@@ -27,6 +27,7 @@
 
 pub mod bundle;
 pub mod canonical;
+pub mod compat;
 pub mod keys;
 pub mod manifest;
 pub mod policy;
@@ -36,13 +37,12 @@ pub mod sigstore;
 #[cfg(test)]
 mod testing;
 
+pub use compat::{CompatError, HostInfo, KNOWN_KERNEL_FEATURES, WIRE_SCHEMA_VERSION, check_compat};
 use keys::{PublicKey, decode_signature};
 use manifest::Manifest;
 use policy::TrustPolicy;
 use rollback::RollbackStore;
 use serde::Serialize;
-use srediag_sys::facts::KernelFacts;
-use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The outcome of a verification; the strings are stable (CLI JSON, metrics labels).
@@ -187,99 +187,6 @@ impl Verdict {
     }
 }
 
-/// What this agent offers plugins (compared with `requires`).
-#[derive(Debug, Clone)]
-pub struct HostInfo {
-    /// This agent's version.
-    pub srediag_version: semver::Version,
-    /// Control protocol version.
-    pub ipc_protocol: u32,
-    /// Wire-schema version.
-    pub schema_version: u32,
-    /// Running kernel `(major, minor)`.
-    pub kernel: Option<(u32, u32)>,
-    /// Kernel features present (`landlock`, `btf`, `seccomp`, `cgroup2`).
-    pub kernel_features: BTreeSet<String>,
-}
-
-/// The wire-schema version this agent speaks (defined by the SDK, next to the schema).
-pub use srediag_plugin_sdk::wire::WIRE_SCHEMA_VERSION;
-
-/// Kernel features a manifest may name (probed by `srediag_sys::facts`).
-pub use srediag_sys::facts::KNOWN_KERNEL_FEATURES;
-
-impl HostInfo {
-    /// This agent (`srediag_version`; the control protocol and wire schema of the SDK it is built
-    /// with) on a kernel with `facts` (`srediag_sys::facts::kernel_facts`). The trust crate never
-    /// probes the host itself: the agent builds this and passes it in.
-    pub fn new(srediag_version: semver::Version, facts: KernelFacts) -> HostInfo {
-        HostInfo {
-            srediag_version,
-            ipc_protocol: srediag_plugin_sdk::control::PROTOCOL_VERSION,
-            schema_version: WIRE_SCHEMA_VERSION,
-            kernel: facts.kernel,
-            kernel_features: facts.features,
-        }
-    }
-}
-
-/// Seed §2.1/§9: the plugin's declared needs against this agent; the error names both sides.
-pub fn check_compat(m: &Manifest, h: &HostInfo) -> Result<(), String> {
-    let who = format!("plugin {} {}", m.name, m.version);
-    let req = semver::VersionReq::parse(&m.requires.srediag)
-        .map_err(|e| format!("{who}: requires.srediag: {e}"))?;
-    if !req.matches(&h.srediag_version) {
-        return Err(format!(
-            "{who} requires srediag {req}, this agent is {}",
-            h.srediag_version
-        ));
-    }
-    if m.requires.ipc_protocol != h.ipc_protocol {
-        return Err(format!(
-            "{who} speaks IPC protocol {}, this agent speaks {}",
-            m.requires.ipc_protocol, h.ipc_protocol
-        ));
-    }
-    if m.requires.schema_version != h.schema_version {
-        return Err(format!(
-            "{who} uses wire schema {}, this agent uses {}",
-            m.requires.schema_version, h.schema_version
-        ));
-    }
-    if let Some(k) = &m.requires.min_kernel {
-        let need = srediag_sys::facts::parse_kernel(k)
-            .ok_or_else(|| format!("{who}: bad min_kernel {k:?}"))?;
-        match h.kernel {
-            Some(have) if have >= need => {}
-            Some(have) => {
-                return Err(format!(
-                    "{who} requires kernel {}.{} or newer, this host runs {}.{}",
-                    need.0, need.1, have.0, have.1
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "{who} requires kernel {k}, this host's kernel version is unknown"
-                ));
-            }
-        }
-    }
-    for f in &m.requires.kernel_features {
-        if !KNOWN_KERNEL_FEATURES.contains(&f.as_str()) {
-            return Err(format!(
-                "{who} requires kernel feature {f:?}, unknown to this agent (knows {KNOWN_KERNEL_FEATURES:?})"
-            ));
-        }
-        if !h.kernel_features.contains(f) {
-            return Err(format!(
-                "{who} requires kernel feature {f}, absent on this host (present: {:?})",
-                h.kernel_features
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// A key signature over the statement: ECDSA (DER) over SHA-256 of it (cosign
 /// `sign-blob --key`, `openssl dgst -sha256 -sign`), for P-384 keys SHA-384 too, Ed25519 over
 /// the statement itself.
@@ -351,6 +258,12 @@ fn establish_trust(
         let mut note = |e: SigstoreError, what: &str| -> Result<(), Rejection> {
             match e {
                 SigstoreError::Malformed(e) => {
+                    return Err(reject(
+                        Status::Malformed,
+                        format!("manifest.sigstore.json: {e}"),
+                    ));
+                }
+                SigstoreError::Certificate(e) => {
                     return Err(reject(
                         Status::Malformed,
                         format!("manifest.sigstore.json: {e}"),
@@ -524,7 +437,7 @@ fn verify_parsed(
             ),
         ));
     }
-    check_compat(m, host).map_err(|e| reject(Status::RejectedCompat, e))?;
+    check_compat(m, host).map_err(|e| reject(Status::RejectedCompat, e.to_string()))?;
     let digest = m.statement_digest();
     if let Some(store) = rollback {
         let v = m

@@ -499,6 +499,25 @@ requires: {{srediag: '>=0.0', ipc_protocol: 1, schema_version: 1}}\nfiles: {{plu
             Status::RejectedSignature,
             "no inclusion proof",
         );
+        // Underneath, the typed variant callers match on.
+        let fx = Fixture::new();
+        let root =
+            crate::sigstore::TrustedRoot::from_json(fx.trusted_root_json().as_bytes()).unwrap();
+        let matcher = |s: &str| s == IDENTITY;
+        let e = crate::sigstore::verify_bundle(
+            fx.sign(b"artifact", &o).as_bytes(),
+            b"artifact",
+            &root,
+            &crate::sigstore::Signer::Identity {
+                identity: &matcher,
+                issuer: ISSUER,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            crate::sigstore::SigstoreError::Tlog(crate::sigstore::TlogError::NoInclusionProof)
+        );
     }
 
     #[test]

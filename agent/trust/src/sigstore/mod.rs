@@ -31,6 +31,10 @@ use super::keys::{PublicKey, b64, hex, pem_decode, sha256};
 use model::{Bundle, TlogEntry, TrustedRootJson};
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
+pub use tlog::{NoteError, TlogError};
+pub use tsa::{TimestampError, TsaRejection};
+pub use x509::{CertError, SctError, SctRejection};
+
 use tlog::Tlog;
 use tsa::Tsa;
 use x509::{Cert, CtLog, EKU_CODE_SIGNING, NS, Validity, parse_time};
@@ -44,9 +48,24 @@ pub enum SigstoreError {
     /// The trusted root is unusable.
     #[error("invalid trusted root: {0}")]
     TrustedRoot(String),
+    /// A certificate in the bundle cannot be parsed (a malformed bundle, like [`Self::Malformed`]).
+    #[error("malformed sigstore bundle: {0}")]
+    Certificate(#[source] CertError),
     /// A cryptographic or consistency check failed.
     #[error("sigstore verification failed: {0}")]
     Invalid(String),
+    /// The signing certificate's key is unusable.
+    #[error("sigstore verification failed: {0}")]
+    SigningKey(#[source] CertError),
+    /// The transparency-log entry's inclusion proof, checkpoint or Signed Entry Timestamp fails.
+    #[error("sigstore verification failed: {0}")]
+    Tlog(#[from] TlogError),
+    /// An RFC 3161 timestamp fails.
+    #[error("sigstore verification failed: {0}")]
+    Timestamp(#[from] TimestampError),
+    /// No embedded SCT vouches for the signing certificate.
+    #[error("sigstore verification failed: {0}")]
+    Sct(#[from] SctError),
     /// Everything verified but the signer is not the one the policy names.
     #[error("signer not allowed by policy: {0}")]
     Policy(String),
@@ -297,7 +316,7 @@ pub fn verify_bundle_at(
                 .map(|c| {
                     b64(&c.raw_bytes)
                         .ok_or_else(|| malformed("certificate is not base64"))
-                        .and_then(|d| Cert::parse(&d).map_err(malformed))
+                        .and_then(|d| Cert::parse(&d).map_err(SigstoreError::Certificate))
                 })
                 .collect::<Result<_, _>>()?;
             if certs.is_empty() {
@@ -312,7 +331,7 @@ pub fn verify_bundle_at(
         }
         (None, Some(c), None) => {
             let d = b64(&c.raw_bytes).ok_or_else(|| malformed("certificate is not base64"))?;
-            Some(Cert::parse(&d).map_err(malformed)?)
+            Some(Cert::parse(&d).map_err(SigstoreError::Certificate)?)
         }
         (None, None, Some(_)) => None,
         _ => {
@@ -322,7 +341,7 @@ pub fn verify_bundle_at(
         }
     };
     let key: PublicKey = match (&leaf, signer) {
-        (Some(c), Signer::Identity { .. }) => c.public_key().map_err(invalid)?,
+        (Some(c), Signer::Identity { .. }) => c.public_key().map_err(SigstoreError::SigningKey)?,
         (None, Signer::Key(k)) => (*k).clone(),
         (Some(_), Signer::Key(_)) => {
             return Err(SigstoreError::Policy(
@@ -434,11 +453,11 @@ pub fn verify_bundle_at(
     )?;
 
     // 4. Inclusion: proof + checkpoint always; SET for Rekor v1 (it is what signs the time).
-    tlog::verify_inclusion(entry, &body, log, log_key).map_err(invalid)?;
+    tlog::verify_inclusion(entry, &body, log, log_key)?;
     let mut times = Vec::new();
     if !rekor_v2 && entry.inclusion_promise.is_some() {
         // The integrated time is a signing time only because the SET signs it.
-        tlog::verify_set(entry, &body, log, log_key).map_err(invalid)?;
+        tlog::verify_set(entry, &body, log, log_key)?;
         let t = entry
             .integrated_time
             .ok_or_else(|| invalid("log entry has no integrated time"))?
@@ -458,7 +477,7 @@ pub fn verify_bundle_at(
         for ts in &tvd.rfc3161_timestamps {
             let token =
                 b64(&ts.signed_timestamp).ok_or_else(|| malformed("timestamp is not base64"))?;
-            let t = tsa::verify_timestamp(&token, content.sig(), &root.tsas).map_err(invalid)?;
+            let t = tsa::verify_timestamp(&token, content.sig(), &root.tsas)?;
             if t > now + 60 * NS {
                 return Err(invalid("timestamp is in the future"));
             }
@@ -493,7 +512,7 @@ pub fn verify_bundle_at(
                         && times.iter().all(|&t| within(t, ca.valid) && ca.chain.iter().all(|c| c.valid_at(t)))
                 })
                 .ok_or_else(|| invalid("certificate does not chain to a Fulcio CA of the trusted root valid at signing time"))?;
-            x509::verify_embedded_scts(leaf, &ca.chain[0], &root.ctlogs).map_err(invalid)?;
+            x509::verify_embedded_scts(leaf, &ca.chain[0], &root.ctlogs)?;
             if leaf.is_ca()
                 || !leaf.allows_digital_signature()
                 || !leaf.ext_key_usage().contains(&EKU_CODE_SIGNING)

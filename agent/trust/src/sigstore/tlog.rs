@@ -7,6 +7,79 @@ use super::x509::Validity;
 use crate::keys::{Hash, PublicKey, b64, b64_encode, hex, sha256};
 use sha2::Digest as _;
 
+/// Why a transparency-log proof does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlogError {
+    /// The entry has no Signed Entry Timestamp.
+    #[error("log entry has no signed entry timestamp")]
+    NoSet,
+    /// The entry has no integrated time.
+    #[error("log entry has no integrated time")]
+    NoIntegratedTime,
+    /// The SET is not base64.
+    #[error("signed entry timestamp is not base64")]
+    SetNotBase64,
+    /// The SET's signature fails.
+    #[error("signed entry timestamp does not verify with the log key")]
+    SetInvalid,
+    /// The entry has no inclusion proof.
+    #[error("log entry has no inclusion proof")]
+    NoInclusionProof,
+    /// Negative index or non-positive tree size.
+    #[error("inclusion proof index/size out of range")]
+    ProofRange,
+    /// A proof hash is not 32 bytes of base64.
+    #[error("malformed inclusion proof hash")]
+    ProofHash,
+    /// The proof has the wrong shape for its index and size.
+    #[error("inclusion proof does not verify")]
+    ProofInvalid,
+    /// The proof's root hash is not base64.
+    #[error("malformed inclusion proof root")]
+    ProofRoot,
+    /// The proof leads to another root than it claims.
+    #[error("inclusion proof does not lead to its root hash")]
+    RootMismatch,
+    /// The proof has no checkpoint.
+    #[error("inclusion proof has no checkpoint")]
+    NoCheckpoint,
+    /// The checkpoint cannot be parsed.
+    #[error(transparent)]
+    Checkpoint(#[from] NoteError),
+    /// The checkpoint commits to another tree.
+    #[error("checkpoint does not commit to the inclusion proof's tree")]
+    CheckpointTree,
+    /// No signature line of the checkpoint is the log's.
+    #[error("checkpoint is not signed by the log")]
+    CheckpointSignature,
+}
+
+/// Why a checkpoint (a C2SP signed note) cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    /// No blank line, or no signature line after it.
+    #[error("checkpoint has no signatures")]
+    NoSignatures,
+    /// The first line is empty.
+    #[error("checkpoint has no origin")]
+    NoOrigin,
+    /// The second line is not a number.
+    #[error("checkpoint has no tree size")]
+    NoSize,
+    /// The third line is not 32 bytes of base64.
+    #[error("checkpoint has no root hash")]
+    NoRoot,
+    /// A signature line is not `— name base64`.
+    #[error("malformed checkpoint signature line")]
+    SignatureLine,
+    /// A signature is not base64.
+    #[error("checkpoint signature is not base64")]
+    SignatureNotBase64,
+    /// A signature is too short for its key hint, or the name is empty.
+    #[error("malformed checkpoint signature")]
+    Signature,
+}
+
 /// A transparency log from the trusted root.
 #[derive(Debug, Clone)]
 pub struct Tlog {
@@ -25,16 +98,10 @@ pub fn verify_set(
     body: &[u8],
     log: &Tlog,
     key: &PublicKey,
-) -> Result<(), String> {
-    let promise = entry
-        .inclusion_promise
-        .as_ref()
-        .ok_or("log entry has no signed entry timestamp")?;
-    let integrated = entry
-        .integrated_time
-        .ok_or("log entry has no integrated time")?
-        .0;
-    let sig = b64(&promise.signed_entry_timestamp).ok_or("signed entry timestamp is not base64")?;
+) -> Result<(), TlogError> {
+    let promise = entry.inclusion_promise.as_ref().ok_or(TlogError::NoSet)?;
+    let integrated = entry.integrated_time.ok_or(TlogError::NoIntegratedTime)?.0;
+    let sig = b64(&promise.signed_entry_timestamp).ok_or(TlogError::SetNotBase64)?;
     let payload = format!(
         r#"{{"body":"{}","integratedTime":{},"logID":"{}","logIndex":{}}}"#,
         b64_encode(body),
@@ -45,7 +112,7 @@ pub fn verify_set(
     if key.verify(payload.as_bytes(), &sig, Hash::Sha256) {
         Ok(())
     } else {
-        Err("signed entry timestamp does not verify with the log key".into())
+        Err(TlogError::SetInvalid)
     }
 }
 
@@ -97,14 +164,14 @@ pub fn verify_inclusion(
     body: &[u8],
     log: &Tlog,
     key: &PublicKey,
-) -> Result<(), String> {
+) -> Result<(), TlogError> {
     let proof = entry
         .inclusion_proof
         .as_ref()
-        .ok_or("log entry has no inclusion proof")?;
+        .ok_or(TlogError::NoInclusionProof)?;
     let (index, size) = (proof.log_index.0, proof.tree_size.0);
     if index < 0 || size <= 0 {
-        return Err("inclusion proof index/size out of range".into());
+        return Err(TlogError::ProofRange);
     }
     let mut leaf_in = Vec::with_capacity(body.len() + 1);
     leaf_in.push(0u8);
@@ -115,23 +182,20 @@ pub fn verify_inclusion(
         .iter()
         .map(|h| b64(h).and_then(|v| <[u8; 32]>::try_from(v).ok()))
         .collect::<Option<_>>()
-        .ok_or("malformed inclusion proof hash")?;
-    let root = root_from_proof(index as u64, size as u64, leaf, &hashes)
-        .ok_or("inclusion proof does not verify")?;
-    let claimed = b64(&proof.root_hash).ok_or("malformed inclusion proof root")?;
+        .ok_or(TlogError::ProofHash)?;
+    let root =
+        root_from_proof(index as u64, size as u64, leaf, &hashes).ok_or(TlogError::ProofInvalid)?;
+    let claimed = b64(&proof.root_hash).ok_or(TlogError::ProofRoot)?;
     if claimed != root {
-        return Err("inclusion proof does not lead to its root hash".into());
+        return Err(TlogError::RootMismatch);
     }
-    let cp = proof
-        .checkpoint
-        .as_ref()
-        .ok_or("inclusion proof has no checkpoint")?;
+    let cp = proof.checkpoint.as_ref().ok_or(TlogError::NoCheckpoint)?;
     let note = parse_note(&cp.envelope)?;
     if note.size != size as u64 || note.root != root {
-        return Err("checkpoint does not commit to the inclusion proof's tree".into());
+        return Err(TlogError::CheckpointTree);
     }
     if !note.signed_by(log, key) {
-        return Err("checkpoint is not signed by the log".into());
+        return Err(TlogError::CheckpointSignature);
     }
     Ok(())
 }
@@ -147,25 +211,23 @@ struct Note<'a> {
     sigs: Vec<(&'a str, [u8; 4], Vec<u8>)>,
 }
 
-fn parse_note(envelope: &str) -> Result<Note<'_>, String> {
-    let split = envelope
-        .find("\n\n")
-        .ok_or("checkpoint has no signatures")?;
+fn parse_note(envelope: &str) -> Result<Note<'_>, NoteError> {
+    let split = envelope.find("\n\n").ok_or(NoteError::NoSignatures)?;
     let text = &envelope[..split + 1];
     let mut lines = text.lines();
     let origin = lines
         .next()
         .filter(|l| !l.is_empty())
-        .ok_or("checkpoint has no origin")?;
+        .ok_or(NoteError::NoOrigin)?;
     let size = lines
         .next()
         .and_then(|l| l.parse::<u64>().ok())
-        .ok_or("checkpoint has no tree size")?;
+        .ok_or(NoteError::NoSize)?;
     let root = lines
         .next()
         .and_then(b64)
         .filter(|r| r.len() == 32)
-        .ok_or("checkpoint has no root hash")?;
+        .ok_or(NoteError::NoRoot)?;
     let mut sigs = Vec::new();
     for line in envelope[split + 2..].lines() {
         if line.is_empty() {
@@ -173,18 +235,16 @@ fn parse_note(envelope: &str) -> Result<Note<'_>, String> {
         }
         let rest = line
             .strip_prefix("\u{2014} ")
-            .ok_or("malformed checkpoint signature line")?;
-        let (name, sig) = rest
-            .rsplit_once(' ')
-            .ok_or("malformed checkpoint signature line")?;
-        let raw = b64(sig).ok_or("checkpoint signature is not base64")?;
+            .ok_or(NoteError::SignatureLine)?;
+        let (name, sig) = rest.rsplit_once(' ').ok_or(NoteError::SignatureLine)?;
+        let raw = b64(sig).ok_or(NoteError::SignatureNotBase64)?;
         if raw.len() < 5 || name.is_empty() {
-            return Err("malformed checkpoint signature".into());
+            return Err(NoteError::Signature);
         }
         sigs.push((name, [raw[0], raw[1], raw[2], raw[3]], raw[4..].to_vec()));
     }
     if sigs.is_empty() {
-        return Err("checkpoint has no signatures".into());
+        return Err(NoteError::NoSignatures);
     }
     Ok(Note {
         text,
@@ -257,9 +317,30 @@ mod tests {
     fn notes_need_origin_size_root_and_signature() {
         let root = b64_encode(&[7u8; 32]);
         assert!(parse_note(&format!("o\n1\n{root}\n\n\u{2014} o AAAAAAA=\n")).is_ok());
-        assert!(parse_note(&format!("\n1\n{root}\n\n\u{2014} o AAAAAAA=\n")).is_err());
-        assert!(parse_note(&format!("o\n{root}\n\n\u{2014} o AAAAAAA=\n")).is_err());
-        assert!(parse_note("o\n1\n\n\u{2014} o AAAAAAA=\n").is_err());
-        assert!(parse_note(&format!("o\n1\n{root}\n\n")).is_err());
+        let err = |n: &str| parse_note(n).err();
+        assert_eq!(
+            err(&format!("\n1\n{root}\n\n\u{2014} o AAAAAAA=\n")),
+            Some(NoteError::NoOrigin)
+        );
+        assert_eq!(
+            err(&format!("o\n{root}\n\n\u{2014} o AAAAAAA=\n")),
+            Some(NoteError::NoSize)
+        );
+        assert_eq!(
+            err("o\n1\n\n\u{2014} o AAAAAAA=\n"),
+            Some(NoteError::NoRoot)
+        );
+        assert_eq!(
+            err(&format!("o\n1\n{root}\n\n")),
+            Some(NoteError::NoSignatures)
+        );
+        assert_eq!(
+            err(&format!("o\n1\n{root}\n\nno dash o AAAAAAA=\n")),
+            Some(NoteError::SignatureLine)
+        );
+        assert_eq!(
+            err(&format!("o\n1\n{root}\n\n\u{2014} o AAA=\n")),
+            Some(NoteError::Signature)
+        );
     }
 }

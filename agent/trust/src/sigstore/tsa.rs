@@ -20,6 +20,90 @@ const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10
 /// `rsaEncryption` (likewise, for RSA signers such as `openssl ts`).
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
+/// Why an RFC 3161 timestamp does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    /// The `TimeStampResp` wrapper cannot be decoded.
+    #[error("malformed timestamp response: {0}")]
+    Response(String),
+    /// The response's status is neither granted nor grantedWithMods.
+    #[error("timestamp response status is not granted")]
+    NotGranted,
+    /// The token (`ContentInfo`, `SignedData`, its content) cannot be decoded.
+    #[error("malformed timestamp: {0}")]
+    Malformed(String),
+    /// The token is not a CMS `SignedData`.
+    #[error("timestamp is not a CMS SignedData")]
+    NotSignedData,
+    /// The signed content is not a `TSTInfo`.
+    #[error("timestamp content is not a TSTInfo")]
+    NotTstInfo,
+    /// The signed content is absent.
+    #[error("timestamp without content")]
+    NoContent,
+    /// The `TSTInfo` cannot be decoded.
+    #[error("malformed TSTInfo: {0}")]
+    TstInfo(String),
+    /// `genTime` is not a GeneralizedTime.
+    #[error("TSTInfo genTime is not a GeneralizedTime")]
+    GenTimeType,
+    /// `genTime` cannot be parsed.
+    #[error("bad genTime")]
+    GenTime,
+    /// The message imprint uses an unsupported hash.
+    #[error("unsupported message imprint hash")]
+    ImprintHash,
+    /// The stamped hash is not the signature's.
+    #[error("timestamp message imprint does not match the signature")]
+    ImprintMismatch,
+    /// No trusted TSA signed it; why each signer/TSA pair failed.
+    #[error("timestamp does not verify: {}", reasons(.0))]
+    NotVerified(Vec<TsaRejection>),
+}
+
+/// Why one signer of a timestamp, checked against one trusted TSA, does not verify it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TsaRejection {
+    /// The signer's digest algorithm is unsupported.
+    #[error("unsupported digest algorithm")]
+    DigestAlgorithm,
+    /// The signer's signature algorithm is unsupported.
+    #[error("unsupported signature algorithm")]
+    SignatureAlgorithm,
+    /// The signed attributes name another content type or digest.
+    #[error("signed attributes do not match the token")]
+    SignedAttributes,
+    /// The signed attributes cannot be re-encoded.
+    #[error("{0}")]
+    AttributeEncoding(String),
+    /// The stamped time is outside the TSA's validity in the trusted root.
+    #[error("timestamp outside the TSA's trusted-root validity")]
+    TsaValidity,
+    /// The stamped time is outside the TSA's certificate chain.
+    #[error("timestamp outside the TSA certificate chain's validity")]
+    ChainValidity,
+    /// The TSA's chain in the trusted root does not verify.
+    #[error("TSA chain in the trusted root does not verify")]
+    Chain,
+    /// The TSA's certificate may not stamp time.
+    #[error("TSA certificate lacks the timeStamping usage")]
+    Usage,
+    /// The signature is not the TSA's.
+    #[error("timestamp not signed by a trusted TSA")]
+    Signature,
+}
+
+fn reasons(why: &[TsaRejection]) -> String {
+    if why.is_empty() {
+        "no trusted TSA".into()
+    } else {
+        why.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// A timestamp authority from the trusted root.
 #[derive(Debug, Clone)]
 pub struct Tsa {
@@ -38,8 +122,8 @@ struct TstInfo {
 
 /// Decodes `TSTInfo` far enough for verification (version, policy, messageImprint,
 /// serialNumber, genTime; the optional tail is skipped).
-fn parse_tst_info(b: &[u8]) -> Result<TstInfo, String> {
-    let mut r = der::SliceReader::new(b).map_err(|e| e.to_string())?;
+fn parse_tst_info(b: &[u8]) -> Result<TstInfo, TimestampError> {
+    let mut r = der::SliceReader::new(b).map_err(|e| TimestampError::TstInfo(e.to_string()))?;
     let out = r
         .sequence(|r| {
             let _version = der::asn1::Int::decode(r)?;
@@ -60,12 +144,12 @@ fn parse_tst_info(b: &[u8]) -> Result<TstInfo, String> {
                 t.value().to_vec(),
             ))
         })
-        .map_err(|e| format!("malformed TSTInfo: {e}"))?;
+        .map_err(|e| TimestampError::TstInfo(e.to_string()))?;
     if out.2 != der::Tag::GeneralizedTime {
-        return Err("TSTInfo genTime is not a GeneralizedTime".into());
+        return Err(TimestampError::GenTimeType);
     }
-    let s = std::str::from_utf8(&out.3).map_err(|_| "bad genTime")?;
-    let gen_time = parse_time(s).ok_or("bad genTime")?;
+    let s = std::str::from_utf8(&out.3).map_err(|_| TimestampError::GenTime)?;
+    let gen_time = parse_time(s).ok_or(TimestampError::GenTime)?;
     Ok(TstInfo {
         imprint_alg: out.0,
         imprint: out.1,
@@ -76,8 +160,8 @@ fn parse_tst_info(b: &[u8]) -> Result<TstInfo, String> {
 /// Sigstore stores the whole `TimeStampResp` (`SEQUENCE { PKIStatusInfo, ContentInfo }`); a
 /// bare `TimeStampToken` (`ContentInfo`) is accepted too. The status must be granted (0) or
 /// grantedWithMods (1).
-fn unwrap_response(b: &[u8]) -> Result<&[u8], String> {
-    let bad = |e: der::Error| format!("malformed timestamp response: {e}");
+fn unwrap_response(b: &[u8]) -> Result<&[u8], TimestampError> {
+    let bad = |e: der::Error| TimestampError::Response(e.to_string());
     let mut r = der::SliceReader::new(b).map_err(bad)?;
     let outer = der::asn1::AnyRef::decode(&mut r).map_err(bad)?;
     let mut inner = der::SliceReader::new(outer.value()).map_err(bad)?;
@@ -88,7 +172,7 @@ fn unwrap_response(b: &[u8]) -> Result<&[u8], String> {
     let mut st = der::SliceReader::new(first.value()).map_err(bad)?;
     let status = der::asn1::Int::decode(&mut st).map_err(bad)?;
     if !matches!(status.as_bytes(), [0] | [1]) {
-        return Err("timestamp response status is not granted".into());
+        return Err(TimestampError::NotGranted);
     }
     let token = inner.read_slice(inner.remaining_len()).map_err(bad)?;
     Ok(token)
@@ -97,39 +181,40 @@ fn unwrap_response(b: &[u8]) -> Result<&[u8], String> {
 /// Verifies one RFC 3161 token over `signature` (the bytes whose hash the TSA stamped) and
 /// returns its time (ns). Some trusted TSA must: be valid (trusted-root interval) at the
 /// stamped time, have a chain valid at that time, and have signed the token.
-pub fn verify_timestamp(token: &[u8], signature: &[u8], tsas: &[Tsa]) -> Result<i64, String> {
+pub fn verify_timestamp(
+    token: &[u8],
+    signature: &[u8],
+    tsas: &[Tsa],
+) -> Result<i64, TimestampError> {
+    let malformed = |e: der::Error| TimestampError::Malformed(e.to_string());
     let token = unwrap_response(token)?;
-    let ci = cms::content_info::ContentInfo::from_der(token)
-        .map_err(|e| format!("malformed timestamp: {e}"))?;
+    let ci = cms::content_info::ContentInfo::from_der(token).map_err(malformed)?;
     if ci.content_type != SIGNED_DATA {
-        return Err("timestamp is not a CMS SignedData".into());
+        return Err(TimestampError::NotSignedData);
     }
-    let sd: cms::signed_data::SignedData = ci
-        .content
-        .decode_as()
-        .map_err(|e| format!("malformed timestamp: {e}"))?;
+    let sd: cms::signed_data::SignedData = ci.content.decode_as().map_err(malformed)?;
     if sd.encap_content_info.econtent_type != TST_INFO {
-        return Err("timestamp content is not a TSTInfo".into());
+        return Err(TimestampError::NotTstInfo);
     }
     let econtent = sd
         .encap_content_info
         .econtent
         .as_ref()
-        .ok_or("timestamp without content")?;
+        .ok_or(TimestampError::NoContent)?;
     let econtent = econtent
         .decode_as::<der::asn1::OctetString>()
-        .map_err(|e| format!("malformed timestamp: {e}"))?;
+        .map_err(malformed)?;
     let econtent = econtent.as_bytes();
     let tst = parse_tst_info(econtent)?;
-    let ih = Hash::from_digest_oid(&tst.imprint_alg).ok_or("unsupported message imprint hash")?;
+    let ih = Hash::from_digest_oid(&tst.imprint_alg).ok_or(TimestampError::ImprintHash)?;
     if ih.digest(signature) != tst.imprint {
-        return Err("timestamp message imprint does not match the signature".into());
+        return Err(TimestampError::ImprintMismatch);
     }
     let t = tst.gen_time;
     let mut why = Vec::new();
     for si in sd.signer_infos.0.iter() {
         let Some(dh) = Hash::from_digest_oid(&si.digest_alg.oid) else {
-            why.push("unsupported digest algorithm".to_string());
+            why.push(TsaRejection::DigestAlgorithm);
             continue;
         };
         let sig_hash = if si.signature_algorithm.oid == EC_PUBLIC_KEY
@@ -140,7 +225,7 @@ pub fn verify_timestamp(token: &[u8], signature: &[u8], tsas: &[Tsa]) -> Result<
             match Hash::from_sig_oid(&si.signature_algorithm.oid) {
                 Some(h) => h,
                 None => {
-                    why.push("unsupported signature algorithm".into());
+                    why.push(TsaRejection::SignatureAlgorithm);
                     continue;
                 }
             }
@@ -158,13 +243,13 @@ pub fn verify_timestamp(token: &[u8], signature: &[u8], tsas: &[Tsa]) -> Result<
                     .and_then(|a| a.values.iter().next())
                     .and_then(|v| v.decode_as::<der::asn1::OctetString>().ok());
                 if !ct_ok || md.is_none_or(|m| m.as_bytes() != dh.digest(econtent).as_slice()) {
-                    why.push("signed attributes do not match the token".into());
+                    why.push(TsaRejection::SignedAttributes);
                     continue;
                 }
                 match attrs.to_der() {
                     Ok(d) => d,
                     Err(e) => {
-                        why.push(e.to_string());
+                        why.push(TsaRejection::AttributeEncoding(e.to_string()));
                         continue;
                     }
                 }
@@ -173,39 +258,32 @@ pub fn verify_timestamp(token: &[u8], signature: &[u8], tsas: &[Tsa]) -> Result<
         };
         for tsa in tsas {
             if t < tsa.valid.0 || tsa.valid.1.is_some_and(|e| t > e) {
-                why.push("timestamp outside the TSA's trusted-root validity".into());
+                why.push(TsaRejection::TsaValidity);
                 continue;
             }
             let Some(leaf) = tsa.chain.first() else {
                 continue;
             };
             if !tsa.chain.iter().all(|c| c.valid_at(t)) {
-                why.push("timestamp outside the TSA certificate chain's validity".into());
+                why.push(TsaRejection::ChainValidity);
                 continue;
             }
             if !tsa.chain.windows(2).all(|w| w[0].issued_by(&w[1])) {
-                why.push("TSA chain in the trusted root does not verify".into());
+                why.push(TsaRejection::Chain);
                 continue;
             }
             let eku = leaf.ext_key_usage();
             if !eku.is_empty() && !eku.contains(&EKU_TIME_STAMPING) {
-                why.push("TSA certificate lacks the timeStamping usage".into());
+                why.push(TsaRejection::Usage);
                 continue;
             }
             let Ok(key) = leaf.public_key() else { continue };
             if key.verify(&signed, si.signature.as_bytes(), sig_hash) {
                 return Ok(t);
             }
-            why.push("timestamp not signed by a trusted TSA".into());
+            why.push(TsaRejection::Signature);
         }
     }
     why.dedup();
-    Err(format!(
-        "timestamp does not verify: {}",
-        if why.is_empty() {
-            "no trusted TSA".into()
-        } else {
-            why.join("; ")
-        }
-    ))
+    Err(TimestampError::NotVerified(why))
 }

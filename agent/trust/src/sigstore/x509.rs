@@ -37,6 +37,75 @@ pub const EKU_TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.
 /// Nanoseconds per second.
 pub const NS: i64 = 1_000_000_000;
 
+/// Why a certificate cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    /// DER decoding of the certificate failed.
+    #[error("malformed certificate: {0}")]
+    Der(String),
+    /// The outer TLV is broken.
+    #[error("malformed certificate")]
+    Tlv,
+    /// Bytes follow the certificate.
+    #[error("trailing bytes after certificate")]
+    Trailing,
+    /// The `tbsCertificate` TLV is broken.
+    #[error("malformed tbsCertificate")]
+    Tbs,
+    /// The subject public key cannot be re-encoded.
+    #[error("subject public key: {0}")]
+    Spki(String),
+    /// The subject public key is not one srediag verifies with.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+}
+
+/// Why the embedded SCTs of a signing certificate do not vouch for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SctError {
+    /// The certificate has no SCT list extension.
+    #[error("signing certificate has no embedded SCT")]
+    Missing,
+    /// The SCT list cannot be decoded.
+    #[error("malformed SCT list")]
+    MalformedList,
+    /// The SCT list's length field is wrong.
+    #[error("malformed SCT list length")]
+    ListLength,
+    /// An SCT cannot be decoded.
+    #[error("malformed SCT")]
+    Malformed,
+    /// The precertificate (the TBS without the SCT list) cannot be encoded.
+    #[error("precertificate: {0}")]
+    Precertificate(String),
+    /// No SCT verifies; why each one failed.
+    #[error("no valid SCT: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NoneValid(Vec<SctRejection>),
+}
+
+/// Why one embedded SCT does not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SctRejection {
+    /// Not a v1 SCT (or trailing bytes).
+    #[error("unsupported SCT version")]
+    Version,
+    /// Its log is not in the trusted root.
+    #[error("SCT from a CT log not in the trusted root")]
+    UnknownLog,
+    /// Its log's key algorithm is unsupported.
+    #[error("CT log key algorithm unsupported")]
+    LogKey,
+    /// Its time is outside its log key's validity.
+    #[error("SCT outside its CT log key's validity")]
+    Validity,
+    /// Its signature algorithm is unsupported or does not fit the log key.
+    #[error("SCT signature algorithm unsupported")]
+    Algorithm,
+    /// Its signature fails.
+    #[error("SCT signature does not verify")]
+    Signature,
+}
+
 /// A closed validity interval in ns: start, and an end unless open-ended.
 pub type Validity = (i64, Option<i64>);
 
@@ -74,14 +143,14 @@ fn tlv(b: &[u8]) -> Option<(u8, usize, usize)> {
 
 impl Cert {
     /// Parses a DER certificate.
-    pub fn parse(der: &[u8]) -> Result<Cert, String> {
-        let cert = Certificate::from_der(der).map_err(|e| format!("malformed certificate: {e}"))?;
-        let (_, hl, total) = tlv(der).ok_or("malformed certificate")?;
+    pub fn parse(der: &[u8]) -> Result<Cert, CertError> {
+        let cert = Certificate::from_der(der).map_err(|e| CertError::Der(e.to_string()))?;
+        let (_, hl, total) = tlv(der).ok_or(CertError::Tlv)?;
         if total != der.len() {
-            return Err("trailing bytes after certificate".into());
+            return Err(CertError::Trailing);
         }
         let inner = &der[hl..];
-        let (_, _, tbs_len) = tlv(inner).ok_or("malformed tbsCertificate")?;
+        let (_, _, tbs_len) = tlv(inner).ok_or(CertError::Tbs)?;
         Ok(Cert {
             der: der.to_vec(),
             tbs_der: inner[..tbs_len].to_vec(),
@@ -117,14 +186,14 @@ impl Cert {
     }
 
     /// The subject public key.
-    pub fn public_key(&self) -> Result<PublicKey, String> {
+    pub fn public_key(&self) -> Result<PublicKey, CertError> {
         let spki = self
             .cert
             .tbs_certificate
             .subject_public_key_info
             .to_der()
-            .map_err(|e| e.to_string())?;
-        PublicKey::from_spki_der(&spki).map_err(|e| e.to_string())
+            .map_err(|e| CertError::Spki(e.to_string()))?;
+        Ok(PublicKey::from_spki_der(&spki)?)
     }
 
     /// DER of the subject public key info.
@@ -243,27 +312,27 @@ pub struct CtLog {
 
 /// Verifies the SCTs embedded in `leaf` (issued by `issuer`): at least one must come from a
 /// trusted CT log, within that log's validity, and verify over the precertificate entry.
-pub fn verify_embedded_scts(leaf: &Cert, issuer: &Cert, ctlogs: &[CtLog]) -> Result<(), String> {
-    let ext = leaf
-        .ext(&SCT_LIST)
-        .ok_or("signing certificate has no embedded SCT")?;
-    let list = der::asn1::OctetStringRef::from_der(ext).map_err(|_| "malformed SCT list")?;
+pub fn verify_embedded_scts(leaf: &Cert, issuer: &Cert, ctlogs: &[CtLog]) -> Result<(), SctError> {
+    let ext = leaf.ext(&SCT_LIST).ok_or(SctError::Missing)?;
+    let list = der::asn1::OctetStringRef::from_der(ext).map_err(|_| SctError::MalformedList)?;
     let list = list.as_bytes();
     let mut r = Tls(list);
-    let total = r.u16().ok_or("malformed SCT list")? as usize;
+    let total = r.u16().ok_or(SctError::MalformedList)? as usize;
     if total != r.0.len() {
-        return Err("malformed SCT list length".into());
+        return Err(SctError::ListLength);
     }
     // The precertificate TBS: the leaf's TBS without the SCT list extension.
     let mut tbs = leaf.cert.tbs_certificate.clone();
     if let Some(exts) = tbs.extensions.as_mut() {
         exts.retain(|e| e.extn_id != SCT_LIST);
     }
-    let tbs_der = tbs.to_der().map_err(|e| e.to_string())?;
+    let tbs_der = tbs
+        .to_der()
+        .map_err(|e| SctError::Precertificate(e.to_string()))?;
     let issuer_key_hash = sha256(&issuer.spki_der());
     let mut errors = Vec::new();
     while !r.0.is_empty() {
-        let sct = r.vec16().ok_or("malformed SCT")?;
+        let sct = r.vec16().ok_or(SctError::Malformed)?;
         let mut s = Tls(sct);
         let (
             Some(version),
@@ -283,23 +352,23 @@ pub fn verify_embedded_scts(leaf: &Cert, issuer: &Cert, ctlogs: &[CtLog]) -> Res
             s.vec16(),
         )
         else {
-            return Err("malformed SCT".into());
+            return Err(SctError::Malformed);
         };
         if version != 0 || !s.0.is_empty() {
-            errors.push("unsupported SCT version".to_string());
+            errors.push(SctRejection::Version);
             continue;
         }
         let Some(log) = ctlogs.iter().find(|l| l.log_id == log_id) else {
-            errors.push("SCT from a CT log not in the trusted root".into());
+            errors.push(SctRejection::UnknownLog);
             continue;
         };
         let Some(key) = &log.key else {
-            errors.push("CT log key algorithm unsupported".into());
+            errors.push(SctRejection::LogKey);
             continue;
         };
         let t = (ts as i64).saturating_mul(1_000_000);
         if t < log.valid.0 || log.valid.1.is_some_and(|e| t > e) {
-            errors.push("SCT outside its CT log key's validity".into());
+            errors.push(SctRejection::Validity);
             continue;
         }
         let alg_ok = match key {
@@ -308,7 +377,7 @@ pub fn verify_embedded_scts(leaf: &Cert, issuer: &Cert, ctlogs: &[CtLog]) -> Res
             _ => sig_alg == 3,
         };
         if hash_alg != 4 || !alg_ok {
-            errors.push("SCT signature algorithm unsupported".into());
+            errors.push(SctRejection::Algorithm);
             continue;
         }
         let mut signed = vec![0u8, 0u8];
@@ -323,9 +392,9 @@ pub fn verify_embedded_scts(leaf: &Cert, issuer: &Cert, ctlogs: &[CtLog]) -> Res
         if key.verify(&signed, sig, Hash::Sha256) {
             return Ok(());
         }
-        errors.push("SCT signature does not verify".into());
+        errors.push(SctRejection::Signature);
     }
-    Err(format!("no valid SCT: {}", errors.join("; ")))
+    Err(SctError::NoneValid(errors))
 }
 
 /// A TLS-encoding reader.
