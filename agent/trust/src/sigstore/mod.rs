@@ -22,22 +22,24 @@
 //!    a valid embedded SCT from a trusted CT log, code-signing usage, and the identity (SAN) and
 //!    OIDC issuer the caller's policy demands — there is no "any signer" mode.
 
+mod body;
 pub mod model;
+mod root;
 pub mod tlog;
 pub mod tsa;
 pub mod x509;
 
-use super::keys::{PublicKey, b64, hex, pem_decode, sha256};
-use model::{Bundle, TlogEntry, TrustedRootJson};
-use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
+pub use root::TrustedRoot;
 pub use tlog::{NoteError, TlogError};
 pub use tsa::{TimestampError, TsaRejection};
 pub use x509::{CertError, SctError, SctRejection};
 
-use tlog::Tlog;
-use tsa::Tsa;
-use x509::{Cert, CtLog, EKU_CODE_SIGNING, NS, Validity, parse_time};
+use crate::keys::{PublicKey, b64, hex, sha256};
+use body::check_body;
+use model::Bundle;
+use serde_json::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
+use x509::{Cert, EKU_CODE_SIGNING, NS, Validity};
 
 /// Why a bundle was rejected. The variant is the category a caller maps to a reason code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,130 +81,8 @@ fn malformed(s: impl Into<String>) -> SigstoreError {
     SigstoreError::Malformed(s.into())
 }
 
-/// A Fulcio CA from the trusted root.
-#[derive(Debug, Clone)]
-struct Ca {
-    chain: Vec<Cert>,
-    valid: Validity,
-}
-
-/// A parsed, checked `trusted_root.json`.
-#[derive(Debug, Clone)]
-pub struct TrustedRoot {
-    tlogs: Vec<Tlog>,
-    cas: Vec<Ca>,
-    ctlogs: Vec<CtLog>,
-    tsas: Vec<Tsa>,
-}
-
-fn range(r: &Option<model::TimeRange>, what: &str) -> Result<Validity, SigstoreError> {
-    let r = r
-        .as_ref()
-        .ok_or_else(|| SigstoreError::TrustedRoot(format!("{what} has no validFor")))?;
-    let start = r
-        .start
-        .as_deref()
-        .ok_or_else(|| SigstoreError::TrustedRoot(format!("{what} validFor has no start")))
-        .and_then(|s| {
-            parse_time(s)
-                .ok_or_else(|| SigstoreError::TrustedRoot(format!("{what}: bad time {s:?}")))
-        })?;
-    let end = match r.end.as_deref() {
-        None => None,
-        Some(s) => Some(
-            parse_time(s)
-                .ok_or_else(|| SigstoreError::TrustedRoot(format!("{what}: bad time {s:?}")))?,
-        ),
-    };
-    Ok((start, end))
-}
-
 fn within(t: i64, v: Validity) -> bool {
     v.0 <= t && v.1.is_none_or(|e| t <= e)
-}
-
-fn chain(c: &model::CertificateChain, what: &str) -> Result<Vec<Cert>, SigstoreError> {
-    c.certificates
-        .iter()
-        .map(|r| {
-            b64(&r.raw_bytes)
-                .ok_or_else(|| {
-                    SigstoreError::TrustedRoot(format!("{what}: certificate is not base64"))
-                })
-                .and_then(|d| {
-                    Cert::parse(&d).map_err(|e| SigstoreError::TrustedRoot(format!("{what}: {e}")))
-                })
-        })
-        .collect()
-}
-
-impl TrustedRoot {
-    /// Parses a `trusted_root.json`. Every key and authority must carry a validity interval with
-    /// a start (an open start would make a key trusted for all of history); keys of unsupported
-    /// algorithms are kept but can verify nothing.
-    pub fn from_json(json: &[u8]) -> Result<TrustedRoot, SigstoreError> {
-        let r: TrustedRootJson =
-            serde_json::from_slice(json).map_err(|e| SigstoreError::TrustedRoot(e.to_string()))?;
-        if !r
-            .media_type
-            .starts_with("application/vnd.dev.sigstore.trustedroot")
-        {
-            return Err(SigstoreError::TrustedRoot(format!(
-                "unknown media type {:?}",
-                r.media_type
-            )));
-        }
-        let log = |l: &model::TransparencyLogInstance,
-                   what: &str|
-         -> Result<(Vec<u8>, Option<PublicKey>, Validity), SigstoreError> {
-            let key_id = b64(&l.log_id.key_id)
-                .ok_or_else(|| SigstoreError::TrustedRoot(format!("{what}: bad logId")))?;
-            let valid = range(&l.public_key.valid_for, &format!("{what} {}", l.base_url))?;
-            let key = l
-                .public_key
-                .raw_bytes
-                .as_deref()
-                .and_then(b64)
-                .and_then(|d| PublicKey::from_spki_der(&d).ok());
-            Ok((key_id, key, valid))
-        };
-        let tlogs = r
-            .tlogs
-            .iter()
-            .map(|l| log(l, "tlog").map(|(key_id, key, valid)| Tlog { key_id, key, valid }))
-            .collect::<Result<_, _>>()?;
-        let ctlogs = r
-            .ctlogs
-            .iter()
-            .map(|l| log(l, "ctlog").map(|(log_id, key, valid)| CtLog { log_id, key, valid }))
-            .collect::<Result<_, _>>()?;
-        let cas = r
-            .certificate_authorities
-            .iter()
-            .map(|c| {
-                Ok(Ca {
-                    chain: chain(&c.cert_chain, &c.uri)?,
-                    valid: range(&c.valid_for, &c.uri)?,
-                })
-            })
-            .collect::<Result<_, SigstoreError>>()?;
-        let tsas = r
-            .timestamp_authorities
-            .iter()
-            .map(|c| {
-                Ok(Tsa {
-                    chain: chain(&c.cert_chain, &c.uri)?,
-                    valid: range(&c.valid_for, &c.uri)?,
-                })
-            })
-            .collect::<Result<_, SigstoreError>>()?;
-        Ok(TrustedRoot {
-            tlogs,
-            cas,
-            ctlogs,
-            tsas,
-        })
-    }
 }
 
 /// Who must have signed.
@@ -541,171 +421,6 @@ pub fn verify_bundle_at(
         times,
         log_index: entry.log_index.0,
     })
-}
-
-/// The PEM (or DER) in a log body, decoded to DER.
-fn pem_or_der(b64_text: &str, label: &str) -> Option<Vec<u8>> {
-    let raw = b64(b64_text)?;
-    match std::str::from_utf8(&raw) {
-        Ok(s) if s.contains("-----BEGIN") => pem_decode(s, label),
-        _ => Some(raw),
-    }
-}
-
-/// Checks that the log body records this signature, this signer and this content. Returns
-/// whether the entry is a Rekor v2 one (no integrated time, no SET).
-fn check_body(
-    entry: &TlogEntry,
-    body: &[u8],
-    content: &Content,
-    leaf: Option<&Cert>,
-    key: &PublicKey,
-    artifact_sha256: &[u8; 32],
-) -> Result<bool, SigstoreError> {
-    let b: Value =
-        serde_json::from_slice(body).map_err(|e| malformed(format!("log entry body: {e}")))?;
-    let kind = (
-        entry.kind_version.kind.as_str(),
-        entry.kind_version.version.as_str(),
-    );
-    if b["kind"].as_str() != Some(kind.0) || b["apiVersion"].as_str() != Some(kind.1) {
-        return Err(invalid("log entry kind/version disagrees with its body"));
-    }
-    // The signer as recorded: a certificate (DER) or a public key (DER SPKI).
-    let signer_matches = |der: Option<Vec<u8>>| -> bool {
-        match (der, leaf) {
-            (Some(d), Some(c)) => d == c.der,
-            (Some(d), None) => PublicKey::from_spki_der(&d).is_ok_and(|k| &k == key),
-            _ => false,
-        }
-    };
-    let mismatch = |what: &str| invalid(format!("log entry does not match the bundle: {what}"));
-    match (kind, content) {
-        (("hashedrekord", "0.0.1"), Content::Message { sig }) => {
-            let spec = &b["spec"];
-            if spec["data"]["hash"]["algorithm"].as_str() != Some("sha256")
-                || spec["data"]["hash"]["value"].as_str() != Some(hex(artifact_sha256).as_str())
-            {
-                return Err(mismatch("artifact digest"));
-            }
-            if spec["signature"]["content"]
-                .as_str()
-                .and_then(b64)
-                .as_deref()
-                != Some(sig.as_slice())
-            {
-                return Err(mismatch("signature"));
-            }
-            let label = if leaf.is_some() {
-                "CERTIFICATE"
-            } else {
-                "PUBLIC KEY"
-            };
-            if !signer_matches(
-                spec["signature"]["publicKey"]["content"]
-                    .as_str()
-                    .and_then(|s| pem_or_der(s, label)),
-            ) {
-                return Err(mismatch("signing certificate or key"));
-            }
-            Ok(false)
-        }
-        (("hashedrekord", "0.0.2"), _) => {
-            let spec = &b["spec"]["hashedRekordV002"];
-            let want_digest: Vec<u8> = match content {
-                Content::Message { .. } => artifact_sha256.to_vec(),
-                Content::Dsse { pae, .. } => sha256(pae).to_vec(),
-            };
-            if spec["data"]["algorithm"].as_str() != Some("SHA2_256")
-                || spec["data"]["digest"].as_str().and_then(b64) != Some(want_digest)
-            {
-                return Err(mismatch("digest"));
-            }
-            if spec["signature"]["content"]
-                .as_str()
-                .and_then(b64)
-                .as_deref()
-                != Some(content.sig())
-            {
-                return Err(mismatch("signature"));
-            }
-            let v = &spec["signature"]["verifier"];
-            let der = v["x509Certificate"]["rawBytes"]
-                .as_str()
-                .or(v["publicKey"]["rawBytes"].as_str())
-                .and_then(b64);
-            if !signer_matches(der) {
-                return Err(mismatch("signing certificate or key"));
-            }
-            Ok(true)
-        }
-        (("dsse", "0.0.1"), Content::Dsse { sig, payload, .. }) => {
-            let spec = &b["spec"];
-            if spec["payloadHash"]["algorithm"].as_str() != Some("sha256")
-                || spec["payloadHash"]["value"].as_str() != Some(hex(&sha256(payload)).as_str())
-            {
-                return Err(mismatch("payload hash"));
-            }
-            let sigs = spec["signatures"]
-                .as_array()
-                .ok_or_else(|| mismatch("signatures"))?;
-            if sigs.len() != 1
-                || sigs[0]["signature"].as_str().and_then(b64).as_deref() != Some(sig.as_slice())
-                || !signer_matches(
-                    sigs[0]["verifier"]
-                        .as_str()
-                        .and_then(|s| pem_or_der(s, "CERTIFICATE")),
-                )
-            {
-                return Err(mismatch("signature or verifier"));
-            }
-            Ok(false)
-        }
-        (
-            ("intoto", "0.0.2"),
-            Content::Dsse {
-                sig,
-                payload,
-                payload_type,
-                ..
-            },
-        ) => {
-            let c = &b["spec"]["content"];
-            if c["payloadHash"]["algorithm"].as_str() != Some("sha256")
-                || c["payloadHash"]["value"].as_str() != Some(hex(&sha256(payload)).as_str())
-            {
-                return Err(mismatch("payload hash"));
-            }
-            let env = &c["envelope"];
-            if env["payloadType"].as_str() != Some(payload_type.as_str()) {
-                return Err(mismatch("payload type"));
-            }
-            let sigs = env["signatures"]
-                .as_array()
-                .ok_or_else(|| mismatch("signatures"))?;
-            // intoto 0.0.2 stores the signature base64-encoded twice and the key as base64 PEM.
-            let rec_sig = sigs
-                .first()
-                .and_then(|s| s["sig"].as_str())
-                .and_then(b64)
-                .and_then(|inner| std::str::from_utf8(&inner).ok().and_then(b64));
-            if sigs.len() != 1
-                || rec_sig.as_deref() != Some(sig.as_slice())
-                || !signer_matches(
-                    sigs[0]["publicKey"]
-                        .as_str()
-                        .and_then(|s| pem_or_der(s, "CERTIFICATE")),
-                )
-            {
-                return Err(mismatch("signature or verifier"));
-            }
-            Ok(false)
-        }
-        _ => Err(invalid(format!(
-            "unsupported log entry kind {} {} for this content",
-            kind.0, kind.1
-        ))),
-    }
 }
 
 /// The fuzzing entry point (`fuzz/fuzz_targets/sigstore_bundle.rs`): arbitrary bundle bytes,

@@ -2,7 +2,9 @@
 
 mod child;
 mod docker;
+mod exec;
 mod kernel;
+mod probes;
 
 use std::collections::BTreeSet;
 
