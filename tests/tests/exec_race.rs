@@ -93,8 +93,7 @@ fn skip_reason() -> Option<String> {
             std::env::consts::ARCH
         ));
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Some("needs root (the agent's bundle reader and rollback state are root-only; CI runs it as root)".into());
     }
     None

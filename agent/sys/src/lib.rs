@@ -12,7 +12,7 @@
 //! the kernel ([`facts`]), byte sizes ([`units`]), and the safe-path rule for files that decide
 //! what the root agent trusts ([`safe_path`]).
 //!
-//! The unsafe syscall code lives in small files ([`bpf`], [`landlock`], [`seccomp`], [`mm`])
+//! The unsafe code lives in small files ([`bpf`], [`landlock`], [`seccomp`], [`mm`], [`fd`])
 //! with a `// SAFETY:` comment on every unsafe block; the rest uses rustix's safe calls.
 
 pub mod bpf;
@@ -23,6 +23,7 @@ mod errno;
 pub mod facts;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod fd;
 pub mod landlock;
 pub mod mm;
 pub mod mountinfo;

@@ -106,8 +106,7 @@ pub(crate) fn prepare(drop_root: bool) {
         [libc::PR_SET_DUMPABLE as u64, 0, 0, 0, 0, 0],
     );
     raw(libc::SYS_alarm, [30, 0, 0, 0, 0, 0]);
-    // SAFETY: getuid has no preconditions.
-    if drop_root && unsafe { libc::getuid() } == 0 {
+    if drop_root && rustix::process::getuid().is_root() {
         let nobody = 65534;
         raw(libc::SYS_setgroups, [0, 0, 0, 0, 0, 0]);
         raw(libc::SYS_setresgid, [nobody, nobody, nobody, 0, 0, 0]);
