@@ -10,6 +10,8 @@ pub mod model;
 pub mod pipeline;
 pub mod plugins;
 pub mod probe;
-pub mod sys;
 pub mod telemetry;
 pub mod text;
+
+/// The kernel seams (crate `srediag-sys`, `agent/sys/`), under the name the agent's modules use.
+pub use srediag_sys as sys;

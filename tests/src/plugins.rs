@@ -22,8 +22,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 
 /// True when the test may run: root. Otherwise prints why it skips, or fails under `CI=true`.
 pub fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         return true;
     }
     assert!(

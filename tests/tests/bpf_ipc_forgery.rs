@@ -35,8 +35,7 @@ fn srediag_probe_consume(ring: u64, seq: u64, items: u64) {
 const HELPER_ENV: &str = "SREDIAG_IPC_HELPER";
 
 fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     let reason = if euid != 0 {
         format!("not root (euid {euid})")
     } else if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {

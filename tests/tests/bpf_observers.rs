@@ -39,8 +39,7 @@ const SYS_MKDIR: i64 = 83;
 
 /// Whether the test can run here; prints why not (and fails under CI=true).
 fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     let reason = if euid != 0 {
         format!("not root (euid {euid})")
     } else if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {

@@ -18,7 +18,7 @@ use srediag::plugins::sandbox::exec::exec_fd;
 use srediag::plugins::sandbox::spec::PROGRAM_FD;
 use srediag::plugins::trust::manifest::Manifest;
 use srediag::plugins::trust::policy::{KeyEntry, PolicyFile, TrustPolicy};
-use srediag::plugins::trust::{HostInfo, keys, sign_statement, verify_bundle_dir};
+use srediag::plugins::trust::{keys, sign_statement, verify_bundle_dir};
 use std::io::Read as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt as _;
@@ -93,8 +93,7 @@ fn skip_reason() -> Option<String> {
             std::env::consts::ARCH
         ));
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Some("needs root (the agent's bundle reader and rollback state are root-only; CI runs it as root)".into());
     }
     None
@@ -144,7 +143,7 @@ fn the_running_binary_is_always_the_verified_one() {
         &tmp.path().join("trust.yaml"),
     )
     .unwrap();
-    let host = HostInfo::current();
+    let host = srediag::plugins::loader::host_info();
 
     // The attacker: outside the bundle (a temp file inside would be an unlisted file), same
     // filesystem so rename(2) works.

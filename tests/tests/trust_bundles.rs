@@ -6,9 +6,7 @@
 use srediag::plugins::trust::manifest::Manifest;
 use srediag::plugins::trust::policy::{KeyEntry, PolicyFile, TrustPolicy};
 use srediag::plugins::trust::rollback::RollbackStore;
-use srediag::plugins::trust::{
-    HostInfo, Rejection, Status, TrustedBy, VerifiedBundle, verify_bundle_dir,
-};
+use srediag::plugins::trust::{Rejection, Status, TrustedBy, VerifiedBundle, verify_bundle_dir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -123,7 +121,7 @@ fn verify(
     policy: &TrustPolicy,
     store: Option<&RollbackStore>,
 ) -> Result<VerifiedBundle, Rejection> {
-    verify_bundle_dir(dir, policy, &HostInfo::current(), store).0
+    verify_bundle_dir(dir, policy, &srediag::plugins::loader::host_info(), store).0
 }
 
 fn status(r: &Result<VerifiedBundle, Rejection>) -> Status {

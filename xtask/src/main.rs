@@ -185,8 +185,7 @@ pub fn cargo() -> Command {
 }
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Prints the command, runs it with inherited stdio, fails on a non-zero exit.

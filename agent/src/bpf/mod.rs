@@ -452,8 +452,7 @@ impl Observers {
             .load(object::OBJECT)
             .map_err(|e| {
                 let why = object::describe(&e);
-                // SAFETY: geteuid has no preconditions.
-                let hint = if unsafe { libc::geteuid() } != 0 {
+                let hint = if !rustix::process::geteuid().is_root() {
                     " (needs root: CAP_BPF, CAP_PERFMON)"
                 } else {
                     ""

@@ -34,28 +34,6 @@ pub struct KeygenArgs {
     pub force: bool,
 }
 
-/// A fresh random P-256 signing key (bytes from the kernel's CSPRNG).
-pub fn generate() -> std::io::Result<keys::P256SigningKey> {
-    let mut f = std::fs::File::open("/dev/urandom")?;
-    loop {
-        let mut b = [0u8; 32];
-        std::io::Read::read_exact(&mut f, &mut b)?;
-        // Out-of-range scalars (zero or ≥ n, probability ~2^-32) are drawn again.
-        if let Ok(k) = p256::ecdsa::SigningKey::from_slice(&b) {
-            return Ok(k);
-        }
-    }
-}
-
-/// PEM PKCS#8 of a signing key.
-pub fn private_pem(key: &keys::P256SigningKey) -> Result<String, String> {
-    use p256::pkcs8::EncodePrivateKey as _;
-    let sk: p256::SecretKey = key.into();
-    sk.to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
-        .map(|z| z.to_string())
-        .map_err(|e| e.to_string())
-}
-
 /// Writes `data` as a fresh file `name` in `dir` with `mode` (see the module doc).
 fn write_new(
     dir: &SafeDir,
@@ -129,8 +107,9 @@ pub fn execute(a: KeygenArgs) -> CmdResult {
             format!("--output-dir: {e} (another user could replace the keys)"),
         )
     })?;
-    let key = generate().map_err(|e| Failure::new(FAILURE, format!("/dev/urandom: {e}")))?;
-    let private = private_pem(&key).map_err(|e| Failure::new(FAILURE, e))?;
+    let key = keys::generate_signing_key()
+        .map_err(|e| Failure::new(FAILURE, format!("/dev/urandom: {e}")))?;
+    let private = keys::private_pem(&key).map_err(|e| Failure::new(FAILURE, e.to_string()))?;
     let public = keys::public_pem(&key);
     let (kp, pp) = (
         a.output_dir.join("cosign.key"),

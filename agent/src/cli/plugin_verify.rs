@@ -8,7 +8,7 @@ use super::exit::{CONFIG, CmdResult, Failure, REJECTED, ok};
 use super::output::print;
 use crate::plugins::trust::policy::{DEFAULT_POLICY_PATH, TrustPolicy};
 use crate::plugins::trust::rollback::RollbackStore;
-use crate::plugins::trust::{HostInfo, Status, Verdict, verify_bundle_dir};
+use crate::plugins::trust::{Status, Verdict, verify_bundle_dir};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,7 +51,8 @@ pub fn verdict(
     policy: &TrustPolicy,
     state: Option<&RollbackStore>,
 ) -> (Verdict, Option<crate::plugins::trust::VerifiedBundle>) {
-    let (r, partial) = verify_bundle_dir(bundle, policy, &HostInfo::current(), state);
+    let (r, partial) =
+        verify_bundle_dir(bundle, policy, &crate::plugins::loader::host_info(), state);
     let v = Verdict::new(&r, partial.as_ref());
     (v, r.ok())
 }

@@ -3,8 +3,9 @@
 //! Everything received is untrusted: one packet is read into a bounded buffer and decoded
 //! strictly; a malformed packet is an error the supervisor counts, never a panic.
 
+use rustix::net::{RecvFlags, SendFlags};
 use srediag_plugin_sdk::control::{self, AgentMsg, MAX_MESSAGE, PluginMsg};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use tokio::io::unix::AsyncFd;
 
 /// A control message could not be received.
@@ -26,18 +27,11 @@ pub struct ControlChannel {
 impl ControlChannel {
     /// Wraps the agent's end (made non-blocking).
     pub fn new(fd: OwnedFd) -> std::io::Result<Self> {
-        // SAFETY: fcntl on a valid fd we own.
-        unsafe {
-            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-            if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        // SAFETY: the OwnedFd moves into the AsyncFd, which keeps it open and unchanged for its
-        // whole lifetime.
-        let fd = unsafe { AsyncFd::register(fd) }?;
-        Ok(ControlChannel { fd })
+        let flags = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+        Ok(ControlChannel {
+            fd: crate::sys::fd::async_fd(fd)?,
+        })
     }
 
     /// The next message; `Ok(None)` when the plugin closed its end (it exited).
@@ -46,21 +40,10 @@ impl ControlChannel {
         loop {
             let mut guard = self.fd.readable().await?;
             let r = guard.try_io(|fd| {
-                // SAFETY: `buf` is writable for its length; MSG_TRUNC reports the real size of an
-                // oversized packet so it can be refused.
-                let n = unsafe {
-                    libc::recv(
-                        fd.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_TRUNC,
-                    )
-                };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                // MSG_TRUNC reports the real size of an oversized packet so it can be refused.
+                rustix::net::recv(fd.get_ref(), &mut buf[..], RecvFlags::TRUNC)
+                    .map(|(_, full)| full)
+                    .map_err(std::io::Error::from)
             });
             match r {
                 Ok(Ok(0)) => return Ok(None),
@@ -79,18 +62,12 @@ impl ControlChannel {
     /// hang).
     pub fn send(&self, msg: &AgentMsg) -> std::io::Result<()> {
         let bytes = control::encode(msg);
-        // SAFETY: valid fd and buffer; MSG_NOSIGNAL avoids SIGPIPE; MSG_DONTWAIT never blocks.
-        let n = unsafe {
-            libc::send(
-                self.fd.get_ref().as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // MSG_NOSIGNAL avoids SIGPIPE; MSG_DONTWAIT never blocks.
+        rustix::net::send(
+            self.fd.get_ref(),
+            &bytes,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        )?;
         Ok(())
     }
 }

@@ -11,7 +11,11 @@ pub mod loader;
 pub mod manager;
 pub mod metrics;
 pub mod reload;
-pub mod sandbox;
+pub mod spawn_hook;
 pub mod supervisor;
 pub mod swap;
-pub mod trust;
+
+/// The plugin sandbox (crate `srediag-sandbox`, `agent/sandbox/`).
+pub use srediag_sandbox as sandbox;
+/// Bundle verification (crate `srediag-trust`, `agent/trust/`).
+pub use srediag_trust as trust;

@@ -6,7 +6,7 @@ use crate::plugins::loader::Loaded;
 use crate::plugins::sandbox::cgroup::{Limits, PluginCgroup};
 use crate::plugins::sandbox::landlock::LandlockSpec;
 use crate::plugins::sandbox::seccomp;
-use crate::plugins::sandbox::spec::{SandboxSpec, ScratchLimits};
+use crate::plugins::sandbox::spec::{SandboxSpec, ScratchLimits, SpecError};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -30,25 +30,22 @@ impl Supervisor {
         cg: &dyn PluginCgroup,
         scratch: &Path,
         loaded: &Loaded,
-    ) -> Result<SandboxSpec, String> {
+    ) -> Result<SandboxSpec, SpecError> {
         let cfg = &self.cfg;
         let sb = &loaded.sandbox;
         let profile = sb.seccomp_profile.clone();
         // `errno` is compiled as TRAP|EPERM (the SDK's SIGSYS handler returns -EPERM and the
         // eBPF observer counts it); `kernel_errno` is the plain SECCOMP_RET_ERRNO.
-        let (word, via_trap) = match sb.seccomp_action.as_str() {
-            "kernel_errno" => ("errno", false),
-            w => (w, true),
-        };
-        let action: seccomp::Action =
-            serde_json::from_value(serde_json::Value::String(word.to_owned()))
-                .map_err(|_| format!("unknown seccomp action {:?}", sb.seccomp_action))?;
+        let (action, via_trap) = sb.seccomp_action.compiled();
         let filter = seccomp::compile(
             &profile,
             action,
             &seccomp::Options::with_network(!sb.network.is_empty()).errno_via_trap(via_trap),
         )
-        .map_err(|e| format!("seccomp profile {profile}: {e}"))?;
+        .map_err(|source| SpecError::Seccomp {
+            profile: profile.clone(),
+            source,
+        })?;
         let mut read_exec: Vec<PathBuf> = ["/lib", "/lib64", "/usr/lib", "/usr/lib64"]
             .iter()
             .map(PathBuf::from)

@@ -111,13 +111,12 @@ impl Supervisor {
             Err(e) => {
                 let msg = e.to_string();
                 self.emit(LoadRefused {
-                    status: e.status,
+                    status: e.status(),
                     error: &msg,
                 });
                 // Trust decisions stand until an operator acts (`plugin restart`); an I/O
                 // failure (state file, memfd) is retried like any failed start.
-                let transient = e.status == crate::plugins::loader::status::FAILED
-                    && e.code != crate::plugins::loader::codes::WIDENS;
+                let transient = e.is_transient();
                 Err(if transient {
                     End::start_failed(msg)
                 } else {
@@ -157,7 +156,7 @@ impl Supervisor {
         laps.phases.scratch = laps.lap();
         let spec = self
             .spec(cg, scratch, loaded)
-            .map_err(|e| self.sandbox_refused(e))?;
+            .map_err(|e| self.sandbox_refused(e.to_string()))?;
         match landlock::enforcement(&spec.landlock) {
             Ok(Enforcement::Full { .. }) => {}
             Ok(Enforcement::Degraded(why)) => self.emit(SandboxDegraded(&why.to_string())),
@@ -174,6 +173,7 @@ impl Supervisor {
         let oom_before = cg.oom_kills().unwrap_or(0);
         let request = (|| -> std::io::Result<SpawnRequest> {
             Ok(SpawnRequest {
+                observer: std::sync::Arc::new(crate::plugins::spawn_hook::BpfSpawnObserver),
                 spec,
                 control: plugin_end,
                 program: loaded.exe.fd().try_clone_to_owned()?,

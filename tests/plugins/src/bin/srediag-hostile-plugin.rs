@@ -481,16 +481,14 @@ fn attempt_env(r: &Reporter) {
     let vars: Vec<String> = std::env::vars_os()
         .map(|(k, _)| k.to_string_lossy().into_owned())
         .collect();
-    // SAFETY: plain getters without arguments.
-    let (uid, euid, gid, pid, ppid) = unsafe {
-        (
-            libc::getuid(),
-            libc::geteuid(),
-            libc::getgid(),
-            libc::getpid(),
-            libc::getppid(),
-        )
-    };
+    use rustix::process::{geteuid, getgid, getpid, getppid, getuid};
+    let (uid, euid, gid, pid, ppid) = (
+        getuid().as_raw(),
+        geteuid().as_raw(),
+        getgid().as_raw(),
+        getpid().as_raw_nonzero().get(),
+        getppid().map_or(0, |p| p.as_raw_nonzero().get()),
+    );
     let cwd = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();

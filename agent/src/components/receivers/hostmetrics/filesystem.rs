@@ -17,9 +17,8 @@ use crate::model::metrics::Metric;
 use crate::model::{attr_str, gauge_f64, sum_i64};
 use procfs::process::MountInfo;
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -222,25 +221,17 @@ fn unescape_bytes(s: &str) -> Vec<u8> {
 }
 
 /// statvfs(2) on `path`.
-#[allow(clippy::unnecessary_cast)] // the statvfs field types differ between targets
 pub(super) fn statvfs(path: &Path) -> io::Result<FsStat> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    let mut buf = MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `c_path` is a NUL-terminated string that outlives the call; `buf` is writable
-    // memory of the size and alignment of `struct statvfs`.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), buf.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so it filled `buf` (and `zeroed` initialised any padding).
-    let st = unsafe { buf.assume_init() };
-    let (frsize, bsize) = (st.f_frsize as u64, st.f_bsize as u64);
+    let st = rustix::fs::statvfs(path)?;
     Ok(FsStat {
-        blocks: st.f_blocks as u64,
-        bfree: st.f_bfree as u64,
-        bavail: st.f_bavail as u64,
-        frsize: if frsize > 0 { frsize } else { bsize },
+        blocks: st.f_blocks,
+        bfree: st.f_bfree,
+        bavail: st.f_bavail,
+        frsize: if st.f_frsize > 0 {
+            st.f_frsize
+        } else {
+            st.f_bsize
+        },
     })
 }
 

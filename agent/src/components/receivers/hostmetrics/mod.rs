@@ -523,9 +523,9 @@ fn matches_any(patterns: &[String], text: &str) -> bool {
 
 /// USER_HZ, the unit of `/proc/stat` CPU times (100 on every mainstream architecture).
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions; it only returns a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+    Some(rustix::param::clock_ticks_per_second())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
 }
 
 /// The host name: with a `root_path` other than `/`, the host's `/etc/hostname` (the agent's own
