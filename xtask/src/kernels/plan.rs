@@ -47,7 +47,7 @@ pub enum Item {
     DefaultRun { timeout_s: u64 },
     /// One test of a test binary, run alone (`--exact NAME --test-threads 1 --nocapture`).
     Test {
-        /// The test file (`plugin_sandbox`) or `srediag` for the agent's unit tests.
+        /// The test file (`plugin_sandbox`) or `srediag_sandbox` for the sandbox crate's cgroup tests.
         file: String,
         binary: PathBuf,
         name: String,
@@ -92,8 +92,10 @@ const FILES: [&str; 5] = [
     "plugin_sandbox",
     "plugin_lifecycle",
 ];
-/// The agent's cgroup tests on the real cgroupfs (in the `srediag` lib test binary).
-const CGROUP_TESTS: &str = "plugins::sandbox::cgroup::privileged_tests::";
+/// The lib test binary holding the cgroup tests on the real cgroupfs (crate `srediag-sandbox`).
+const SANDBOX_LIB: &str = "srediag_sandbox";
+/// Those tests' path in it.
+const CGROUP_TESTS: &str = "cgroup::privileged_tests::";
 
 /// Per group, the tests of each file a subset runs; `None`: every test of the file (ignored
 /// ones and the helper-process entry point excluded).
@@ -130,7 +132,7 @@ const CI: &Selection = &[
     ),
     (
         "sandbox",
-        "srediag",
+        SANDBOX_LIB,
         Some(&[
             "memory_hog_is_oom_killed_inside_its_cgroup",
             "pids_max_refuses_forks_beyond_the_limit",
@@ -151,7 +153,7 @@ const FULL: &Selection = &[
     ("observers", "bpf_plugins", None),
     ("observers", "bpf_ipc", None),
     ("sandbox", "plugin_sandbox", None),
-    ("sandbox", "srediag", None),
+    ("sandbox", SANDBOX_LIB, None),
     (
         "sandbox",
         "plugin_lifecycle",
@@ -183,7 +185,7 @@ pub fn build_test_binaries() -> Result<Binaries> {
         "--message-format",
         "json-render-diagnostics",
         "-p",
-        "srediag",
+        "srediag-sandbox",
         "--lib",
         "-p",
         "srediag-tests",
@@ -214,11 +216,11 @@ pub fn build_test_binaries() -> Result<Binaries> {
         let is_lib = v["target"]["kind"]
             .as_array()
             .is_some_and(|k| k.iter().any(|x| x == "lib"));
-        if (is_lib && name == "srediag") || (!is_lib && FILES.contains(&name)) {
+        if (is_lib && name == SANDBOX_LIB) || (!is_lib && FILES.contains(&name)) {
             bins.insert(name.to_string(), PathBuf::from(exe));
         }
     }
-    for f in FILES.iter().chain(&["srediag"]) {
+    for f in FILES.iter().chain(&[SANDBOX_LIB]) {
         if !bins.contains_key(*f) {
             bail!("cargo built no test binary for {f}");
         }
@@ -282,7 +284,7 @@ pub fn groups(
     for (group, file, only) in selection {
         let binary = &bins[*file];
         let mut all = list(binary)?;
-        if *file == "srediag" {
+        if *file == SANDBOX_LIB {
             all.retain(|n| n.starts_with(CGROUP_TESTS));
         }
         all.retain(|n| n != "helper_process");
@@ -291,7 +293,7 @@ pub fn groups(
             Some(names) => {
                 let mut v = Vec::new();
                 for n in *names {
-                    let full = if *file == "srediag" {
+                    let full = if *file == SANDBOX_LIB {
                         format!("{CGROUP_TESTS}{n}")
                     } else {
                         n.to_string()

@@ -126,7 +126,7 @@ type ItemResult = Result<(Outcome, Option<String>)>;
 fn cannot_run(item: &Item) -> Option<String> {
     let needs_plugin = match item {
         Item::DefaultRun { .. } | Item::Bench { .. } => true,
-        Item::Test { file, .. } => !matches!(file.as_str(), "bpf_observers" | "srediag"),
+        Item::Test { file, .. } => !matches!(file.as_str(), "bpf_observers" | "srediag_sandbox"),
         _ => false,
     };
     if !needs_plugin || landlock_abi().is_some() {
