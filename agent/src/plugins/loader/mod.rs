@@ -21,7 +21,7 @@ mod failure;
 mod narrow;
 
 pub use failure::{LoadError, LoadFailure};
-pub use narrow::{EffectiveSandbox, effective_sandbox};
+pub use narrow::{EffectiveSandbox, check_bypass, effective_sandbox};
 
 use crate::plugins::config::{BundlesConfig, PluginConfig};
 use crate::plugins::metrics::PluginMetrics;
@@ -304,7 +304,9 @@ impl TrustContext {
                 ),
             ));
         }
-        let sandbox = effective_sandbox(cfg, m).map_err(|(field, msg)| {
+        let sandbox = check_bypass(cfg, m)
+            .and_then(|()| effective_sandbox(cfg, m))
+            .map_err(|(field, msg)| {
                         counted(
                 LoadFailure::Widens,
                 format!(

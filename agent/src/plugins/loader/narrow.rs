@@ -63,6 +63,21 @@ fn beneath(p: &Path, grants: &[String]) -> bool {
     grants.iter().any(|g| p.starts_with(g))
 }
 
+/// `data_path.on_unavailable: bypass` passes batches on unprocessed while the plugin is down: a
+/// bundle allows it only when its signed manifest says that is harmless (`bypass_harmless`).
+/// Errors are `(field, message)`.
+pub fn check_bypass(cfg: &PluginConfig, m: &Manifest) -> Result<(), (String, String)> {
+    if cfg.data_path.on_unavailable == crate::plugins::config::Unavailable::Bypass
+        && !m.bypass_harmless
+    {
+        return Err((
+            "data_path.on_unavailable".into(),
+            "bypass would pass data on unprocessed while the plugin is down, and its manifest does not declare bypass_harmless: true (use block, the default)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Combines the signed manifest's `sandbox` with the configuration, which may only narrow it.
 /// Errors are `(field, message)`.
 pub fn effective_sandbox(
@@ -156,6 +171,39 @@ mod tests {
 
     fn cfg(extra: &str) -> PluginConfig {
         serde_yaml::from_str(&format!("bundle: dedup\ntype: exporter\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn bypass_needs_the_manifests_word() {
+        let text = |extra: &str| {
+            let h = "0".repeat(64);
+            format!(
+                "api_version: srediag.io/plugin/v1\nname: dedup\ntype: processor\nversion: 1.0.0\nentrypoint: bin/d\nsha256: {h}\nrequires: {{srediag: \">=0.1\", ipc_protocol: 1, schema_version: 1}}\n{extra}files: {{bin/d: {{sha256: {h}}}}}\n"
+            )
+        };
+        let plain = Manifest::parse(text("").as_bytes()).unwrap();
+        let harmless = Manifest::parse(text("bypass_harmless: true\n").as_bytes()).unwrap();
+        let cfg = |extra: &str| -> PluginConfig {
+            serde_yaml::from_str(&format!("bundle: dedup\ntype: processor\n{extra}")).unwrap()
+        };
+        let bypass = cfg("data_path: {on_unavailable: bypass}");
+        let (field, msg) = check_bypass(&bypass, &plain).unwrap_err();
+        assert_eq!(field, "data_path.on_unavailable");
+        assert!(msg.contains("bypass_harmless"), "{msg}");
+        assert_eq!(check_bypass(&bypass, &harmless), Ok(()));
+        assert_eq!(
+            check_bypass(&cfg(""), &plain),
+            Ok(()),
+            "block is the default"
+        );
+        // Only processors may declare it.
+        let e = Manifest::parse(
+            text("bypass_harmless: true\n")
+                .replace("type: processor", "type: exporter")
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bypass_harmless"), "{e}");
     }
 
     #[test]

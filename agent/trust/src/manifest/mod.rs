@@ -87,6 +87,12 @@ pub struct Manifest {
     /// Capabilities the plugin provides (`processor/vectorhash`, `diag/dedup-stats`).
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// Processors only: passing data on unprocessed while the plugin is down is harmless (a
+    /// deduplicator, a sampler), so an operator may set `data_path.on_unavailable: bypass`.
+    /// Default `false`: a redactor or a filter must not be skipped, and the agent refuses
+    /// `bypass` for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bypass_harmless: bool,
     /// What the plugin needs from the agent and the host.
     pub requires: Requires,
     /// How the plugin is confined; the agent never grants more.

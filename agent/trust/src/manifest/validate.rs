@@ -231,6 +231,12 @@ impl Manifest {
         if s.limits.pids_max == Some(0) {
             push("sandbox.limits.pids_max", "must be at least 1".into());
         }
+        if self.bypass_harmless && self.plugin_type != PluginType::Processor {
+            push(
+                "bypass_harmless",
+                "only processors can be bypassed (data_path.on_unavailable)".into(),
+            );
+        }
         if !self.cli.is_empty() && self.plugin_type != PluginType::Diagnostics {
             push("cli", "only diagnostics plugins declare CLI verbs".into());
         }
