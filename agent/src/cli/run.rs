@@ -97,6 +97,9 @@ pub fn execute(
                 Failure::new(exit::UNAVAILABLE, format!("{e} (service.admin.socket)"))
             })?;
         }
+        // Ready only now: the pipelines run, the plugin manager has cleaned what a previous agent
+        // left and started its plugins' supervisors, the admin socket answers.
+        telemetry.health.set_ready(true);
         tracing::info!(
             config = %path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| crate::config::EMBEDDED_NAME.into()),
             telemetry = %addr,

@@ -218,7 +218,8 @@ pub async fn start(
             )
         })
         .collect();
-    telemetry.health.set_ready(true);
+    // Ready is declared by the caller once everything else is up (the plugin manager's start-up
+    // cleanup, the admin socket): see `cli/run.rs`.
     Ok(RunningService {
         shutdown,
         abandon,
