@@ -167,7 +167,12 @@ impl DataPath {
     /// otlp (HTTP) → `processors` (a `batch` processor is defined: 200 items, 50 ms) → file, with
     /// `plugins` (YAML mapping entries indented by two spaces).
     pub fn start(plugins: &str, processors: &str) -> DataPath {
-        let dir = tempfile::tempdir().expect("tempdir");
+        DataPath::start_in(tempfile::tempdir().expect("tempdir"), plugins, processors)
+    }
+
+    /// Like [`DataPath::start`] in `dir`, where the test may have put its own trust policy
+    /// (`trust.yaml`) and bundles (`plugins/`) first.
+    pub fn start_in(dir: tempfile::TempDir, plugins: &str, processors: &str) -> DataPath {
         let admin = dir.path().join("admin.sock");
         let out = dir.path().join("out.jsonl");
         let (tel, otlp) = (free_port(), free_port());
@@ -213,6 +218,11 @@ service:
             otlp,
             agent,
         }
+    }
+
+    /// The directory of the agent's configuration, trust policy, bundles and output.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// The OTLP/HTTP logs URL.
