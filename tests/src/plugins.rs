@@ -153,14 +153,15 @@ pub fn proc_fds(pid: u64) -> BTreeMap<i32, String> {
 
 /// A running agent with an OTLP/HTTP receiver, a `file` exporter and plugins.
 pub struct DataPath {
-    _dir: tempfile::TempDir,
     /// The admin socket.
     pub admin: PathBuf,
     /// The file exporter's output (rotation far away, queue of 8 batches).
     pub out: PathBuf,
     /// The OTLP/HTTP port.
     pub otlp: u16,
+    /// First to drop: a failing test prints the agent's log from the directory.
     pub agent: Agent,
+    _dir: tempfile::TempDir,
 }
 
 impl DataPath {
