@@ -153,21 +153,27 @@ pub fn proc_fds(pid: u64) -> BTreeMap<i32, String> {
 
 /// A running agent with an OTLP/HTTP receiver, a `file` exporter and plugins.
 pub struct DataPath {
-    _dir: tempfile::TempDir,
     /// The admin socket.
     pub admin: PathBuf,
     /// The file exporter's output (rotation far away, queue of 8 batches).
     pub out: PathBuf,
     /// The OTLP/HTTP port.
     pub otlp: u16,
+    /// First to drop: a failing test prints the agent's log from the directory.
     pub agent: Agent,
+    _dir: tempfile::TempDir,
 }
 
 impl DataPath {
     /// otlp (HTTP) → `processors` (a `batch` processor is defined: 200 items, 50 ms) → file, with
     /// `plugins` (YAML mapping entries indented by two spaces).
     pub fn start(plugins: &str, processors: &str) -> DataPath {
-        let dir = tempfile::tempdir().expect("tempdir");
+        DataPath::start_in(tempfile::tempdir().expect("tempdir"), plugins, processors)
+    }
+
+    /// Like [`DataPath::start`] in `dir`, where the test may have put its own trust policy
+    /// (`trust.yaml`) and bundles (`plugins/`) first.
+    pub fn start_in(dir: tempfile::TempDir, plugins: &str, processors: &str) -> DataPath {
         let admin = dir.path().join("admin.sock");
         let out = dir.path().join("out.jsonl");
         let (tel, otlp) = (free_port(), free_port());
@@ -213,6 +219,11 @@ service:
             otlp,
             agent,
         }
+    }
+
+    /// The directory of the agent's configuration, trust policy, bundles and output.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// The OTLP/HTTP logs URL.

@@ -10,12 +10,14 @@
 //! - `bundles [--release] [--source DIR]`: first-party plugins → signed bundles (`bundles.rs`);
 //! - `bench pipeline`: throughput, CPU per record and idle footprint of the release agent;
 //! - `bench plugin`: plugin cold start and restart-to-ready against a raw spawn;
+//! - `bench swap`: hot swap under load (duration, records lost, duplicates, throughput dip);
 //! - `kernels`: the privileged test subset on Debian's kernels under QEMU and on this host
 //!   (`kernels/`, docs/kernels.md).
 
 mod apt;
 mod bench;
 mod bench_plugin;
+mod bench_swap;
 mod bundles;
 mod deps;
 mod flatc;
@@ -122,6 +124,9 @@ enum BenchCmd {
         #[arg(long)]
         network: bool,
     },
+    /// Hot swap under load (as root): swap duration p50/p99, records lost, duplicates per swap,
+    /// throughput while a swap runs against the steady state, in one run.
+    Swap(bench_swap::SwapArgs),
     /// B3 plugin tax: vectorhashprocessor's dedup in-process vs as a sandboxed plugin on the
     /// shared-memory data path (as root). With `--ipc-sampling N`: B5, the same data path with
     /// IPC-latency sampling off vs every N batches (eBPF observers loaded), alternated.
@@ -159,6 +164,9 @@ fn main() {
         Cmd::Bench {
             which: BenchCmd::Plugin { runs, network },
         } => bench_plugin::plugin(&root(), runs, network),
+        Cmd::Bench {
+            which: BenchCmd::Swap(a),
+        } => bench_swap::swap(&a),
         Cmd::Bench {
             which: BenchCmd::Tax { args },
         } => tax_bench(&args),

@@ -78,13 +78,29 @@ fn render_list(d: &serde_json::Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    table(
+    let mut t = table(
         &[
             "NAME", "VERSION", "TYPE", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU",
             "KCPU", "KRSS", "VIOL", "ERROR",
         ],
         &rows,
-    )
+    );
+    // The last hot swap of each plugin that had one, a line each after the table (escaped: the
+    // reason can quote what a plugin did).
+    for p in d.as_array().into_iter().flatten() {
+        let s = &p["last_swap"];
+        if s.is_object() {
+            t.push_str(&crate::text::escape_control(&format!(
+                "last swap of {}: {} in {:.0} ms: {}",
+                cell(&p["name"]),
+                cell(&s["result"]),
+                s["duration_ms"].as_f64().unwrap_or(0.0),
+                cell(&s["reason"])
+            )));
+            t.push('\n');
+        }
+    }
+    t
 }
 
 /// Sets a plugin's IPC latency sampling period (0 = off) in the running agent.
@@ -152,6 +168,27 @@ mod tests {
             t.contains("boom\\r\\x1b[2K\\u{009b}2Jfake line\\nsecond"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_last_swap_follows_the_table_on_one_escaped_line() {
+        let mut v = hostile_status();
+        v[0]["last_swap"] = serde_json::json!({
+            "result": "aborted_start",
+            "reason": "crash: SRD-P005: exit status: 1\n\u{1b}[2Jforged",
+            "at": 1,
+            "duration_ms": 12.4
+        });
+        let t = render(Output::Table, &v, render_list).unwrap();
+        let last = t.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(
+                "last swap of evil\\x1b]0;owned\\x07: aborted_start in 12 ms: crash: SRD-P005"
+            ),
+            "{t}"
+        );
+        assert!(last.ends_with("\\n\\x1b[2Jforged"), "{t}");
+        assert_eq!(t.lines().count(), 3, "{t}");
     }
 
     #[test]

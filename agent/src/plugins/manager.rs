@@ -5,7 +5,7 @@ use super::instance::Instance;
 use super::ledger::Ledgers;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{self, CgroupDriver};
-use super::supervisor::{PluginState, PluginStatus, Request, Slot, Standby, Supervisor};
+use super::supervisor::{PluginState, PluginStatus, Request, Serving, Slot, Standby, Supervisor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -43,6 +43,8 @@ pub(super) struct Entry {
     /// How the last swap went.
     pub(super) last_swap: Mutex<Option<super::swap::SwapRecord>>,
     pub(super) ledger: Arc<super::ledger::Ledger>,
+    /// Which of its supervisors serves (shared with them).
+    pub(super) serving: Arc<Serving>,
 }
 
 impl Entry {
@@ -70,12 +72,14 @@ pub struct Manager {
 
 impl Manager {
     /// Starts a supervisor of plugin `name` in `slot` (`standby`: a hot swap's new one).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn supervise(
         &self,
         name: &str,
         cfg: &super::config::PluginConfig,
         slot: Slot,
         ledger: Arc<super::ledger::Ledger>,
+        serving: Arc<Serving>,
         standby: Option<Standby>,
         preloaded: Option<(Vec<u64>, Arc<super::loader::Loaded>)>,
     ) -> Option<(Active, tokio::task::JoinHandle<()>)> {
@@ -87,7 +91,7 @@ impl Manager {
             ..Default::default()
         }));
         let (tx, rx) = mpsc::channel(8);
-        let sup = Supervisor::new(
+        let mut sup = Supervisor::new(
             name,
             cfg.clone(),
             status.clone(),
@@ -100,6 +104,7 @@ impl Manager {
             slot,
             standby,
         );
+        sup.serving = serving;
         if let Some(l) = preloaded {
             *sup.last_load.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
         }
@@ -215,9 +220,16 @@ impl Manager {
                     &super::ledger::LedgerMetrics::new(None),
                 )),
             };
-            let Some((active, _task)) =
-                manager.supervise(name, cfg, Slot::A, ledger.clone(), None, None)
-            else {
+            let serving = Arc::new(Serving::default());
+            let Some((active, _task)) = manager.supervise(
+                name,
+                cfg,
+                Slot::A,
+                ledger.clone(),
+                serving.clone(),
+                None,
+                None,
+            ) else {
                 continue;
             };
             manager.plugins.insert(
@@ -228,6 +240,7 @@ impl Manager {
                     swapping: tokio::sync::Mutex::new(()),
                     last_swap: Mutex::new(None),
                     ledger,
+                    serving,
                 },
             );
         }

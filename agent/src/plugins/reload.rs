@@ -132,7 +132,16 @@ impl Reloader {
                 ));
                 continue;
             }
-            if before == cfg && !self.manager.bundle_changed(name) {
+            // The link (ring sizes, window, timeouts) belongs to the pipeline stage, built at
+            // start: a swap does not change it, so say so rather than claim it applied.
+            let mut cfg = cfg.clone();
+            if before.data_path != cfg.data_path {
+                report.needs_restart.push(format!(
+                    "plugin {name}: data_path changed: restart the agent to apply"
+                ));
+                cfg.data_path = before.data_path.clone();
+            }
+            if *before == cfg && !self.manager.bundle_changed(name) {
                 report.unchanged.push(name.clone());
                 continue;
             }
@@ -159,7 +168,11 @@ impl Reloader {
             if r.result.swapped()
                 && let Some(c) = next.plugins.get(name)
             {
-                now.plugins.insert(name.clone(), c.clone());
+                let mut c = c.clone();
+                if let Some(before) = now.plugins.get(name) {
+                    c.data_path = before.data_path.clone();
+                }
+                now.plugins.insert(name.clone(), c);
             }
         }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = now;

@@ -150,18 +150,20 @@ impl Manager {
         };
         // 1. Verify first: a bundle that does not verify changes nothing.
         let fingerprint = shared.trust.fingerprint(&cfg);
-        let loaded = match shared.trust.load(name, &cfg, &shared.metrics) {
+        // The rollback mark is raised only once the new incarnation serves (below).
+        let loaded = match shared.trust.load_for_swap(name, &cfg, &shared.metrics) {
             Ok(l) => Arc::new(l),
             Err(e) => return Ok(finish(SwapResult::AbortedVerify, e.to_string())),
         };
         // 2. Start the new incarnation beside the old one.
         let (standby, ready) = oneshot::channel();
-        let preloaded = fingerprint.map(|fp| (fp, loaded));
+        let preloaded = fingerprint.map(|fp| (fp, loaded.clone()));
         let Some((active, task)) = self.supervise(
             name,
             &cfg,
             old_slot.other(),
             entry.ledger.clone(),
+            entry.serving.clone(),
             Some(standby),
             preloaded,
         ) else {
@@ -203,8 +205,12 @@ impl Manager {
                 ));
             }
         };
-        // 3. It took over the link when it became ready: the old one drains.
+        // 3. It took over the link when it became ready: the old one drains. The new bundle is
+        // accepted now (an aborted swap leaves the rollback mark where it was).
         tracing::info!(plugin = %name, pid, "swap: new incarnation ready and serving; draining the old one");
+        if let Err(e) = shared.trust.record(&loaded) {
+            tracing::warn!(plugin = %name, error = %e, "swap: the new version serves, but its rollback mark was not raised");
+        }
         let restarts = old_status.lock().map(|s| s.restarts).unwrap_or_default();
         let (done, drained) = oneshot::channel();
         let timeout = cfg.drain_timeout;
@@ -212,7 +218,10 @@ impl Manager {
             let bound = timeout + cfg.shutdown_grace + Duration::from_secs(5);
             match tokio::time::timeout(bound, drained).await {
                 Ok(Ok(o)) => o,
-                _ => DrainOutcome::TimedOut,
+                // The supervisor ended without answering: it was swapped out while restarting
+                // its incarnation (which never served), so nothing was left to drain.
+                Ok(Err(_)) => DrainOutcome::NotRunning,
+                Err(_) => DrainOutcome::TimedOut,
             }
         } else {
             DrainOutcome::NotRunning

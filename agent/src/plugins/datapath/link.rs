@@ -1,11 +1,21 @@
 //! One plugin's link: the in-flight window, sequence numbers, attach/detach per incarnation, the
 //! output budget and the answer timeout.
+//!
+//! **Ownership across a hot swap.** During a swap two supervisors share the link: the old one's
+//! (its incarnation drains) and the new one's. The link belongs to one of them, the *owner*
+//! (named by its [`Slot`]): the first to attach, then whoever took the link over. Only the owner
+//! attaches an incarnation or parks the link. Without that, an old supervisor whose incarnation
+//! died just before the takeover restarted it and attached it *after*, demoting the new one to
+//! "draining" for good (the data path stalled with nothing to say why), and an old supervisor
+//! quarantined during (or before) the swap left the link parked, so the stage dropped every batch
+//! as `unavailable` while the new incarnation served (`tests/tests/plugin_swap.rs`).
 
 use super::io;
 use super::metrics::DataPathMetrics;
 use crate::model::Signal;
 use crate::plugins::config::DataPathConfig;
 use crate::plugins::ledger::{Ledger, Violation};
+use crate::plugins::supervisor::Slot;
 use srediag_plugin_sdk::control::DataPathInfo;
 use srediag_plugin_sdk::data::Records;
 use srediag_plugin_sdk::ring::{Ring, RingConfig, RingError, WakeMode};
@@ -118,6 +128,8 @@ struct Attached {
 
 #[derive(Default)]
 struct Inner {
+    /// The supervisor the link belongs to (module doc); `None` until the first attach.
+    owner: Option<Slot>,
     next_seq: u64,
     next_generation: u64,
     in_flight: BTreeMap<u64, InFlight>,
@@ -188,6 +200,17 @@ impl std::fmt::Debug for Link {
     }
 }
 
+/// A ready incarnation could not be connected to the link.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// Its rings or I/O threads could not be set up.
+    #[error("{0}")]
+    Ring(#[from] RingError),
+    /// Another supervisor's incarnation took the link over (hot swap): this supervisor is done.
+    #[error("a hot swap's new incarnation serves the data path now")]
+    Superseded,
+}
+
 /// Why a link says its incarnation must end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stall {
@@ -248,9 +271,13 @@ impl Link {
         }
     }
 
-    /// The supervisor parked the plugin (quarantined, rejected: `true`) or starts it again.
-    pub fn park(&self, parked: bool) {
-        self.parked.send_replace(parked);
+    /// The supervisor of `owner` parked the plugin (quarantined, rejected: `true`) or starts it
+    /// again. Ignored from a supervisor the link does not belong to (a swapped-out one).
+    pub fn park(&self, parked: bool, owner: Slot) {
+        let g = self.lock();
+        if g.owner.is_none_or(|o| o == owner) {
+            self.parked.send_replace(parked);
+        }
     }
 
     /// True while the plugin is parked.
@@ -524,39 +551,74 @@ impl Link {
         })
     }
 
-    /// Connects a ready incarnation and re-sends it every batch still in flight and not handed to
-    /// a live incarnation (in `seq` order) before anything new. The answer clock of each starts
-    /// now. Returns the attachment's generation (what [`Link::detach`] takes).
-    pub fn attach(self: &Arc<Self>, p: Prepared) -> Result<u64, RingError> {
+    /// Connects a ready incarnation of `owner`'s supervisor and re-sends it every batch still in
+    /// flight and not handed to a live incarnation (in `seq` order) before anything new. The
+    /// answer clock of each starts now. Returns the attachment's generation (what
+    /// [`Link::detach`] takes); [`AttachError::Superseded`] when the link belongs to another
+    /// supervisor (a hot swap took it over).
+    pub fn attach(self: &Arc<Self>, p: Prepared, owner: Slot) -> Result<u64, AttachError> {
+        let superseded = |g: &Inner| g.owner.is_some_and(|o| o != owner);
+        if superseded(&self.lock()) {
+            return Err(AttachError::Superseded);
+        }
         let a = self.connect(p)?;
         let generation = a.generation;
         let mut g = self.lock();
-        if let Some(old) = g.current.take() {
-            // Never two current incarnations: the old one's batches go to the new one.
-            g.draining.get_or_insert(old);
+        if superseded(&g) {
+            // Taken over while this one's threads started.
+            drop(g);
+            self.disconnect(a);
+            return Err(AttachError::Superseded);
         }
-        let draining = g.draining.as_ref().map(|d| d.generation);
-        g.current = Some(a);
-        self.resend(&mut g, |f| Some(f.generation) != draining);
+        g.owner = Some(owner);
+        let orphan = self.install(&mut g, a);
+        drop(g);
+        if let Some(o) = orphan {
+            self.disconnect(o);
+        }
         Ok(generation)
     }
 
-    /// Hot swap, make before break: a ready incarnation takes over. New batches go to it from
-    /// now on; the current one becomes the draining one and answers what it already has (its
-    /// batches stay its own until it is detached, then they go to the new one). Without a current
-    /// incarnation this is [`Link::attach`]. Returns the new attachment's generation.
-    pub fn takeover(self: &Arc<Self>, p: Prepared) -> Result<u64, RingError> {
-        if self.lock().current.is_none() {
-            return self.attach(p);
+    /// Makes `a` the current attachment and hands it what nobody live holds. Returns an
+    /// attachment to disconnect once the lock is released (none in practice: only the owner
+    /// attaches, after its previous incarnation detached).
+    fn install(&self, g: &mut Inner, a: Attached) -> Option<Attached> {
+        let mut orphan = None;
+        if let Some(old) = g.current.take() {
+            // Never two current incarnations: the old one's batches go to the new one.
+            if g.draining.is_none() {
+                g.draining = Some(old);
+            } else {
+                orphan = Some(old);
+            }
         }
+        let draining = g.draining.as_ref().map(|d| d.generation);
+        g.current = Some(a);
+        self.resend(g, |f| Some(f.generation) != draining);
+        orphan
+    }
+
+    /// Hot swap, make before break: a ready incarnation of `owner`'s supervisor takes over, and
+    /// the link belongs to `owner` from now on (it is also unparked: a ready incarnation serves).
+    /// New batches go to it; the current one becomes the draining one and answers what it
+    /// already has (its batches stay its own until it is detached, then they go to the new one).
+    /// With no current incarnation (the old one is dead or starting again) it is attached as by
+    /// [`Link::attach`]. Returns the new attachment's generation.
+    pub fn takeover(self: &Arc<Self>, p: Prepared, owner: Slot) -> Result<u64, AttachError> {
         let a = self.connect(p)?;
         let generation = a.generation;
         let previous = {
             let mut g = self.lock();
-            let previous = g.draining.take();
-            g.draining = g.current.take();
-            g.current = Some(a);
-            previous
+            g.owner = Some(owner);
+            self.parked.send_replace(false);
+            if g.current.is_some() {
+                let previous = g.draining.take();
+                g.draining = g.current.take();
+                g.current = Some(a);
+                previous
+            } else {
+                self.install(&mut g, a)
+            }
         };
         if let Some(p) = previous {
             // A second swap before the first one's drain ended: the oldest one is done.
@@ -967,3 +1029,7 @@ impl Link {
         true
     }
 }
+
+#[cfg(test)]
+#[path = "link_tests.rs"]
+mod tests;

@@ -22,7 +22,7 @@ mod io;
 mod link;
 mod metrics;
 
-pub use link::{Link, OUTPUT_QUEUE, Output, Prepared, Role, Stall, signal_of};
+pub use link::{AttachError, Link, OUTPUT_QUEUE, Output, Prepared, Role, Stall, signal_of};
 pub use metrics::DataPathMetrics;
 
 use std::collections::BTreeMap;

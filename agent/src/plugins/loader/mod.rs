@@ -5,7 +5,10 @@
 //!   against the trust policy: signature, every file's digest, compatibility, rollback
 //!   (`trust::verify_bundle_dir`). The entrypoint is copied through the bundle's directory fd
 //!   into a memfd while it is hashed, sealed, read back and compared with the signed digest
-//!   (`trust/sealed.rs`). The rollback high-water mark is raised once the bundle is accepted.
+//!   (`trust/sealed.rs`). The rollback high-water mark is raised once the bundle is accepted:
+//!   at once for a start, only once the new incarnation serves for a hot swap
+//!   ([`TrustContext::load_for_swap`], [`TrustContext::record`]): an upgrade that is aborted
+//!   must not leave the running version refused as a rollback at the agent's next start.
 //! - `path:` — unsigned development mode, only when the policy says `allow_unsigned: true`: the
 //!   file is copied into a sealed memfd the same way (no signature, no rollback mark), and the
 //!   load is logged loudly and counted.
@@ -149,12 +152,50 @@ impl TrustContext {
         resolve_bundle(&self.settings.directory, bundle)
     }
 
-    /// Verifies and prepares plugin `name`; counts the verification. Never spawns anything.
+    /// Verifies and prepares plugin `name`; counts the verification and raises its rollback
+    /// mark. Never spawns anything.
     pub fn load(
         &self,
         name: &str,
         cfg: &PluginConfig,
         metrics: &PluginMetrics,
+    ) -> Result<Loaded, LoadError> {
+        self.load_marking(name, cfg, metrics, true)
+    }
+
+    /// Like [`TrustContext::load`] for a hot swap's new incarnation: the rollback mark is checked
+    /// but raised only by [`TrustContext::record`], once that incarnation serves.
+    pub fn load_for_swap(
+        &self,
+        name: &str,
+        cfg: &PluginConfig,
+        metrics: &PluginMetrics,
+    ) -> Result<Loaded, LoadError> {
+        self.load_marking(name, cfg, metrics, false)
+    }
+
+    /// Raises the rollback mark of a bundle loaded by [`TrustContext::load_for_swap`] (nothing
+    /// for a `path:` plugin).
+    pub fn record(&self, loaded: &Loaded) -> Result<(), String> {
+        let (Some(m), Some(digest)) = (&loaded.manifest, &loaded.digest) else {
+            return Ok(());
+        };
+        let version = m.semver().ok_or("version is not semver")?;
+        let mut guard = self.rollback.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            Some(store) => store
+                .record(&m.name, &version, digest)
+                .map_err(|e| format!("cannot record the rollback mark: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    fn load_marking(
+        &self,
+        name: &str,
+        cfg: &PluginConfig,
+        metrics: &PluginMetrics,
+        mark: bool,
     ) -> Result<Loaded, LoadError> {
         let err = |failure: LoadFailure, message: String| LoadError {
             failure,
@@ -171,7 +212,7 @@ impl TrustContext {
             .map_err(|e| counted(LoadFailure::PolicyUnusable, e))?;
         let policy = &policy;
         match (&cfg.bundle, &cfg.path) {
-            (Some(bundle), _) => self.load_bundle(name, cfg, bundle, policy, metrics),
+            (Some(bundle), _) => self.load_bundle(name, cfg, bundle, policy, metrics, mark),
             (None, Some(path)) => {
                 if !policy.allow_unsigned {
                     return Err(counted(
@@ -242,6 +283,7 @@ impl TrustContext {
         bundle: &Path,
         policy: &TrustPolicy,
         metrics: &PluginMetrics,
+        mark: bool,
     ) -> Result<Loaded, LoadError> {
         let err = |failure: LoadFailure, message: String| LoadError {
             failure,
@@ -318,7 +360,7 @@ impl TrustContext {
         let version = m
             .semver()
             .ok_or_else(|| err(LoadFailure::Malformed, "version is not semver".into()))?;
-        if let Some(store) = guard.as_mut() {
+        if let Some(store) = guard.as_mut().filter(|_| mark) {
             if let Some(parent) = self.settings.state_file.parent()
                 && !parent.exists()
             {

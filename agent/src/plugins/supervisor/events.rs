@@ -26,7 +26,9 @@ pub(super) struct StateChanged(pub(super) PluginState);
 
 impl Event for StateChanged {
     fn emit(self, s: &Supervisor) {
-        s.metrics.set_state(&s.name, self.0);
+        if s.serving.is(s.slot) {
+            s.metrics.set_state(&s.name, self.0);
+        }
         s.set(|st| st.state = self.0);
     }
 }
@@ -215,7 +217,7 @@ pub(super) struct Accounted {
 
 impl Event for Accounted {
     fn emit(self, s: &Supervisor) {
-        if let Some(m) = self.memory {
+        if let Some(m) = self.memory.filter(|_| s.serving.is(s.slot)) {
             s.metrics.memory.with_label_values(&[&s.name]).set(m as i64);
         }
         if let Some((delta, _)) = self.cpu_ns.filter(|(d, _)| *d > 0) {

@@ -25,6 +25,7 @@ pub use status::{PluginHealth, PluginState, PluginStatus, StartupPhases};
 pub use watch::MAX_CONTROL_PER_TICK;
 
 use super::config::PluginConfig;
+use super::datapath::AttachError;
 use super::ledger::Ledger;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{CgroupDriver, PluginCgroup};
@@ -98,6 +99,26 @@ impl Slot {
     }
 }
 
+/// Which slot's supervisor serves a plugin: its state is the plugin's state
+/// (`srediag_plugin_state`, the memory gauge). During a hot swap two supervisors run; the new one
+/// serves from the moment it is ready, so an aborted swap's incarnation (starting, then stopped)
+/// and a swapped-out one (draining, stopping, stopped) never overwrite what the serving one says.
+#[derive(Debug, Default)]
+pub struct Serving(std::sync::atomic::AtomicBool);
+
+impl Serving {
+    /// True when `slot`'s supervisor serves.
+    pub fn is(&self, slot: Slot) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst) == (slot == Slot::B)
+    }
+
+    /// `slot`'s supervisor serves from now on.
+    pub fn set(&self, slot: Slot) {
+        self.0
+            .store(slot == Slot::B, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// The last successful load of a plugin and the fingerprint of what it verified (shared with the
 /// manager, which compares it to decide whether a bundle changed on disk).
 pub type LastLoad = Arc<Mutex<Option<(Vec<u64>, Arc<super::loader::Loaded>)>>>;
@@ -140,6 +161,8 @@ pub struct Supervisor {
     pub slot: Slot,
     /// Set for a hot swap's new incarnation (taken at its first ready or failure).
     pub standby: Mutex<Option<Standby>>,
+    /// Which of the plugin's supervisors serves (shared by both during a hot swap).
+    pub serving: Arc<Serving>,
     /// The running incarnation's pid and link attachment.
     current: Mutex<Current>,
 }
@@ -173,6 +196,7 @@ impl Supervisor {
             last_load: LastLoad::default(),
             slot,
             standby: Mutex::new(standby),
+            serving: Arc::default(),
             current: Mutex::new(Current::default()),
         }
     }
@@ -227,12 +251,12 @@ impl Supervisor {
     async fn park(&self, state: PluginState, requests: &mut mpsc::Receiver<Request>) -> Parked {
         self.state(state);
         if let Some(l) = &self.link {
-            l.park(true);
+            l.park(true, self.slot);
         }
         match requests.recv().await {
             Some(Request::Restart) => {
                 if let Some(l) = &self.link {
-                    l.park(false);
+                    l.park(false, self.slot);
                 }
                 Parked::Restart
             }
@@ -486,12 +510,20 @@ impl Supervisor {
         if let (Some(link), Some(p)) = (&self.link, run.prepared.take()) {
             // A hot swap's new incarnation takes over (the old one drains); any other attaches.
             let attached = if standby.is_some() {
-                link.takeover(p)
+                link.takeover(p, self.slot)
             } else {
-                link.attach(p)
+                link.attach(p, self.slot)
             };
             match attached {
                 Ok(generation) => self.set_current(|c| c.generation = Some(generation)),
+                Err(AttachError::Superseded) => {
+                    // This supervisor was swapped out while its incarnation (re)started: the new
+                    // one serves; this one ends without ever serving (a pending drain request is
+                    // answered "not running" by the closed channel).
+                    run.kill_and_reap().await;
+                    tracing::info!(plugin = %self.name, pid = run.child.id(), "swapped out while starting: the hot swap's new incarnation serves; stopping this one");
+                    return End::Stopped(None);
+                }
                 Err(e) => {
                     run.kill_and_reap().await;
                     if let Some(s) = standby {
@@ -500,6 +532,9 @@ impl Supervisor {
                     return End::start_failed(format!("{}: data path: {e}", codes::SANDBOX));
                 }
             }
+        }
+        if standby.is_some() {
+            self.serving.set(self.slot);
         }
         self.ready(&run, loaded, &mut laps, restart_requested);
         if let Some(s) = standby {

@@ -309,10 +309,14 @@ impl Supervisor {
         }
     }
 
-    /// `shutdown` message → grace → SIGTERM → 0.5 s → kill the cgroup.
+    /// `shutdown` message → grace → SIGTERM → 0.5 s → kill the cgroup. Each step is logged
+    /// with the pid: the hot-swap tests check from these lines that an old incarnation is never
+    /// stopped before its successor is ready.
     pub(super) async fn graceful_stop(&self, run: &Running<'_>) {
         self.state(super::PluginState::Stopping);
         let grace = self.cfg.shutdown_grace;
+        let pid = run.child.id();
+        tracing::info!(plugin = %self.name, pid, ?grace, "asking the plugin to shut down");
         let _ = run.ctl.send(&AgentMsg::Shutdown {
             grace_ms: grace.as_millis() as u64,
         });
@@ -321,11 +325,12 @@ impl Supervisor {
         }
         // Through the pidfd: never a recycled pid. As pid 1 of its namespace the plugin only
         // receives SIGTERM when it handles it (the SDK does).
+        tracing::warn!(plugin = %self.name, pid, "plugin did not exit within shutdown_grace; sending SIGTERM");
         let _ = run.child.signal(libc::SIGTERM);
         if run.exit_within(Duration::from_millis(500)).await {
             return;
         }
-        tracing::warn!(plugin = %self.name, "plugin ignored shutdown; killing its cgroup");
+        tracing::warn!(plugin = %self.name, pid, "plugin ignored shutdown; killing its cgroup");
         let _ = run.cg.kill_all();
     }
 }

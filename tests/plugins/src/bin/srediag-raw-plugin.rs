@@ -29,6 +29,12 @@
 //!   drip            answers every batch honestly, but only `delay_ms` (config, default 1500)
 //!                   after it arrived: each batch just inside `data_path.answer_timeout`
 //!   escape-flood    answers honestly and prints lines of 2,000 control bytes on stdout nonstop
+//!
+//! Modes of the hot-swap tests (tests/tests/plugin_swap.rs):
+//!   deaf-drain      answers every batch `delay_ms` (config, default 300) after it arrived; once
+//!                   the agent asks it to drain it never answers again, never acknowledges the
+//!                   drain and ignores `shutdown` (what it holds must be re-delivered); prints
+//!                   `RAW drain ignored holding=<batches>`
 //! ```
 //!
 //! Every attack prints `RAW <attack> started` on stdout once the handshake is done.
@@ -264,6 +270,54 @@ fn drip(rings: &Rings, delay: Duration) {
     }
 }
 
+/// `deaf-drain`: drip-answers until the agent asks for a drain, then holds everything for ever.
+fn deaf_drain(rings: &Rings, delay: Duration) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DRAINING: AtomicBool = AtomicBool::new(false);
+    std::thread::spawn(|| {
+        loop {
+            match recv() {
+                Some(AgentMsg::Heartbeat { seq }) => send(&PluginMsg::HeartbeatAck { seq }),
+                Some(AgentMsg::Drain {}) => DRAINING.store(true, Ordering::SeqCst),
+                _ => {} // shutdown included: it is deaf
+            }
+        }
+    });
+    let mut rx = rings
+        .input
+        .consumer(WaitOptions::default())
+        .expect("consumer");
+    let mut tx = rings
+        .output
+        .producer(WaitOptions::default())
+        .expect("producer");
+    let mut frames = Frames::new();
+    let mut enc = Encoder::new();
+    let mut held: std::collections::VecDeque<(std::time::Instant, u64, Records)> =
+        Default::default();
+    let mut told = false;
+    loop {
+        let _ = rx.recv_timeout(&mut frames, Duration::from_millis(10));
+        for f in frames.iter() {
+            if let Ok((seq, records)) = wire::decode(f.payload) {
+                held.push_back((std::time::Instant::now(), seq, records));
+            }
+        }
+        if DRAINING.load(Ordering::SeqCst) {
+            if !told {
+                told = true;
+                println!("RAW drain ignored holding={}", held.len());
+            }
+            continue;
+        }
+        while held.front().is_some_and(|(t, _, _)| t.elapsed() >= delay) {
+            let (_, seq, records) = held.pop_front().expect("front");
+            let bytes = enc.encode(seq, &records).expect("encode").to_vec();
+            let _ = tx.push_timeout(Tag::Result as u32, &bytes, Duration::from_secs(3600));
+        }
+    }
+}
+
 fn main() {
     let attack = std::env::args().nth(1).unwrap_or_else(|| "honest".into());
     if attack == "long-version" {
@@ -283,11 +337,17 @@ fn main() {
         std::process::exit(1);
     };
     send(&PluginMsg::Ready {});
-    heartbeats();
+    if attack != "deaf-drain" {
+        heartbeats();
+    }
     println!("RAW {attack} started");
     let rings = data_path.map(open_rings);
     let cfg: Value = config;
     match (attack.as_str(), rings) {
+        ("deaf-drain", Some(r)) => deaf_drain(
+            &r,
+            Duration::from_millis(cfg["delay_ms"].as_u64().unwrap_or(300)),
+        ),
         ("partial-flood", Some(r)) => {
             let mut rx = r.input.consumer(WaitOptions::default()).expect("consumer");
             let mut tx = r.output.producer(WaitOptions::default()).expect("producer");

@@ -9,6 +9,12 @@
 //! - `grow`: touches `mib` MiB of anonymous memory, prints `grown rss_kib=<VmRSS>` and keeps
 //!   serving (holding it).
 //!
+//! - `start_crash`: aborts in `init`, before it is ready (a hot swap's `aborted_start`).
+//! - `never_ready`: sleeps in `init` for ever: no `ready`, no heartbeats (`aborted_ready`).
+//!
+//! As a processor with `{"pass": "keep" | "process"}`: passes every record on, by keep flags
+//! (nothing re-encoded) or by returning the batch (`process`): the hot-swap tests' processor.
+//!
 //! As a receiver (`srediag-test-plugin receiver`), with `{"emit": N, "batch": B, "run": "id"}`:
 //! emits N log records `test.seq=0..N`, `test.run=<id>`, in batches of B (default 100), as fast
 //! as the agent takes them, then prints `emitted <N>` and idles.
@@ -78,6 +84,24 @@ impl srediag_plugin_sdk::Receiver for SeqReceiver {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
+    }
+}
+
+/// Passes every record on (`pass`).
+struct Pass {
+    keep: bool,
+}
+
+impl srediag_plugin_sdk::Processor for Pass {
+    fn process(&mut self, records: Records) -> Result<Records, PluginError> {
+        Ok(records)
+    }
+
+    fn keep_logs_view(
+        &mut self,
+        logs: &srediag_plugin_sdk::wire::view::LogsView<'_>,
+    ) -> Option<Result<Vec<bool>, PluginError>> {
+        self.keep.then(|| Ok(vec![true; logs.items() as usize]))
     }
 }
 
@@ -163,6 +187,13 @@ impl Plugin for TestPlugin {
         let wait = after(ctx);
         let cfg = ctx.config.clone();
         println!("test plugin starting in mode {mode}");
+        match mode.as_str() {
+            "start_crash" => std::process::abort(),
+            "never_ready" => loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+            _ => {}
+        }
         std::thread::spawn(move || {
             std::thread::sleep(wait);
             match mode.as_str() {
@@ -248,6 +279,12 @@ impl Plugin for TestPlugin {
                     port: self.config["sink_port"].as_u64().unwrap_or(0) as u16,
                     fail_every: self.config["fail_every"].as_u64().unwrap_or(0),
                     batches: 0,
+                },
+            ),
+            PluginType::Processor if self.config["pass"].is_string() => r.processor(
+                "pass",
+                Pass {
+                    keep: self.config["pass"] != "process",
                 },
             ),
             _ => {
