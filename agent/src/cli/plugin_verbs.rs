@@ -106,7 +106,8 @@ fn choose(label: &str, verb: &CliVerb, own: &Own, global: Output) -> Result<Outp
     let kinds = verb.kinds();
     let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     let format = match (own.format.as_deref(), global) {
-        (Some("text" | "table"), _) | (None, Output::Table) => None,
+        (Some("text" | "table"), _) => Some(OutputKind::Text),
+        (None, Output::Table) => None, // the default: text, or what the verb writes
         (Some("json"), _) | (None, Output::Json) => Some(OutputKind::Json),
         (Some(other), _) => {
             return Err(usage(format!(
@@ -133,7 +134,7 @@ fn choose(label: &str, verb: &CliVerb, own: &Own, global: Output) -> Result<Outp
         }
         if format.is_some() {
             return Err(usage(format!(
-                "{label}: -o json and --output FILE: the verb writes one of them; choose"
+                "{label}: -o and --output FILE: the verb writes one of them; choose"
             )));
         }
         return Ok(OutputKind::File);
