@@ -1,11 +1,10 @@
 //! The `srediag` binary: parse, dispatch, turn failures into one line and an exit code.
 
-use clap::Parser;
-use srediag::cli::{self, Cli};
+use srediag::cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     if !matches!(cli.command, cli::Command::Run(_)) {
         let level = cli.log_level.clone().unwrap_or_else(|| "warn".into());
         let _ = srediag::telemetry::init_logging(&level, cli.log_format.unwrap_or_default());

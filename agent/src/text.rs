@@ -58,6 +58,25 @@ pub fn escape_control_keep_newlines(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Like [`escape_control`] but keeps `\n` and `\t`: for text a plugin writes to the operator's
+/// terminal (a diagnostics verb's output), whose lines and columns are its own but whose escape
+/// sequences, carriage returns and bidi tricks are not.
+pub fn escape_control_keep_layout(s: &str) -> Cow<'_, str> {
+    let keep = |c: char| c == '\n' || c == '\t';
+    if !s.chars().any(|c| !keep(c) && is_unsafe_char(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if keep(c) {
+            out.push(c);
+        } else {
+            push_escaped(&mut out, c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// At most `max_chars` characters of `s`, escaped, with `…(N more bytes)` when cut: for quoting
 /// hostile text in an error message without repeating all of it.
 pub fn escape_truncated(s: &str, max_chars: usize) -> String {

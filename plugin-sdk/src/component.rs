@@ -1,11 +1,9 @@
-//! The components a plugin provides (seed §6: receiver, processor, exporter, extension,
-//! diagnostics). A plugin registers them in [`crate::Plugin::register`]; the SDK runs the data
-//! path and calls them.
+//! The components a plugin provides (seed §6: receiver, processor, exporter, extension;
+//! diagnostics verbs are in [`crate::verbs`]). A plugin registers them in
+//! [`crate::Plugin::register`]; the SDK runs the data path and calls them.
 
 use crate::PluginError;
 use crate::data::Records;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -61,84 +59,6 @@ pub trait Emit {
 
 /// Lifecycle-only capabilities (e.g. a health check): `init` and `shutdown` do the work.
 pub trait Extension: Send {}
-
-/// Diagnostics verbs under `srediag diagnose <verb>`.
-pub trait Diagnostics: Send {
-    /// The verbs this plugin adds, with their typed arguments.
-    fn verbs(&self) -> Vec<Verb>;
-    /// Runs `verb` with arguments already checked against its declaration.
-    fn invoke(
-        &mut self,
-        verb: &str,
-        args: &BTreeMap<String, serde_json::Value>,
-    ) -> Result<Output, PluginError>;
-}
-
-/// A diagnostics verb.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Verb {
-    /// Name, e.g. `dedup-stats`.
-    pub name: String,
-    /// One line of help.
-    pub about: String,
-    /// Arguments.
-    #[serde(default)]
-    pub args: Vec<Arg>,
-}
-
-/// A typed argument of a verb.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Arg {
-    /// `--name`.
-    pub name: String,
-    /// Type.
-    pub kind: ArgKind,
-    /// Must be given.
-    #[serde(default)]
-    pub required: bool,
-    /// One line of help.
-    #[serde(default)]
-    pub help: String,
-}
-
-/// Argument types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArgKind {
-    /// Free text.
-    String,
-    /// Signed integer.
-    Int,
-    /// `true`/`false`.
-    Bool,
-    /// Seconds, e.g. `1.5`.
-    Seconds,
-}
-
-/// What a verb returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Output {
-    /// Text for a terminal.
-    Text {
-        /// The text.
-        text: String,
-    },
-    /// Structured output (`-o json`).
-    Json {
-        /// The value.
-        value: serde_json::Value,
-    },
-    /// A file (e.g. a profile), base64 in transit.
-    File {
-        /// Suggested file name.
-        name: String,
-        /// Contents, base64.
-        base64: String,
-    },
-}
 
 /// The emitter the SDK passes to a [`Receiver`].
 pub(crate) struct RingEmitter<'a> {

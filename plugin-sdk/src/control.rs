@@ -9,9 +9,12 @@
 //! Sequence: plugin `hello` → agent `welcome` (or `reject`, e.g. on a protocol version skew) →
 //! plugin `ready`; then agent `heartbeat` / plugin `heartbeat_ack`; agent `shutdown` → plugin
 //! `shutdown_ack` and exit. Version 2 adds: agent `drain` → plugin `drain_ack` once every batch
-//! it received is answered (hot swap, make-before-break), and plugin `health` (an extension's
-//! own status). The agent speaks every version from [`MIN_PROTOCOL_VERSION`] to
-//! [`PROTOCOL_VERSION`] and sends a plugin only the messages its version knows.
+//! it received is answered (hot swap, make-before-break), plugin `health` (an extension's
+//! own status), and diagnostics verbs: agent `invoke` (id, verb, checked arguments, the output
+//! kind the operator asked for) → plugin `invoke_text` / `invoke_json` / `invoke_file` chunks →
+//! plugin `invoke_end` (status); agent `cancel` stops an invocation (Ctrl-C, timeout, output
+//! limit). The agent speaks every version from [`MIN_PROTOCOL_VERSION`] to [`PROTOCOL_VERSION`]
+//! and sends a plugin only the messages its version knows (verbs need 2).
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +53,60 @@ pub const CONTROL_FD: i32 = 3;
 
 /// Largest control message in bytes.
 pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// What a diagnostics verb writes (the manifest's `cli[].output[].kind`): the operator picks one
+/// per invocation (`-o text|json`, `--output FILE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// Text for a terminal (`invoke_text`).
+    Text,
+    /// JSON values, one per `invoke_json` (printed as JSON Lines).
+    Json,
+    /// A file of a declared media type (`invoke_file`, base64), written by the CLI.
+    File,
+}
+
+impl OutputKind {
+    /// Lowercase word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputKind::Text => "text",
+            OutputKind::Json => "json",
+            OutputKind::File => "file",
+        }
+    }
+}
+
+/// How an invocation ended, as the plugin reports it (`invoke_end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvokeStatus {
+    /// The verb finished.
+    Ok,
+    /// The verb failed; `message` says why.
+    Failed,
+    /// The verb stopped because the agent cancelled it.
+    Cancelled,
+}
+
+impl InvokeStatus {
+    /// Lowercase word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvokeStatus::Ok => "ok",
+            InvokeStatus::Failed => "failed",
+            InvokeStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Largest text of one `invoke_text` the SDK sends (bytes; JSON escaping may grow it up to six
+/// times, which still fits [`MAX_MESSAGE`]).
+pub const MAX_TEXT_CHUNK: usize = 8 * 1024;
+
+/// Largest file piece of one `invoke_file` the SDK sends (bytes before base64).
+pub const MAX_FILE_CHUNK: usize = 32 * 1024;
 
 /// The seed's plugin types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -108,12 +165,38 @@ pub enum PluginMsg {
         /// The heartbeat's sequence number.
         seq: u64,
     },
-    /// The answer to [`AgentMsg::Invoke`].
-    InvokeResult {
-        /// The request's id.
+    /// Protocol 2: text output of invocation `id`.
+    InvokeText {
+        /// The invocation.
         id: u64,
-        /// The verb's output, or why it failed.
-        result: Result<crate::component::Output, String>,
+        /// A piece of text (the CLI escapes control characters other than newline and tab).
+        text: String,
+    },
+    /// Protocol 2: one JSON value of invocation `id` (the CLI prints one per line).
+    InvokeJson {
+        /// The invocation.
+        id: u64,
+        /// The value.
+        value: serde_json::Value,
+    },
+    /// Protocol 2: a piece of the file invocation `id` writes (in order).
+    InvokeFile {
+        /// The invocation.
+        id: u64,
+        /// Media type; one the verb declares in the manifest.
+        media_type: String,
+        /// The bytes, base64 (standard alphabet, padded).
+        data: String,
+    },
+    /// Protocol 2: invocation `id` is over; nothing more comes for it.
+    InvokeEnd {
+        /// The invocation.
+        id: u64,
+        /// How it ended.
+        status: InvokeStatus,
+        /// Why it failed, or a one-line summary (the CLI prints it on stderr).
+        #[serde(default)]
+        message: String,
     },
     /// A runtime error the plugin survived (counted in `srediag_plugin_runtime_errors_total`).
     Error {
@@ -141,7 +224,10 @@ impl PluginMsg {
             PluginMsg::Hello { .. } => "hello",
             PluginMsg::Ready {} => "ready",
             PluginMsg::HeartbeatAck { .. } => "heartbeat_ack",
-            PluginMsg::InvokeResult { .. } => "invoke_result",
+            PluginMsg::InvokeText { .. } => "invoke_text",
+            PluginMsg::InvokeJson { .. } => "invoke_json",
+            PluginMsg::InvokeFile { .. } => "invoke_file",
+            PluginMsg::InvokeEnd { .. } => "invoke_end",
             PluginMsg::Error { .. } => "error",
             PluginMsg::ShutdownAck {} => "shutdown_ack",
             PluginMsg::DrainAck {} => "drain_ack",
@@ -164,14 +250,25 @@ pub enum AgentMsg {
         #[serde(default)]
         data_path: Option<DataPathInfo>,
     },
-    /// Run a diagnostics verb (`srediag diagnose <verb>`); answer with `invoke_result`.
+    /// Protocol 2: run a diagnostics verb (`srediag diagnose <plugin> <verb>`); answer with
+    /// output chunks of kind `output` for `id`, then `invoke_end`.
     Invoke {
-        /// Request id to echo.
+        /// Invocation id to echo.
         id: u64,
-        /// The verb.
+        /// The verb (declared in the manifest's `cli`).
         verb: String,
-        /// Arguments by name, already checked against the verb's declaration.
+        /// Every declared argument that has a value (given or default), checked against the
+        /// manifest: strings and enum values as strings, integers as integers, booleans as
+        /// booleans, durations as integer milliseconds.
         args: std::collections::BTreeMap<String, serde_json::Value>,
+        /// What the operator asked for (one of the verb's declared output kinds).
+        output: OutputKind,
+    },
+    /// Protocol 2: stop invocation `id` (the operator pressed Ctrl-C, its timeout passed, or its
+    /// output went over the limit). Output sent after this is discarded.
+    Cancel {
+        /// The invocation.
+        id: u64,
     },
     /// The handshake is refused.
     Reject {
@@ -266,5 +363,45 @@ mod tests {
             decode::<AgentMsg>(br#"{"type":"heartbeat","seq":7}"#).unwrap(),
             AgentMsg::Heartbeat { seq: 7 }
         );
+    }
+
+    #[test]
+    fn verb_messages_round_trip_and_are_strict() {
+        let invoke = AgentMsg::Invoke {
+            id: 3,
+            verb: "cpu-profile".into(),
+            args: [("duration".to_string(), serde_json::json!(10_000))].into(),
+            output: OutputKind::File,
+        };
+        assert_eq!(decode::<AgentMsg>(&encode(&invoke)).unwrap(), invoke);
+        for m in [
+            PluginMsg::InvokeText {
+                id: 3,
+                text: "x".into(),
+            },
+            PluginMsg::InvokeJson {
+                id: 3,
+                value: serde_json::json!({"a": [1]}),
+            },
+            PluginMsg::InvokeFile {
+                id: 3,
+                media_type: "image/svg+xml".into(),
+                data: "AAAA".into(),
+            },
+            PluginMsg::InvokeEnd {
+                id: 3,
+                status: InvokeStatus::Cancelled,
+                message: String::new(),
+            },
+        ] {
+            assert_eq!(decode::<PluginMsg>(&encode(&m)).unwrap(), m);
+        }
+        assert!(
+            decode::<PluginMsg>(br#"{"type":"invoke_end","id":1,"status":"exploded"}"#).is_err()
+        );
+        assert!(
+            decode::<PluginMsg>(br#"{"type":"invoke_text","id":1,"text":"x","more":1}"#).is_err()
+        );
+        assert!(decode::<AgentMsg>(br#"{"type":"invoke","id":1,"verb":"v","args":{}}"#).is_err());
     }
 }

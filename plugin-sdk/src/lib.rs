@@ -41,15 +41,20 @@ mod runtime;
 #[cfg(not(loom))]
 mod sigsys;
 #[cfg(not(loom))]
+pub mod verbs;
+#[cfg(not(loom))]
 pub mod wire;
 
 #[cfg(not(loom))]
-pub use component::{Diagnostics, Emit, Exporter, Extension, Output, Processor, Receiver, Verb};
+pub use component::{Emit, Exporter, Extension, Processor, Receiver};
 #[cfg(not(loom))]
-pub use control::{AgentMsg, HealthStatus, PROTOCOL_VERSION, PluginMsg, PluginType};
+pub use control::{AgentMsg, HealthStatus, OutputKind, PROTOCOL_VERSION, PluginMsg, PluginType};
 #[cfg(not(loom))]
 pub use runtime::{
-    Context, HealthReporter, Plugin, PluginError, PluginInfo, Registry, run, serve_processor,
+    Context, HealthReporter, Plugin, PluginError, PluginInfo, Registry, run, serve_diagnostics,
+    serve_processor,
 };
 #[cfg(not(loom))]
 pub use sigsys::{SigsysError, install_seccomp_errno_handler};
+#[cfg(not(loom))]
+pub use verbs::{Args, Cancellation, VerbContext, Verbs};

@@ -1,10 +1,11 @@
 //! The plugin side of the lifecycle: handshake, heartbeats, shutdown.
 
-use crate::component::{Diagnostics, Exporter, Processor, Receiver};
+use crate::component::{Exporter, Processor, Receiver};
 use crate::control::{
     self, AgentMsg, CONTROL_FD, MAX_MESSAGE, PROTOCOL_VERSION, PluginMsg, PluginType,
 };
 use crate::datapath::{self, DataComponent, Rings};
+use crate::verbs::{Dispatcher, Verbs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -62,7 +63,7 @@ impl HealthReporter {
 pub struct Registry {
     names: Vec<String>,
     data: Option<DataComponent>,
-    diagnostics: Option<Box<dyn Diagnostics>>,
+    verbs: Option<Verbs>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -123,12 +124,13 @@ impl Registry {
         )
     }
 
-    /// Registers diagnostics verbs (`diag/<verb>` each).
-    pub fn diagnostics(&mut self, d: impl Diagnostics + 'static) {
-        for v in d.verbs() {
-            self.names.push(format!("diag/{}", v.name));
+    /// Registers diagnostics verbs (`diag/<verb>` each; their arguments and outputs are
+    /// declared in the manifest's `cli:` field). Any plugin type may have verbs.
+    pub fn diagnostics(&mut self, verbs: Verbs) {
+        for v in verbs.names() {
+            self.names.push(format!("diag/{v}"));
         }
-        self.diagnostics = Some(Box::new(d));
+        self.verbs = Some(verbs);
     }
 }
 
@@ -155,7 +157,7 @@ extern "C" fn on_term(_: libc::c_int) {
     TERM.store(true, Ordering::SeqCst);
 }
 
-fn send(msg: &PluginMsg) -> Result<(), String> {
+pub(crate) fn send(msg: &PluginMsg) -> Result<(), String> {
     let bytes = control::encode(msg);
     // SAFETY: CONTROL_FD is the inherited control socket; `bytes` is a live buffer of the given
     // length; MSG_NOSIGNAL turns a closed peer into EPIPE instead of SIGPIPE.
@@ -324,11 +326,13 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
         ),
         (None, _) => {}
     }
-    let mut diagnostics = registry.diagnostics.take();
+    let send_fn: Arc<crate::verbs::SendFn> = Arc::new(send);
+    let verbs = Dispatcher::new(registry.verbs.take(), send_fn);
     if let Err(e) = send(&PluginMsg::Ready {}) {
         fail(&info, &e);
     }
     let finish = |plugin: &mut P, data_thread: Option<std::thread::JoinHandle<()>>| -> i32 {
+        verbs.cancel_all();
         stop.store(true, Ordering::SeqCst);
         if let Some(t) = data_thread {
             let _ = t.join();
@@ -346,13 +350,13 @@ pub fn run<P: Plugin>(info: PluginInfo, mut plugin: P) -> ! {
                     break;
                 }
             }
-            Ok(Some(AgentMsg::Invoke { id, verb, args })) => {
-                let result = match diagnostics.as_mut() {
-                    Some(d) => d.invoke(&verb, &args).map_err(|e| e.0),
-                    None => Err(format!("{} has no diagnostics verbs", info.name)),
-                };
-                let _ = send(&PluginMsg::InvokeResult { id, result });
-            }
+            Ok(Some(AgentMsg::Invoke {
+                id,
+                verb,
+                args,
+                output,
+            })) => verbs.invoke(id, verb, args, output),
+            Ok(Some(AgentMsg::Cancel { id })) => verbs.cancel(id),
             Ok(Some(AgentMsg::Shutdown { .. })) => {
                 let code = finish(&mut plugin, data_thread.take());
                 let _ = send(&PluginMsg::ShutdownAck {});
@@ -430,6 +434,51 @@ where
             name: name.to_string(),
             factory: Some(factory),
             built: None,
+        },
+    )
+}
+
+/// A diagnostics plugin: verbs built from the agent's settings, the one-line entry point. The
+/// manifest's `cli:` field declares the same verbs (arguments, output kinds); see
+/// [`crate::verbs`] for an example.
+pub fn serve_diagnostics<F>(name: &str, version: &str, factory: F) -> !
+where
+    F: FnOnce(&Context) -> Result<Verbs, PluginError>,
+{
+    struct Diag<F> {
+        factory: Option<F>,
+        verbs: Option<Verbs>,
+    }
+    impl<F: FnOnce(&Context) -> Result<Verbs, PluginError>> Plugin for Diag<F> {
+        fn init(&mut self, ctx: &Context) -> Result<(), PluginError> {
+            let f = self
+                .factory
+                .take()
+                .ok_or_else(|| PluginError("init ran twice".into()))?;
+            self.verbs = Some(f(ctx)?);
+            Ok(())
+        }
+        fn register(&mut self, r: &mut Registry) -> Result<(), PluginError> {
+            let v = self
+                .verbs
+                .take()
+                .ok_or_else(|| PluginError("register before init".into()))?;
+            r.diagnostics(v);
+            Ok(())
+        }
+        fn capabilities(&self) -> Vec<String> {
+            // The verbs are known after init; `register` names them (`diag/<verb>`).
+            Vec::new()
+        }
+        fn shutdown(&mut self, _ctx: &Context) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+    run(
+        PluginInfo::new(name, version, PluginType::Diagnostics),
+        Diag {
+            factory: Some(factory),
+            verbs: None,
         },
     )
 }

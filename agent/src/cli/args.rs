@@ -2,6 +2,7 @@
 
 use crate::telemetry::LogFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// srediag: a privileged host diagnostics agent (telemetry pipeline, sandboxed plugins, eBPF
@@ -64,14 +65,23 @@ pub enum Command {
     /// Make the running agent read its configuration again and hot-swap the plugins whose
     /// settings or bundle changed (as SIGHUP does); an invalid configuration changes nothing.
     Reload(SocketArg),
-    /// Diagnostics from the running agent.
-    #[command(subcommand)]
+    /// Diagnostics from the running agent: built-in ones, and the verbs of its plugins
+    /// (`srediag diagnose <PLUGIN> <VERB> --help`).
+    #[command(
+        subcommand,
+        arg_required_else_help = true,
+        subcommand_value_name = "COMMAND | PLUGIN VERB",
+        after_help = super::verb_help::DIAGNOSE_AFTER_HELP
+    )]
     Diagnose(DiagnoseCommand),
-    /// Generate shell completions.
+    /// Generate shell completions (with the running agent's plugin verbs, when it answers).
     #[command(hide = true)]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+        /// Admin socket (plugin verbs).
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Generate the man page (roff) on stdout.
     #[command(hide = true)]
@@ -237,6 +247,10 @@ pub enum DiagnoseCommand {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// A plugin's verb: `<PLUGIN> <VERB> [--ARG VALUE …] [-o text|json] [--output FILE]
+    /// [--socket PATH]` (the verbs and their arguments come from the running agent).
+    #[command(external_subcommand)]
+    Plugin(Vec<OsString>),
 }
 
 /// `--socket PATH`.

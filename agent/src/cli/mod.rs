@@ -13,6 +13,7 @@ pub mod plugin_inspect;
 pub mod plugin_install;
 pub mod plugin_keygen;
 pub mod plugin_sign;
+mod plugin_verbs;
 pub mod plugin_verify;
 mod print_config;
 mod probe;
@@ -20,6 +21,7 @@ mod run;
 mod swap;
 mod top;
 mod validate;
+mod verb_help;
 mod version;
 
 pub use args::{Cli, Command, DiagnoseCommand, Output, PluginCommand};
@@ -27,6 +29,19 @@ pub use exit::{CmdResult, Failure};
 
 use crate::config::{self, Diagnostic, LoadError, ProcessEnv, Source};
 use std::path::PathBuf;
+
+/// Parses the command line; `srediag diagnose --help` also lists the running agent's plugin
+/// verbs (asked over its admin socket only then).
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = Cli::command();
+    if verb_help::wants_diagnose_help(&argv) {
+        cmd = verb_help::with_plugin_verbs(cmd, &verb_help::socket_from(&argv));
+    }
+    let m = cmd.get_matches_from(argv);
+    Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
+}
 
 /// Runs the parsed command.
 pub fn execute(cli: Cli) -> CmdResult {
@@ -74,7 +89,8 @@ pub fn execute(cli: Cli) -> CmdResult {
         Command::Plugin(PluginCommand::Inspect(a)) => plugin_inspect::execute(a, out),
         Command::Plugin(PluginCommand::Install(a)) => plugin_install::install(a, out),
         Command::Plugin(PluginCommand::Remove(a)) => plugin_install::remove(a),
-        Command::Completions { shell } => generate::completions(shell),
+        Command::Diagnose(DiagnoseCommand::Plugin(words)) => plugin_verbs::execute(&words, out),
+        Command::Completions { shell, socket } => generate::completions(shell, &socket.socket),
         Command::Man => generate::man(),
     }
 }

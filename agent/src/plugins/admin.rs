@@ -230,6 +230,21 @@ pub enum AdminRequest {
     },
     /// Read the configuration again and swap the plugins that changed (`srediag reload`).
     Reload,
+    /// Every plugin's diagnostics verbs (from its verified manifest's `cli:`) and its state.
+    PluginVerbs,
+    /// Run a plugin's verb: the answer line, then one line per frame until the `end` frame
+    /// (`plugins/verbs/stream.rs`, docs/ipc.md). Closing the connection cancels it.
+    PluginInvoke {
+        /// Plugin name.
+        plugin: String,
+        /// Verb name.
+        verb: String,
+        /// Typed arguments (checked against the manifest by the plugin's supervisor).
+        #[serde(default)]
+        args: BTreeMap<String, serde_json::Value>,
+        /// The output kind asked for.
+        output: srediag_plugin_sdk::control::OutputKind,
+    },
 }
 
 /// A response.
@@ -311,6 +326,18 @@ pub fn serve(path: &Path, ctx: Arc<AdminContext>, metrics: AdminMetrics) -> Resu
     Ok(())
 }
 
+/// Writes `v` as one JSON line within [`WRITE_TIMEOUT`]; false when the client is gone or too
+/// slow.
+pub(crate) async fn write_line<T: Serialize>(
+    wr: &mut tokio::net::unix::OwnedWriteHalf,
+    v: &T,
+    metrics: &AdminMetrics,
+) -> bool {
+    let mut out = serde_json::to_vec(v).unwrap_or_default();
+    out.push(b'\n');
+    write_bounded(wr, &out, metrics).await
+}
+
 /// Writes `bytes` within [`WRITE_TIMEOUT`]; false when the client is gone or too slow.
 async fn write_bounded(
     wr: &mut tokio::net::unix::OwnedWriteHalf,
@@ -357,11 +384,27 @@ async fn serve_one(
             _ = evicted => return, // counted by the admitting side
         }
         guard.busy();
-        if let Ok(AdminRequest::SeccompEvents { follow }) =
-            serde_json::from_str::<AdminRequest>(&line)
-        {
-            stream_violations(follow, rd, &mut wr, &metrics).await;
-            return;
+        match serde_json::from_str::<AdminRequest>(&line) {
+            Ok(AdminRequest::SeccompEvents { follow }) => {
+                stream_violations(follow, rd, &mut wr, &metrics).await;
+                return;
+            }
+            Ok(AdminRequest::PluginInvoke {
+                plugin,
+                verb,
+                args,
+                output,
+            }) => {
+                let req = super::verbs::stream::Invoke {
+                    plugin,
+                    verb,
+                    args,
+                    output,
+                };
+                super::verbs::stream::serve(&ctx.manager, req, rd, &mut wr, &metrics).await;
+                return;
+            }
+            _ => {}
         }
         handle(&line, &ctx).await
     };
@@ -500,7 +543,12 @@ async fn handle(line: &str, ctx: &AdminContext) -> AdminResponse {
                 }))
             }
         },
-        AdminRequest::SeccompEvents { .. } => ok_data(serde_json::Value::Null), // streamed above
+        AdminRequest::SeccompEvents { .. } | AdminRequest::PluginInvoke { .. } => {
+            ok_data(serde_json::Value::Null) // streamed above
+        }
+        AdminRequest::PluginVerbs => {
+            ok_data(serde_json::to_value(manager.verbs()).unwrap_or_default())
+        }
         AdminRequest::PluginIpcSampling { name, every } => {
             match manager.set_ipc_sampling(&name, every) {
                 Ok(()) => ok_data(serde_json::json!({

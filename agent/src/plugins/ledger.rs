@@ -50,11 +50,14 @@ pub enum Violation {
     HeartbeatFlood,
     /// A control message type the agent does not expect at that point.
     UnexpectedMessage,
+    /// A diagnostics verb's output over `verbs.max_output`, of a kind or media type that was
+    /// not asked for, or undecodable.
+    VerbOutput,
 }
 
 impl Violation {
     /// Every kind (metric labels are created up front).
-    pub const ALL: [Violation; 8] = [
+    pub const ALL: [Violation; 9] = [
         Violation::MalformedFrame,
         Violation::UnknownBatch,
         Violation::OutputBudget,
@@ -63,6 +66,7 @@ impl Violation {
         Violation::ControlFlood,
         Violation::HeartbeatFlood,
         Violation::UnexpectedMessage,
+        Violation::VerbOutput,
     ];
 
     /// The `kind` label.
@@ -76,6 +80,7 @@ impl Violation {
             Violation::ControlFlood => "control_flood",
             Violation::HeartbeatFlood => "heartbeat_flood",
             Violation::UnexpectedMessage => "unexpected_message",
+            Violation::VerbOutput => "verb_output",
         }
     }
 

@@ -261,6 +261,97 @@ impl Manager {
         Ok(())
     }
 
+    /// Every plugin's verbs, from the manifest its last verified load had, and its state.
+    pub fn verbs(&self) -> Vec<super::verbs::PluginVerbs> {
+        self.plugins
+            .iter()
+            .map(|(name, e)| {
+                let (status, last) = {
+                    let a = e.active();
+                    (a.status.clone(), a.last_load.clone())
+                };
+                let (plugin_type, state) = {
+                    let s = status.lock().unwrap_or_else(|p| p.into_inner());
+                    (s.plugin_type.clone(), s.state.as_str().to_string())
+                };
+                let manifest = last
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map(|(_, l)| l.manifest.as_ref().map(|m| m.cli.clone()));
+                let (verbs, note) = match manifest {
+                    Some(Some(v)) if !v.is_empty() => (v, None),
+                    Some(Some(_)) => (Vec::new(), Some("its manifest declares no verbs".into())),
+                    Some(None) => (
+                        Vec::new(),
+                        Some("unsigned `path:` plugin: no manifest, no verbs".into()),
+                    ),
+                    None => (
+                        Vec::new(),
+                        Some("not loaded yet (no verified manifest)".into()),
+                    ),
+                };
+                super::verbs::PluginVerbs {
+                    plugin: name.clone(),
+                    plugin_type,
+                    state,
+                    verbs,
+                    note,
+                }
+            })
+            .collect()
+    }
+
+    /// Hands an invocation to plugin `name`'s serving supervisor (which checks it against the
+    /// running incarnation's manifest and answers `req.started`), or says why not at once.
+    pub fn invoke(
+        &self,
+        name: &str,
+        req: super::verbs::InvokeRequest,
+    ) -> Result<(), super::verbs::Refused> {
+        use super::verbs::{Refusal, Refused};
+        let Some(e) = self.plugins.get(name) else {
+            let known: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
+            return Err(Refused::new(
+                Refusal::UnknownPlugin,
+                format!(
+                    "no plugin named {:?} (plugins: {})",
+                    crate::text::escape_truncated(name, 64),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        };
+        let (tx, status) = {
+            let a = e.active();
+            (a.tx.clone(), a.status.clone())
+        };
+        let (state, error) = {
+            let s = status.lock().unwrap_or_else(|p| p.into_inner());
+            (s.state, s.error.clone())
+        };
+        if !matches!(state, PluginState::Ready | PluginState::Degraded) {
+            let why = error.map(|e| format!(": {e}")).unwrap_or_default();
+            return Err(Refused::new(
+                Refusal::NotRunning,
+                format!("plugin {name} is not running ({}{why})", state.as_str()),
+            ));
+        }
+        tx.try_send(Request::Invoke(req)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Refused::new(
+                Refusal::Busy,
+                format!("plugin {name}'s supervisor is busy; try again"),
+            ),
+            mpsc::error::TrySendError::Closed(_) => Refused::new(
+                Refusal::NotRunning,
+                format!("plugin {name} is not supervised any more"),
+            ),
+        })
+    }
+
     /// Status of every plugin (with how its last hot swap went).
     pub fn list(&self) -> Vec<PluginStatus> {
         self.plugins

@@ -14,6 +14,7 @@ pub mod reload;
 pub mod spawn_hook;
 pub mod supervisor;
 pub mod swap;
+pub mod verbs;
 
 /// The plugin sandbox (crate `srediag-sandbox`, `agent/sandbox/`).
 pub use srediag_sandbox as sandbox;

@@ -2,10 +2,10 @@
 //! §1.2, §5), under a bounded memory budget. Capabilities: `processor/vectorhash`,
 //! `diag/dedup-stats`.
 
-use srediag_plugin_sdk::component::{Diagnostics, Output, Verb};
 use srediag_plugin_sdk::data::Records;
 use srediag_plugin_sdk::{
-    Context, Plugin, PluginError, PluginInfo, PluginType, Processor, Registry,
+    Context, OutputKind, Plugin, PluginError, PluginInfo, PluginType, Processor, Registry,
+    VerbContext, Verbs,
 };
 use srediag_vectorhashprocessor::dedup::{Dedup, Settings, Stats};
 use std::sync::{Arc, Mutex};
@@ -36,30 +36,21 @@ impl Processor for Proc {
     }
 }
 
-struct DedupStats(Arc<Mutex<Stats>>);
-
-impl Diagnostics for DedupStats {
-    fn verbs(&self) -> Vec<Verb> {
-        vec![Verb {
-            name: "dedup-stats".into(),
-            about: "records seen, duplicates dropped, window entries and evictions".into(),
-            args: vec![],
-        }]
-    }
-
-    fn invoke(
-        &mut self,
-        verb: &str,
-        _args: &std::collections::BTreeMap<String, serde_json::Value>,
-    ) -> Result<Output, PluginError> {
-        match verb {
-            "dedup-stats" => {
-                let s = *self.0.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(Output::Json {
-                    value: serde_json::to_value(s).map_err(|e| PluginError(e.to_string()))?,
-                })
+/// `srediag diagnose vectorhashprocessor dedup-stats [-o json]` (declared in the manifest's
+/// `cli:`): records seen, duplicates dropped, window entries, evictions.
+fn dedup_stats(stats: &Mutex<Stats>, ctx: &mut VerbContext) -> Result<(), PluginError> {
+    let s = *stats.lock().unwrap_or_else(|p| p.into_inner());
+    let value = serde_json::to_value(s).map_err(|e| PluginError(e.to_string()))?;
+    match ctx.output() {
+        OutputKind::Json => ctx.write_json(&value),
+        _ => {
+            let mut text = String::new();
+            if let Some(m) = value.as_object() {
+                for (k, v) in m {
+                    text.push_str(&format!("{k}: {v}\n"));
+                }
             }
-            other => Err(PluginError(format!("unknown verb {other:?}"))),
+            ctx.write_text(&text)
         }
     }
 }
@@ -78,7 +69,12 @@ impl Plugin for VectorHash {
             .take()
             .ok_or_else(|| PluginError("register before init".into()))?;
         r.processor("vectorhash", Proc(d))?;
-        r.diagnostics(DedupStats(self.stats.clone()));
+        let stats = self.stats.clone();
+        r.diagnostics(
+            Verbs::new().verb("dedup-stats", move |ctx: &mut VerbContext| {
+                dedup_stats(&stats, ctx)
+            }),
+        );
         Ok(())
     }
 

@@ -84,6 +84,41 @@ pub struct PluginConfig {
     /// unanswered batches then go to the new one). Default 30s.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Diagnostics verbs (`srediag diagnose <plugin> <verb>`, declared in the manifest's `cli:`):
+    /// how long one may run and how much it may write.
+    #[serde(default)]
+    pub verbs: VerbsConfig,
+}
+
+/// `verbs`: bounds of one plugin's diagnostics verbs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerbsConfig {
+    /// Longest run of one invocation; past it the agent cancels it in the plugin and tells the
+    /// CLI (exit 75). Default 5m (a 10 s CPU profile and its rendering fit with room); 1s–24h.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most output of one invocation (text bytes, encoded JSON, file bytes; every chunk counts
+    /// at least 1 KiB). Past it the invocation is cancelled, the CLI told, and the plugin charged
+    /// a `verb_output` violation. Default 64MiB; 4KiB–1GiB.
+    #[serde(deserialize_with = "bytes")]
+    pub max_output: u64,
+    /// Most invocations of this plugin at once; more are refused (exit 69, busy). Default 4;
+    /// 1–16.
+    pub max_concurrent: usize,
+}
+
+impl Default for VerbsConfig {
+    fn default() -> Self {
+        VerbsConfig {
+            // Several profiles of the default 10 s, with rendering.
+            timeout: Duration::from_secs(300),
+            // A large SVG flame graph is a few MiB; a pprof profile less.
+            max_output: 64 << 20,
+            // A few operators at once; each may buffer up to 16 chunks in the agent.
+            max_concurrent: 4,
+        }
+    }
 }
 
 fn default_drain() -> Duration {
@@ -460,6 +495,16 @@ impl PluginConfig {
                 "data_path.max_output_ratio".into(),
                 "must be at least 1".into(),
             ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&self.verbs.timeout)
+        {
+            e.push(("verbs.timeout".into(), "must be 1s..24h".into()));
+        }
+        if !(4 << 10..=1 << 30).contains(&self.verbs.max_output) {
+            e.push(("verbs.max_output".into(), "must be 4KiB..1GiB".into()));
+        }
+        if !(1..=16).contains(&self.verbs.max_concurrent) {
+            e.push(("verbs.max_concurrent".into(), "must be 1..16".into()));
         }
         if self.data_path.quarantine_after_malformed == 0 {
             e.push((

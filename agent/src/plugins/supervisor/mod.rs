@@ -16,6 +16,7 @@ mod policy;
 mod spec;
 mod start;
 mod status;
+mod verbs;
 mod watch;
 
 pub use end::{ExitReason, codes};
@@ -55,6 +56,9 @@ pub enum Request {
         /// Told when this supervisor has stopped.
         done: oneshot::Sender<DrainOutcome>,
     },
+    /// Run a diagnostics verb in the running incarnation (`srediag diagnose <plugin> <verb>`);
+    /// refused at once when none runs.
+    Invoke(crate::plugins::verbs::InvokeRequest),
 }
 
 /// How a drained incarnation ended.
@@ -247,13 +251,27 @@ impl Supervisor {
         });
     }
 
+    /// Refuses a verb: no incarnation runs.
+    fn refuse_invoke(&self, req: crate::plugins::verbs::InvokeRequest) {
+        let state = self.status.lock().unwrap_or_else(|p| p.into_inner()).state;
+        req.refuse(
+            crate::plugins::verbs::Refusal::NotRunning,
+            format!("plugin {} is not running ({})", self.name, state.as_str()),
+        );
+    }
+
     /// Waits in `state` until an operator restarts or stops the plugin.
     async fn park(&self, state: PluginState, requests: &mut mpsc::Receiver<Request>) -> Parked {
         self.state(state);
         if let Some(l) = &self.link {
             l.park(true, self.slot);
         }
-        match requests.recv().await {
+        let mut next = requests.recv().await;
+        while let Some(Request::Invoke(req)) = next {
+            self.refuse_invoke(req);
+            next = requests.recv().await;
+        }
+        match next {
             Some(Request::Restart) => {
                 if let Some(l) = &self.link {
                     l.park(false, self.slot);
@@ -270,7 +288,7 @@ impl Supervisor {
                 let _ = done.send(DrainOutcome::NotRunning);
                 Parked::Stopped
             }
-            None => Parked::Stopped,
+            Some(Request::Invoke(_)) | None => Parked::Stopped,
         }
     }
 
@@ -345,21 +363,25 @@ impl Supervisor {
                         }
                         Verdict::RetryAfter(wait) => {
                             self.emit(BackingOff { reason, wait });
-                            tokio::select! {
-                                _ = tokio::time::sleep(wait) => {}
-                                r = requests.recv() => match r {
-                                    Some(Request::Stop(done)) => {
-                                        self.state(PluginState::Stopped);
-                                        let _ = done.send(());
-                                        return;
+                            let until = tokio::time::Instant::now() + wait;
+                            loop {
+                                tokio::select! {
+                                    _ = tokio::time::sleep_until(until) => break,
+                                    r = requests.recv() => match r {
+                                        Some(Request::Stop(done)) => {
+                                            self.state(PluginState::Stopped);
+                                            let _ = done.send(());
+                                            return;
+                                        }
+                                        Some(Request::Drain { done, .. }) => {
+                                            self.state(PluginState::Stopped);
+                                            let _ = done.send(DrainOutcome::NotRunning);
+                                            return;
+                                        }
+                                        Some(Request::Invoke(req)) => self.refuse_invoke(req),
+                                        Some(Request::Restart) => break,
+                                        None => return,
                                     }
-                                    Some(Request::Drain { done, .. }) => {
-                                        self.state(PluginState::Stopped);
-                                        let _ = done.send(DrainOutcome::NotRunning);
-                                        return;
-                                    }
-                                    Some(Request::Restart) => {}
-                                    None => return,
                                 }
                             }
                             self.emit(Restarting(reason.as_str()));
@@ -540,7 +562,10 @@ impl Supervisor {
         if let Some(s) = standby {
             let _ = s.send(Ok(run.child.id()));
         }
-        let end = self.watch(&mut run, requests).await;
+        let verbs = loaded.manifest.as_ref().map(|m| m.cli.as_slice());
+        let end = self
+            .watch(&mut run, requests, verbs.unwrap_or_default())
+            .await;
         if matches!(end, End::Stopped(_) | End::Restart(_) | End::Drained(..)) {
             return end; // stopped gracefully (or killed at the drain timeout) and reaped
         }

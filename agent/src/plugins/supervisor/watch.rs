@@ -11,6 +11,9 @@ use super::start::Running;
 use super::{End, ExitReason, Request, Supervisor, codes};
 use crate::plugins::control::ChannelError;
 use crate::plugins::ledger::{LogSource, Violation};
+use crate::plugins::trust::manifest::CliVerb;
+use crate::plugins::verbs::session::is_invocation_message;
+use crate::plugins::verbs::{Frame, Invocations};
 use srediag_plugin_sdk::control::{AgentMsg, PluginMsg};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -28,6 +31,20 @@ enum Event {
     Request(Option<Request>),
     /// While draining: time to look whether the drain is over.
     DrainTick,
+    /// While verbs run: timeouts, clients gone.
+    VerbTick,
+    /// Room for the frame that waited for its client (or the client is gone).
+    VerbRoom(Result<tokio::sync::mpsc::OwnedPermit<Frame>, ()>),
+}
+
+/// Room in `sink` for one frame (never resolves without a sink).
+async fn room(
+    sink: Option<tokio::sync::mpsc::Sender<Frame>>,
+) -> Result<tokio::sync::mpsc::OwnedPermit<Frame>, ()> {
+    match sink {
+        Some(s) => s.reserve_owned().await.map_err(|_| ()),
+        None => std::future::pending().await,
+    }
 }
 
 /// How often a draining incarnation is checked.
@@ -40,7 +57,7 @@ struct Draining {
 }
 
 /// The watch loop's own state.
-struct Watch {
+pub(super) struct Watch {
     /// Sequence number of the last heartbeat sent.
     sent: u64,
     /// Highest heartbeat sequence number answered.
@@ -59,11 +76,15 @@ struct Watch {
     drained: bool,
     /// The drain request being served.
     drain: Option<Draining>,
+    /// Diagnostics verbs running in this incarnation.
+    pub(super) verbs: Invocations,
 }
 
 impl Watch {
     fn reading(&self) -> bool {
-        self.ctl_open && self.messages < MAX_CONTROL_PER_TICK
+        // A frame waiting for a slow client stops reading: the plugin's sends block instead
+        // of the agent buffering its output.
+        self.ctl_open && self.messages < MAX_CONTROL_PER_TICK && !self.verbs.has_pending()
     }
 }
 
@@ -73,6 +94,7 @@ impl Supervisor {
         &self,
         run: &mut Running<'_>,
         requests: &mut mpsc::Receiver<Request>,
+        verbs: &[CliVerb],
     ) -> End {
         let mut tick = tokio::time::interval(self.cfg.heartbeat.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -86,8 +108,10 @@ impl Supervisor {
             draining: false,
             drained: false,
             drain: None,
+            verbs: Invocations::new(&self.name, self.cfg.verbs.clone(), verbs, run.protocol),
         };
         let mut drain_tick = tokio::time::interval(DRAIN_POLL);
+        let mut verb_tick = tokio::time::interval(Invocations::TICK);
         loop {
             let reading = w.reading();
             let event = tokio::select! {
@@ -96,13 +120,31 @@ impl Supervisor {
                 m = run.ctl.recv(), if reading => Event::Control(m),
                 _ = tick.tick() => Event::Tick,
                 _ = drain_tick.tick(), if w.draining => Event::DrainTick,
+                _ = verb_tick.tick(), if w.verbs.busy() => Event::VerbTick,
+                p = room(w.verbs.pending_sink()), if w.verbs.has_pending() => Event::VerbRoom(p),
                 r = requests.recv(), if !w.draining => Event::Request(r),
             };
             let end = match event {
                 Event::Exited => Some(End::Crashed(ExitReason::Crash, String::new())),
                 Event::Quarantine(kind, detail) => Some(self.on_quarantine(run, kind, detail)),
+                Event::Control(Ok(Some(m))) if is_invocation_message(&m) => {
+                    self.on_verb_message(run, &mut w, m);
+                    None
+                }
                 Event::Control(m) => {
                     self.on_control(&mut w, m);
+                    None
+                }
+                Event::VerbTick => {
+                    self.on_verb_tick(run, &mut w);
+                    None
+                }
+                Event::VerbRoom(p) => {
+                    self.on_verb_room(run, &mut w, p);
+                    None
+                }
+                Event::Request(Some(Request::Invoke(req))) => {
+                    self.on_invoke(run, &mut w, req);
                     None
                 }
                 Event::Tick => self.on_tick(run, &mut w),
@@ -186,7 +228,8 @@ impl Supervisor {
         ))
     }
 
-    fn on_control(&self, w: &mut Watch, m: Result<Option<PluginMsg>, ChannelError>) {
+    /// Counts one control message towards the cap per heartbeat interval.
+    pub(super) fn count_message(&self, w: &mut Watch) {
         w.messages += 1;
         if w.messages == MAX_CONTROL_PER_TICK {
             self.ledger.record(Violation::ControlFlood, 1, || {
@@ -195,6 +238,10 @@ impl Supervisor {
                 )
             });
         }
+    }
+
+    fn on_control(&self, w: &mut Watch, m: Result<Option<PluginMsg>, ChannelError>) {
+        self.count_message(w);
         match m {
             Ok(Some(PluginMsg::HeartbeatAck { seq })) => {
                 if seq <= w.acked || seq > w.sent {
@@ -255,6 +302,11 @@ impl Supervisor {
 
     fn on_tick(&self, run: &Running<'_>, w: &mut Watch) -> Option<End> {
         w.messages = 0;
+        if w.verbs.has_pending() {
+            // The agent is not reading (a client is slow): the plugin's heartbeat answers wait
+            // behind its verb output, through no fault of its own.
+            w.last_ack = Instant::now();
+        }
         let cpu = run.cg.cpu_usage_ns().map(|ns| {
             let delta = ns.saturating_sub(w.cpu_last);
             w.cpu_last = w.cpu_last.max(ns);
@@ -305,7 +357,8 @@ impl Supervisor {
             Some(Request::Stop(done)) => End::Stopped(Some(done)),
             Some(Request::Restart) => End::Restart(at),
             Some(Request::Drain { done, .. }) => End::Drained(done, super::DrainOutcome::Acked),
-            None => End::Stopped(None),
+            // Handled by the watch loop before it gets here.
+            Some(Request::Invoke(_)) | None => End::Stopped(None),
         }
     }
 

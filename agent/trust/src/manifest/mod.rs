@@ -9,6 +9,7 @@
 //! The signed statement ([`Manifest::statement`]) is the canonical JSON of
 //! `{"_type": STATEMENT_TYPE, "manifest": <the typed manifest without cosign_signature>}`.
 
+pub mod cli;
 mod prescan;
 #[cfg(test)]
 mod tests;
@@ -16,6 +17,7 @@ mod validate;
 
 use crate::canonical::to_canonical_json;
 use crate::keys::{hex, sha256};
+pub use cli::{ArgError, ArgType, CliArg, CliVerb, OutputSpec};
 use prescan::prescan;
 use serde::{Deserialize, Serialize};
 use srediag_plugin_sdk::PluginType;
@@ -98,7 +100,8 @@ pub struct Manifest {
     /// How the plugin is confined; the agent never grants more.
     #[serde(default)]
     pub sandbox: Sandbox,
-    /// Diagnostics verbs (`srediag diagnose <plugin> <verb>`), diagnostics plugins only.
+    /// Diagnostics verbs (`srediag diagnose <plugin> <verb>`): names, typed arguments, output
+    /// kinds ([`cli`]). Any plugin type may declare them; a diagnostics plugin exists for them.
     #[serde(default)]
     pub cli: Vec<CliVerb>,
     /// JSON Schema of the plugin's `config`, optional.
@@ -244,34 +247,6 @@ pub struct Limits {
     pub pids_max: Option<u64>,
 }
 
-/// One diagnostics verb.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CliVerb {
-    /// `[a-z][a-z0-9-]*`.
-    pub name: String,
-    /// Help text.
-    #[serde(default)]
-    pub description: String,
-    /// Arguments.
-    #[serde(default)]
-    pub args: Vec<CliArg>,
-}
-
-/// One argument of a verb.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CliArg {
-    /// `[a-z][a-z0-9-]*`.
-    pub name: String,
-    /// Help text.
-    #[serde(default)]
-    pub description: String,
-    /// Must be given.
-    #[serde(default)]
-    pub required: bool,
-}
-
 /// A file of the bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -367,6 +342,9 @@ pub fn fuzz_one(data: &[u8]) {
     assert_eq!(s1, m.statement(), "statement is not deterministic");
     let v: serde_json::Value = serde_json::from_slice(&s1).expect("statement is JSON");
     assert_eq!(v["_type"], STATEMENT_TYPE);
+    for (i, v) in m.cli.iter().enumerate() {
+        cli::fuzz_args(v, &data[i.min(data.len())..]);
+    }
     let yaml = serde_yaml::to_string(&m).expect("serialize");
     if let Ok(again) = Manifest::parse(yaml.as_bytes()) {
         assert_eq!(

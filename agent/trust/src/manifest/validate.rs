@@ -3,7 +3,6 @@
 //! a positioned [`ManifestError`](super::ManifestError).
 
 use super::*;
-use std::collections::HashSet;
 
 fn valid_name(s: &str, max: usize) -> bool {
     let b = s.as_bytes();
@@ -237,28 +236,8 @@ impl Manifest {
                 "only processors can be bypassed (data_path.on_unavailable)".into(),
             );
         }
-        if !self.cli.is_empty() && self.plugin_type != PluginType::Diagnostics {
-            push("cli", "only diagnostics plugins declare CLI verbs".into());
-        }
-        let mut verbs = HashSet::new();
-        for (i, v) in self.cli.iter().enumerate() {
-            if !valid_name(&v.name, 64)
-                || !v.name.as_bytes()[0].is_ascii_lowercase()
-                || !verbs.insert(&v.name)
-            {
-                push(
-                    &format!("cli[{i}].name"),
-                    format!("{:?} must be a unique [a-z][a-z0-9-]* verb", v.name),
-                );
-            }
-            for (j, a) in v.args.iter().enumerate() {
-                if !valid_name(&a.name, 64) {
-                    push(
-                        &format!("cli[{i}].args[{j}].name"),
-                        format!("{:?} must match [a-z0-9-]+", a.name),
-                    );
-                }
-            }
+        for (path, msg) in super::cli::problems(&self.cli) {
+            push(&path, msg);
         }
         if let Some(schema) = &self.config_schema
             && !schema.is_object()

@@ -16,7 +16,8 @@
 //!   wake-spam       answers honestly, and pokes the agent's futex on its output ring nonstop
 //!   error-flood     sends 60 KB `error` control messages nonstop
 //!   garbage-flood   sends undecodable control packets nonstop
-//!   unexpected-flood sends 60 KB `invoke_result` messages nobody asked for, nonstop
+//!   unexpected-flood sends 60 KB `invoke_text` messages for an invocation that does not exist,
+//!                   nonstop
 //!   ack-flood       sends heartbeat answers with made-up sequence numbers, nonstop
 //!   long-version    says hello with a 60 KB version string full of terminal escapes
 //!   honest          a well-behaved pass-through (the control case)
@@ -35,6 +36,10 @@
 //!                   the agent asks it to drain it never answers again, never acknowledges the
 //!                   drain and ignores `shutdown` (what it holds must be re-delivered); prints
 //!                   `RAW drain ignored holding=<batches>`
+//! Diagnostics verbs (tests/tests/plugin_verbs.rs; the bundle's manifest declares the verbs):
+//!   verb-flood      answers every `invoke` with 60 KB `invoke_text` chunks, nonstop, ignoring
+//!                   `cancel` (and output of other kinds: `invoke_file` of an undeclared media
+//!                   type for a verb named `wrong-kind`)
 //! ```
 //!
 //! Every attack prints `RAW <attack> started` on stdout once the handshake is done.
@@ -87,6 +92,30 @@ fn hello(version: String) {
     });
 }
 
+/// Set in `verb-flood` mode: every `invoke` starts a flood of output.
+static VERB_FLOOD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Answers invocation `id` of `verb` with output forever, ignoring `cancel`.
+fn flood_output(id: u64, verb: String) {
+    std::thread::spawn(move || {
+        let text = "f".repeat(60_000);
+        loop {
+            if verb == "wrong-kind" {
+                send(&PluginMsg::InvokeFile {
+                    id,
+                    media_type: "application/x-not-declared".into(),
+                    data: "AAAA".into(),
+                });
+            } else {
+                send(&PluginMsg::InvokeText {
+                    id,
+                    text: text.clone(),
+                });
+            }
+        }
+    });
+}
+
 /// Answers heartbeats (and exits on shutdown) on a thread of its own.
 fn heartbeats() {
     std::thread::spawn(|| {
@@ -94,6 +123,12 @@ fn heartbeats() {
             match recv() {
                 Some(AgentMsg::Heartbeat { seq }) => send(&PluginMsg::HeartbeatAck { seq }),
                 Some(AgentMsg::Shutdown { .. }) => std::process::exit(0),
+                Some(AgentMsg::Invoke { id, verb, .. })
+                    if VERB_FLOOD.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    println!("RAW flooding invocation {id}");
+                    flood_output(id, verb);
+                }
                 _ => {}
             }
         }
@@ -337,6 +372,9 @@ fn main() {
         std::process::exit(1);
     };
     send(&PluginMsg::Ready {});
+    if attack == "verb-flood" {
+        VERB_FLOOD.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if attack != "deaf-drain" {
         heartbeats();
     }
@@ -495,9 +533,9 @@ fn main() {
             send_raw(b"{\"type\": \"heartbeat_ack\", \"seq\": not json at all");
         },
         ("unexpected-flood", _) => loop {
-            send(&PluginMsg::InvokeResult {
+            send(&PluginMsg::InvokeText {
                 id: 7,
-                result: Err("u".repeat(60_000)),
+                text: "u".repeat(60_000),
             });
         },
         ("ack-flood", _) => {
