@@ -6,6 +6,7 @@ use super::ledger::Ledgers;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{self, CgroupDriver};
 use super::supervisor::{PluginState, PluginStatus, Request, Slot, Standby, Supervisor};
+use crate::bpf::PluginObservers;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,8 @@ pub(super) struct Shared {
     pub(super) cgroups: Arc<dyn CgroupDriver>,
     pub(super) scratch_root: PathBuf,
     pub(super) trust: Arc<super::loader::TrustContext>,
+    /// The eBPF observers' hooks (spawn, start, stop of each incarnation).
+    pub(super) observers: Arc<dyn PluginObservers>,
 }
 
 /// The running plugins.
@@ -97,6 +100,7 @@ impl Manager {
             self.links.get(name).cloned(),
             ledger,
             shared.trust.clone(),
+            shared.observers.clone(),
             slot,
             standby,
         );
@@ -120,7 +124,8 @@ impl Manager {
     /// Cleans what a previous agent left (cgroups, scratch directories; says so), then starts a
     /// supervisor per plugin.
     /// Bundles are verified by each supervisor (trust policy and rollback marks from `bundles`)
-    /// before anything of the plugin is created.
+    /// before anything of the plugin is created. `observers` get every incarnation's spawn,
+    /// start and stop ([`crate::bpf::NoObservers`] for none).
     pub fn start(
         plugins: &Plugins,
         metrics: PluginMetrics,
@@ -128,6 +133,7 @@ impl Manager {
         links: &crate::plugins::datapath::Links,
         ledgers: &Ledgers,
         instance: Option<&Instance>,
+        observers: Arc<dyn PluginObservers>,
     ) -> Result<Manager, ManagerError> {
         let euid = rustix::process::geteuid().as_raw();
         let Some(instance) = instance.filter(|_| euid == 0) else {
@@ -204,6 +210,7 @@ impl Manager {
                 cgroups: driver,
                 scratch_root,
                 trust,
+                observers,
             }),
         };
         for (name, cfg) in plugins {
