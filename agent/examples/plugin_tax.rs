@@ -142,7 +142,7 @@ fn plugin(input: &[Records], bin: &str, expect: u64) -> Run {
         };
         let instance = srediag::plugins::instance::Instance::acquire(&dir.path().join("run"))
             .expect("instance lock");
-        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links, &ledgers, Some(&instance))
+        let manager = Manager::start(&plugins, PluginMetrics::new(&registry), &bundles, &links, &ledgers, Some(&instance), Arc::new(srediag::bpf::NoObservers))
             .expect("plugin manager (root needed)");
         let deadline = Instant::now() + Duration::from_secs(20);
         let pid = loop {
@@ -196,7 +196,7 @@ struct Served {
     answers: tokio::sync::mpsc::Receiver<Output>,
 }
 
-async fn serve(bin: &str) -> Served {
+async fn serve(bin: &str, observers: Arc<dyn srediag::bpf::PluginObservers>) -> Served {
     let yaml = format!(
         "path: {bin}\ntype: processor\ndata_path: {{max_in_flight: 32, max_batch_records: 100000}}\nlimits: {{cpu_max: 0}}"
     );
@@ -234,6 +234,7 @@ async fn serve(bin: &str) -> Served {
         &links,
         &ledgers,
         Some(&instance),
+        observers,
     )
     .expect("plugin manager (root needed)");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -291,11 +292,10 @@ fn ipc_tax(input: &[Records], bin: &str, expect: u64, every: u32, rounds: usize,
         .build()
         .expect("runtime");
     rt.block_on(async {
-        srediag::bpf::start(&prometheus::Registry::new());
-        let obs = srediag::bpf::observers().expect("observers");
+        let obs = Arc::new(srediag::bpf::Observers::start(&prometheus::Registry::new()));
         let up = obs.status().into_iter().find(|s| s.name == "ipc_latency").expect("status");
         assert!(up.up, "ipc_latency observer down: {:?}", up.reason);
-        let mut s = serve(bin).await;
+        let mut s = serve(bin, obs.clone()).await;
         // Warm-up (page faults, dedup tables), not measured.
         s.link.set_probe_sampling(0);
         pass(&mut s, input, expect).await;
@@ -333,7 +333,8 @@ fn ipc_tax(input: &[Records], bin: &str, expect: u64, every: u32, rounds: usize,
             ratios[ratios.len() / 2]
         );
         s.manager.stop_all().await;
-        srediag::bpf::stop();
+        drop(s);
+        drop(obs);
     });
 }
 

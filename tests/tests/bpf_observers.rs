@@ -24,7 +24,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use srediag::bpf::{Action, Observers, Options, Violation};
+use srediag::bpf::{Action, Observers, Options, PluginObservers, Violation};
 use srediag_tests::poll_until;
 
 /// Keeps the SDK's probe sites in this binary (nothing here calls them), so the `ipc_latency`
@@ -942,6 +942,82 @@ fn nothing_is_left_after_drop() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Two sets of observers side by side, reached only through the hooks the agent hands its
+/// plugin manager (`Arc<dyn PluginObservers>`): each tracks and charges only the plugin it was
+/// told about (one armed before the clone, one registered after the spawn), and dropping the
+/// last clone of one frees its programs while the other keeps running. With the process-wide
+/// instance this replaced, a second set replaced the first and every hook reached the last one
+/// loaded.
+#[test]
+fn observers_run_side_by_side_and_free_on_drop() {
+    let _s = serial();
+    if !privileged("observers_run_side_by_side_and_free_on_drop") {
+        return;
+    }
+    let rt = runtime();
+    let _g = rt.enter();
+    let a: std::sync::Arc<dyn PluginObservers> = std::sync::Arc::new(load(Options::default()));
+    let b: std::sync::Arc<dyn PluginObservers> = std::sync::Arc::new(load(Options::default()));
+    // A's plugin is tracked from its clone (this thread armed), B's once "spawned".
+    let armed = a.before_clone("p");
+    assert!(armed.is_some(), "A could not arm this thread");
+    let mut ha = Helper::spawn("burn:300");
+    drop(armed);
+    let mut hb = Helper::spawn("burn:300");
+    b.plugin_started("p", hb.pid(), &Vec::new);
+    let (oa, ob) = (a.bpf().unwrap(), b.bpf().unwrap());
+    let (ida, idb) = (oa.plugin_id("p").unwrap(), ob.plugin_id("p").unwrap());
+    assert_eq!(oa.tracked_pids(ida), [ha.pid()]);
+    assert_eq!(ob.tracked_pids(idb), [hb.pid()]);
+    ha.go();
+    hb.go();
+    let at_go_a = Duration::from_nanos(ha.expect("cpu_at_go").parse().unwrap());
+    let at_go_b = Duration::from_nanos(hb.expect("cpu_at_go").parse().unwrap());
+    let (sa, total_a) = ha.wait();
+    let (sb, total_b) = hb.wait();
+    assert!(sa.success() && sb.success());
+    assert_close(
+        "A's plugin, in A",
+        oa.cpu_time(ida).unwrap(),
+        total_a - at_go_a,
+    );
+    assert_close(
+        "B's plugin, in B",
+        ob.cpu_time(idb).unwrap(),
+        total_b - at_go_b,
+    );
+
+    let (a_ids, b_ids) = (oa.program_ids(), ob.program_ids());
+    assert!(
+        a_ids.iter().all(|id| !b_ids.contains(id)),
+        "{a_ids:?} {b_ids:?}"
+    );
+    drop(a);
+    poll_until(Duration::from_secs(5), "A's programs to go", || {
+        let progs: Vec<u64> = srediag_objects("prog")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        a_ids
+            .iter()
+            .all(|id| !progs.contains(&u64::from(*id)))
+            .then_some(())
+    });
+    let progs: Vec<u64> = srediag_objects("prog")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        b_ids.iter().all(|id| progs.contains(&u64::from(*id))),
+        "B's programs went with A's: {b_ids:?} {progs:?}"
+    );
+    // B still tracks what it is told.
+    let hc = Helper::spawn("burn:0");
+    b.plugin_started("q", hc.pid(), &Vec::new);
+    let idq = ob.plugin_id("q").unwrap();
+    assert_eq!(ob.tracked_pids(idq), [hc.pid()]);
 }
 
 /// Two threads ping-ponging one byte over two pipes: `round_trips` context-switch pairs.

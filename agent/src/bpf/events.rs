@@ -22,8 +22,8 @@ use serde::Serialize;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use super::Inner;
 use super::abi::{self, Event};
+use super::observers::Inner;
 use super::seccomp::Action;
 
 /// Events a subscriber may fall behind by before it starts losing the oldest.

@@ -32,6 +32,7 @@ use aya::programs::uprobe::{UProbeLinkId, UProbeScope};
 use serde::Serialize;
 
 use super::abi::{self, IpcHist, IpcRing};
+use super::load::Loaded;
 use super::object::describe;
 
 /// The two programs: (program name, probe site symbol).
@@ -283,6 +284,92 @@ pub(super) fn histograms(
         }
     }
     out
+}
+
+/// Per-incarnation attachment, on the observers' handle (the supervisor's `ipc_started` and
+/// `plugin_stopped` hooks, the admin socket's `bpf status`).
+impl super::Observers {
+    /// Attaches the IPC latency uprobes to plugin `name`'s new incarnation (host pid `pid`,
+    /// binary `/proc/<pid>/exe`) and registers its rings; replaces a previous incarnation's.
+    /// Probe hits on these rings count only from the incarnation (its side) and from this
+    /// process, the agent (its side). Returns the attach path.
+    pub fn ipc_attach(
+        &self,
+        name: &str,
+        pid: u32,
+        to_plugin_ring: u64,
+        from_plugin_ring: u64,
+    ) -> Result<String, String> {
+        let id = self.plugin_id(name).map_err(|e| e.to_string())?;
+        self.ipc_detach(name, None);
+        let exe = format!("/proc/{pid}/exe");
+        self.loaded(|l| {
+            let Loaded { _ebpf, ipc, .. } = l;
+            let Some(ipc) = ipc.as_mut() else {
+                return Err("the ipc_latency observer is down".to_owned());
+            };
+            let mut a = attach(_ebpf, std::path::Path::new(&exe), pid)?;
+            let peers = Peers {
+                agent: std::process::id(),
+                plugin: pid,
+            };
+            if let Err(e) = register_rings(
+                &mut ipc.rings,
+                &mut a,
+                id,
+                peers,
+                to_plugin_ring,
+                from_plugin_ring,
+            ) {
+                unregister_rings(&mut ipc.rings, &a);
+                detach(_ebpf, a);
+                return Err(format!("srediag_ipc_ring: {e}"));
+            }
+            let target = std::fs::read_link(&exe)
+                .map(|p| format!("{exe} ({})", p.display()))
+                .unwrap_or(exe);
+            ipc.plugins
+                .insert(name.to_owned(), (a, target.clone(), pid));
+            Ok(target)
+        })
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Detaches plugin `name`'s IPC uprobes and forgets its rings (its histograms stay); with
+    /// `Some(pid)`, only when they belong to that incarnation (a hot swap's new incarnation
+    /// attached its own since).
+    pub fn ipc_detach(&self, name: &str, pid: Option<u32>) {
+        let _ = self.loaded(|l| {
+            let Loaded { _ebpf, ipc, .. } = l;
+            if let Some(ipc) = ipc.as_mut()
+                && ipc
+                    .plugins
+                    .get(name)
+                    .is_some_and(|(_, _, p)| pid.is_none_or(|pid| pid == *p))
+                && let Some((a, _, _)) = ipc.plugins.remove(name)
+            {
+                unregister_rings(&mut ipc.rings, &a);
+                detach(_ebpf, a);
+            }
+        });
+    }
+
+    /// Plugin name → where its IPC uprobes are attached now.
+    pub fn ipc_attachments(&self) -> BTreeMap<String, String> {
+        self.inner
+            .with(|l| {
+                l.ipc
+                    .as_ref()
+                    .map(|i| {
+                        i.plugins
+                            .iter()
+                            .map(|(n, (_, t, _))| (n.clone(), t.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

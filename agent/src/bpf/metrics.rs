@@ -28,7 +28,8 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily};
 use prometheus::{CounterVec, IntCounterVec, IntGaugeVec, Opts};
 
-use super::{Inner, OBSERVERS};
+use super::OBSERVERS;
+use super::observers::Inner;
 
 pub(super) struct BpfCollector {
     inner: Weak<Inner>,

@@ -1,7 +1,7 @@
 //! Plugin process tracking: `srediag_pids` (host tgid → plugin id).
 //!
 //! From the first instruction: before each plugin clone the spawner thread is armed
-//! (`srediag_spawners`: its tid → plugin id, [`super::arm_spawn`]), and the fork hook adds the
+//! (`srediag_spawners`: its tid → plugin id, `hooks.rs`), and the fork hook adds the
 //! process that thread clones, before that process first runs — so a plugin that dies at its very
 //! first syscall after exec is tracked as surely as one that runs for hours. The alternatives:
 //! registering the pid once the spawner's answer reached the supervisor (the old way) misses a

@@ -2,6 +2,7 @@
 
 use super::exit::{self, CmdResult, FAILURE, Failure, ok};
 use super::load_config;
+use crate::bpf::{NoObservers, Observers, PluginObservers};
 use crate::pipeline::{self, BuildError};
 use crate::plugins::admin;
 use crate::plugins::instance::{Instance, InstanceError};
@@ -71,11 +72,15 @@ pub fn execute(
             &ledgers,
         );
         let service = pipeline::start(&config, telemetry.clone(), &links).await.map_err(build_failure)?;
-        if !config.plugins.is_empty() {
-            crate::bpf::start(&telemetry.registry); // eBPF observers of the plugins (degrade, never fail)
-        }
+        // The eBPF observers of the plugins (degrade, never fail), passed to whoever reports to
+        // them or reads them; nothing to observe without plugins.
+        let observers: Arc<dyn PluginObservers> = if config.plugins.is_empty() {
+            Arc::new(NoObservers)
+        } else {
+            Arc::new(Observers::start(&telemetry.registry))
+        };
         let metrics = PluginMetrics::new(&telemetry.registry);
-        let manager = Arc::new(Manager::start(&config.plugins, metrics, &config.service.bundles, &links, &ledgers, instance.as_ref()).map_err(|e| match e {
+        let manager = Arc::new(Manager::start(&config.plugins, metrics, &config.service.bundles, &links, &ledgers, instance.as_ref(), observers.clone()).map_err(|e| match e {
             ManagerError::NotRoot(_) => Failure::new(exit::NO_PERM, e.to_string()),
             ManagerError::Cgroup(_) => Failure::new(exit::UNAVAILABLE, e.to_string()),
         })?);
@@ -92,6 +97,7 @@ pub fn execute(
             let ctx = Arc::new(admin::AdminContext {
                 manager: manager.clone(),
                 reloader: Some(reloader),
+                observers: observers.clone(),
             });
             admin::serve(&config.service.admin.socket, ctx, admin_metrics).map_err(|e| {
                 Failure::new(exit::UNAVAILABLE, format!("{e} (service.admin.socket)"))
@@ -111,7 +117,9 @@ pub fn execute(
         tracing::info!(signal, "shutting down: draining pipelines");
         service.stop().await;
         manager.stop_all().await;
-        crate::bpf::stop();
+        // The supervisors are gone; the manager and the admin socket drop their clones with the
+        // runtime, which frees the programs and maps.
+        drop(observers);
         if !config.plugins.is_empty() {
             let _ = std::fs::remove_file(&config.service.admin.socket);
         }

@@ -236,6 +236,23 @@ fn semantic_component_checks_and_queue() {
     );
 }
 
+/// A `seccomp_action` that is none of the five is refused where the file is read, at its value,
+/// like every other enum of the configuration (a `SeccompAction` from there on: nothing later
+/// matches the word).
+#[test]
+fn unknown_seccomp_action_names_its_place() {
+    let text = format!(
+        "{GOOD}plugins:\n  p:\n    path: /opt/p\n    type: processor\n    sandbox:\n      seccomp_action: kernel-errno\n"
+    );
+    expect(
+        &text,
+        24,
+        23,
+        "plugins.p.sandbox.seccomp_action",
+        "unknown action \"kernel-errno\": use errno, kernel_errno, trap, kill or log",
+    );
+}
+
 #[test]
 fn env_interpolation_errors_and_values() {
     expect(

@@ -16,6 +16,7 @@
 
 use super::manager::Manager;
 use super::reload::Reloader;
+use crate::bpf::PluginObservers;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -277,6 +278,9 @@ pub struct AdminContext {
     pub manager: Arc<Manager>,
     /// `srediag reload` (absent in agents that cannot reload, e.g. tests).
     pub reloader: Option<Arc<Reloader>>,
+    /// The eBPF observers (`plugin list`'s kernel columns, `bpf status`, `bpf stats`,
+    /// `seccomp events`).
+    pub observers: Arc<dyn PluginObservers>,
 }
 
 /// Binds the socket (0600, replacing a stale one) and serves it in the background.
@@ -386,7 +390,7 @@ async fn serve_one(
         guard.busy();
         match serde_json::from_str::<AdminRequest>(&line) {
             Ok(AdminRequest::SeccompEvents { follow }) => {
-                stream_violations(follow, rd, &mut wr, &metrics).await;
+                stream_violations(ctx.observers.bpf(), follow, rd, &mut wr, &metrics).await;
                 return;
             }
             Ok(AdminRequest::PluginInvoke {
@@ -433,12 +437,13 @@ fn ok_data(data: serde_json::Value) -> AdminResponse {
 /// A follower whose client went away is noticed at once (its read side ends), not only at the
 /// next event, so dead followers do not hold connection slots.
 async fn stream_violations(
+    observers: Option<&crate::bpf::Observers>,
     follow: bool,
     mut rd: impl tokio::io::AsyncRead + Unpin,
     wr: &mut tokio::net::unix::OwnedWriteHalf,
     metrics: &AdminMetrics,
 ) {
-    let Some(obs) = crate::bpf::observers() else {
+    let Some(obs) = observers else {
         let mut out = serde_json::to_vec(&bpf_unavailable()).unwrap_or_default();
         out.push(b'\n');
         write_bounded(wr, &out, metrics).await;
@@ -446,7 +451,6 @@ async fn stream_violations(
     };
     let mut rx = obs.subscribe();
     let recent = obs.recent_violations();
-    drop(obs);
     let mut out = serde_json::to_vec(&ok_data(serde_json::to_value(&recent).unwrap_or_default()))
         .unwrap_or_default();
     out.push(b'\n');
@@ -488,6 +492,7 @@ async fn stream_violations(
 
 async fn handle(line: &str, ctx: &AdminContext) -> AdminResponse {
     let manager = &ctx.manager;
+    let observers = ctx.observers.bpf();
     let req: AdminRequest = match serde_json::from_str(line) {
         Ok(r) => r,
         Err(e) => {
@@ -501,7 +506,7 @@ async fn handle(line: &str, ctx: &AdminContext) -> AdminResponse {
     match req {
         AdminRequest::PluginList => {
             let mut data = serde_json::to_value(manager.list()).unwrap_or_default();
-            if let (Some(obs), Some(list)) = (crate::bpf::observers(), data.as_array_mut()) {
+            if let (Some(obs), Some(list)) = (observers, data.as_array_mut()) {
                 for p in list {
                     let name = p["name"].as_str().unwrap_or_default().to_owned();
                     p["kernel"] = serde_json::to_value(obs.plugin_stats(&name)).unwrap_or_default();
@@ -509,7 +514,7 @@ async fn handle(line: &str, ctx: &AdminContext) -> AdminResponse {
             }
             ok_data(data)
         }
-        AdminRequest::BpfStatus => match crate::bpf::observers() {
+        AdminRequest::BpfStatus => match observers {
             None => bpf_unavailable(),
             Some(obs) => {
                 let (on, left) = obs.stats_window();
@@ -523,7 +528,7 @@ async fn handle(line: &str, ctx: &AdminContext) -> AdminResponse {
                 }))
             }
         },
-        AdminRequest::BpfStats { seconds } => match crate::bpf::observers() {
+        AdminRequest::BpfStats { seconds } => match observers {
             None => bpf_unavailable(),
             Some(obs) => {
                 if seconds > 0
@@ -554,7 +559,7 @@ async fn handle(line: &str, ctx: &AdminContext) -> AdminResponse {
                 Ok(()) => ok_data(serde_json::json!({
                     "plugin": name,
                     "probe_sampling": every,
-                    "ipc_latency_observer": crate::bpf::observers()
+                    "ipc_latency_observer": observers
                         .map(|o| o.status().iter().any(|s| s.name == "ipc_latency" && s.up))
                         .unwrap_or(false),
                 })),

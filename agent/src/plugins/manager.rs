@@ -6,6 +6,7 @@ use super::ledger::Ledgers;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{self, CgroupDriver};
 use super::supervisor::{PluginState, PluginStatus, Request, Serving, Slot, Standby, Supervisor};
+use crate::bpf::PluginObservers;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,8 @@ pub(super) struct Shared {
     pub(super) cgroups: Arc<dyn CgroupDriver>,
     pub(super) scratch_root: PathBuf,
     pub(super) trust: Arc<super::loader::TrustContext>,
+    /// The eBPF observers' hooks (spawn, start, stop of each incarnation).
+    pub(super) observers: Arc<dyn PluginObservers>,
 }
 
 /// The running plugins.
@@ -101,6 +104,7 @@ impl Manager {
             self.links.get(name).cloned(),
             ledger,
             shared.trust.clone(),
+            shared.observers.clone(),
             slot,
             standby,
         );
@@ -125,7 +129,8 @@ impl Manager {
     /// Cleans what a previous agent left (cgroups, scratch directories; says so), then starts a
     /// supervisor per plugin.
     /// Bundles are verified by each supervisor (trust policy and rollback marks from `bundles`)
-    /// before anything of the plugin is created.
+    /// before anything of the plugin is created. `observers` get every incarnation's spawn,
+    /// start and stop ([`crate::bpf::NoObservers`] for none).
     pub fn start(
         plugins: &Plugins,
         metrics: PluginMetrics,
@@ -133,6 +138,7 @@ impl Manager {
         links: &crate::plugins::datapath::Links,
         ledgers: &Ledgers,
         instance: Option<&Instance>,
+        observers: Arc<dyn PluginObservers>,
     ) -> Result<Manager, ManagerError> {
         let euid = rustix::process::geteuid().as_raw();
         let Some(instance) = instance.filter(|_| euid == 0) else {
@@ -209,6 +215,7 @@ impl Manager {
                 cgroups: driver,
                 scratch_root,
                 trust,
+                observers,
             }),
         };
         for (name, cfg) in plugins {

@@ -11,7 +11,6 @@ pub mod loader;
 pub mod manager;
 pub mod metrics;
 pub mod reload;
-pub mod spawn_hook;
 pub mod supervisor;
 pub mod swap;
 pub mod verbs;

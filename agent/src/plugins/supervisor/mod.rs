@@ -30,6 +30,7 @@ use super::datapath::AttachError;
 use super::ledger::Ledger;
 use super::metrics::PluginMetrics;
 use super::sandbox::cgroup::{CgroupDriver, PluginCgroup};
+use crate::bpf::PluginObservers;
 use end::End;
 use events::{
     BackingOff, Ended, Quarantine, Quarantined, Ready, Refused, Restarting, StateChanged,
@@ -158,6 +159,8 @@ pub struct Supervisor {
     pub ledger: Arc<Ledger>,
     /// Trust policy, host facts, rollback marks (shared by all supervisors).
     pub trust: Arc<super::loader::TrustContext>,
+    /// The eBPF observers' hooks (shared by all supervisors).
+    pub observers: Arc<dyn PluginObservers>,
     /// The last successful load and the fingerprint of what it verified: a restart of an
     /// unchanged bundle reuses its sealed executable instead of copying and hashing it again.
     pub last_load: LastLoad,
@@ -184,6 +187,7 @@ impl Supervisor {
         link: Option<Arc<crate::plugins::datapath::Link>>,
         ledger: Arc<Ledger>,
         trust: Arc<super::loader::TrustContext>,
+        observers: Arc<dyn PluginObservers>,
         slot: Slot,
         standby: Option<Standby>,
     ) -> Supervisor {
@@ -197,6 +201,7 @@ impl Supervisor {
             link,
             ledger,
             trust,
+            observers,
             last_load: LastLoad::default(),
             slot,
             standby: Mutex::new(standby),
@@ -467,7 +472,7 @@ impl Supervisor {
         }
         self.clean_up(cg, scratch).await;
         if let Some(pid) = current.pid {
-            crate::bpf::plugin_stopped(&self.name, pid);
+            self.observers.plugin_stopped(&self.name, pid);
         }
         end
     }
@@ -520,7 +525,7 @@ impl Supervisor {
         }
         if let Some(p) = &run.prepared {
             // Before the data path starts, so the first sampled batch is seen.
-            crate::bpf::ipc_started(
+            self.observers.ipc_started(
                 &self.name,
                 run.child.id(),
                 p.info.to_plugin_ring,

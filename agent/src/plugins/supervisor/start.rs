@@ -173,7 +173,7 @@ impl Supervisor {
         let oom_before = cg.oom_kills().unwrap_or(0);
         let request = (|| -> std::io::Result<SpawnRequest> {
             Ok(SpawnRequest {
-                observer: std::sync::Arc::new(crate::plugins::spawn_hook::BpfSpawnObserver),
+                observer: self.observers.clone(),
                 spec,
                 control: plugin_end,
                 program: loaded.exe.fd().try_clone_to_owned()?,
@@ -205,7 +205,8 @@ impl Supervisor {
         })?;
         laps.phases.spawn = laps.lap();
         let spawned = Instant::now();
-        crate::bpf::plugin_started(&self.name, child.id(), || cg.pids());
+        self.observers
+            .plugin_started(&self.name, child.id(), &|| cg.pids());
         self.set(|s| {
             s.started_at = Some(super::now_unix());
             s.pid = None;
